@@ -1,0 +1,22 @@
+"""neurodyn: stateful neural dynamics on JAX.
+
+Models are Python classes (:class:`Module`) whose changing state lives in
+:class:`Variable` objects; :func:`jit` compiles functions, objects and methods
+and finds every Variable they use by itself.
+"""
+
+from . import graph, random
+from ._jit import JittedFunction, jit
+from ._module import Module
+from ._random import RandomState
+from ._state import TrainVar, Variable, in_trace
+from ._transforms import cond, for_loop, grad, value_and_grad, while_loop
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Variable", "TrainVar", "RandomState", "Module",
+    "jit", "JittedFunction", "grad", "value_and_grad",
+    "for_loop", "cond", "while_loop", "in_trace",
+    "graph", "random",
+]

@@ -1,0 +1,337 @@
+"""Module: the PyTorch-like base class whose state lives in Variables."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+import jax
+import numpy as np
+
+from ._state import CTX, TrainVar, Variable, is_traced
+
+__all__ = ["Module"]
+
+# Bumped by every attribute assignment on any Module outside compiled code.
+# Compiled functions compare it with the value they last validated against, so
+# the common case (nothing changed) costs one integer comparison per call.
+EPOCH = [0]
+
+_MISSING = object()
+
+
+def _contains(value: Any, pred: Any, depth: int = 0) -> bool:
+    if pred(value):
+        return True
+    if depth > 3:
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(_contains(v, pred, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_contains(v, pred, depth + 1) for v in value.values())
+    return False
+
+
+def _born_in_active_trace(value: Any) -> bool:
+    if isinstance(value, Variable):
+        return any(id(value) in f.born for f in CTX.frames)
+    if isinstance(value, Module):
+        return value.__dict__.get("_nd_local", False)
+    return False
+
+
+class Module:
+    """Base class for models: layers, neuron groups, networks.
+
+    Attributes that are Variables or Modules (also inside lists, tuples and
+    dicts) are found automatically; there is nothing to register. Calling the
+    module runs ``update`` (the name used for dynamics) or ``forward``.
+
+    Plain attributes (numbers, flags, arrays that are not Variables) are
+    compile-time constants of compiled code; assigning a new value to one from
+    outside makes the next compiled call re-trace, so a stale value is never
+    used.
+
+    Example:
+        >>> class Counter(nd.Module):
+        ...     def __init__(self):
+        ...         self.count = nd.Variable(0)
+        ...     def update(self, n):
+        ...         self.count += n
+        ...         return self.count.value
+        >>> c = Counter()
+        >>> step = nd.jit(c)
+        >>> step(2); step(3)
+        >>> int(c.count)
+        5
+    """
+
+    training: bool = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Module":
+        obj = super().__new__(cls)
+        if CTX.frames:
+            # Created inside compiled code: a temporary that dies with the trace.
+            object.__setattr__(obj, "_nd_local", True)
+        return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        old = d.get(name, _MISSING)
+        if old is value:  # ``self.v += 1`` rebinds the same Variable
+            return
+        if isinstance(old, Variable) and not isinstance(value, Variable):
+            raise TypeError(
+                f"{type(self).__name__}.{name} holds a {type(old).__name__}; assigning a "
+                f"{type(value).__name__} would replace it instead of updating it. Write "
+                f"`self.{name}.value = x` (or `self.{name}[...] = x`) to update its value, "
+                f"or `del self.{name}` first if you really mean to replace it."
+            )
+        local = d.get("_nd_local", False)
+        if CTX.frames or is_traced(value):
+            if not local:
+                self._check_assign_in_trace(name, value, old)
+        else:
+            EPOCH[0] += 1
+        if isinstance(value, Variable) and value._name is None:
+            value._name = f"{type(self).__name__}.{name}"
+        object.__setattr__(self, name, value)
+
+    def _check_assign_in_trace(self, name: str, value: Any, old: Any) -> None:
+        where = f"{type(self).__name__}.{name}"
+        if _contains(value, is_traced):
+            raise RuntimeError(
+                f"Assigning a traced value to the plain attribute {where} inside compiled "
+                "code would leak the tracer out of the compiled call. Keep changing state "
+                f"in a Variable: create `self.{name} = nd.Variable(init)` in __init__ and "
+                f"write `self.{name}.value = x` here."
+            )
+        if _contains(value, _born_in_active_trace):
+            raise RuntimeError(
+                f"A Variable or Module created inside compiled code was assigned to {where}; "
+                "it would outlive the compiled call holding dead tracers. Create it in "
+                "__init__ (or reset_state()) outside compiled code, then update its value."
+            )
+        if isinstance(old, (Variable, Module)) or _contains(value, lambda v: isinstance(v, (Variable, Module))):
+            raise RuntimeError(
+                f"Changing the structure of a model ({where}) inside compiled code is not "
+                "supported; do it outside the compiled call (the next call re-traces)."
+            )
+
+    def __delattr__(self, name: str) -> None:
+        if CTX.frames and not self.__dict__.get("_nd_local", False):
+            raise RuntimeError(f"Deleting {type(self).__name__}.{name} inside compiled code is not supported.")
+        EPOCH[0] += 1
+        object.__delattr__(self, name)
+
+    # -- calling -----------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cls = type(self)
+        if cls.update is not Module.update:
+            return self.update(*args, **kwargs)
+        if cls.forward is not Module.forward:
+            return self.forward(*args, **kwargs)
+        raise NotImplementedError(f"{cls.__name__} defines neither update() nor forward().")
+
+    def update(self, *args: Any, **kwargs: Any) -> Any:
+        """One step of the module's dynamics (override this or ``forward``)."""
+        raise NotImplementedError
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The module's computation (override this or ``update``)."""
+        raise NotImplementedError
+
+    # -- traversal -----------------------------------------------------------------
+    def _children(self) -> Iterator[tuple[str, Any]]:
+        for k, v in self.__dict__.items():
+            if not k.startswith("_nd_"):
+                yield k, v
+
+    def _walk(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
+        """Yield (path, obj) for every Variable and Module below self, once each."""
+        for name, value in self._children():
+            yield from _walk_value(value, f"{prefix}{name}", seen)
+
+    def vars(self, *types: type) -> dict[str, Variable]:
+        """All Variables below this module, keyed by dotted path (shared ones once).
+
+        ``types`` restricts the result to those Variable subclasses.
+
+        Example:
+            >>> list(net.vars())
+            ['fc1.weight', 'fc1.bias', ...]
+        """
+        out = {}
+        for path, obj in self._walk("", {id(self)}):
+            if isinstance(obj, Variable) and (not types or isinstance(obj, types)):
+                out[path] = obj
+        return out
+
+    def train_vars(self) -> dict[str, TrainVar]:
+        """The trainable parameters (``TrainVar``) below this module, by path."""
+        return self.vars(TrainVar)  # type: ignore[return-value]
+
+    def modules(self) -> dict[str, "Module"]:
+        """This module (key ``''``) and every submodule, keyed by dotted path."""
+        out: dict[str, Module] = {"": self}
+        for path, obj in self._walk("", {id(self)}):
+            if isinstance(obj, Module):
+                out[path] = obj
+        return out
+
+    def children(self) -> dict[str, "Module"]:
+        """The direct submodules, keyed by path."""
+        out = {}
+        for name, value in self._children():
+            for path, obj in _walk_value(value, name, set(), recurse=False):
+                if isinstance(obj, Module):
+                    out[path] = obj
+        return out
+
+    def get(self, path: str) -> Any:
+        """The object at a dotted path (``'E.V'``, ``'layers.0.weight'``)."""
+        obj: Any = self
+        for part in path.split("."):
+            try:
+                if isinstance(obj, (list, tuple)):
+                    obj = obj[int(part)]
+                elif isinstance(obj, dict):
+                    obj = obj[part]
+                else:
+                    obj = getattr(obj, part)
+            except (AttributeError, KeyError, IndexError, ValueError):
+                raise KeyError(
+                    f"{type(self).__name__} has no attribute path '{path}' (failed at '{part}'). "
+                    f"Variables here: {sorted(self.vars())[:20]}"
+                ) from None
+        return obj
+
+    # -- state -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every Variable's value as a NumPy array, keyed by dotted path."""
+        return {k: np.asarray(v.value) for k, v in self.vars().items()}
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Load values saved by :meth:`state_dict`; checks every entry first.
+
+        With ``strict`` missing and unexpected keys are errors; a shape or dtype
+        mismatch is always an error. Nothing is changed if any check fails.
+        """
+        own = self.vars()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"load_state_dict into {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        staged = []
+        for k, var in own.items():
+            if k not in state:
+                continue
+            value = np.asarray(state[k])
+            if value.shape != var.shape:
+                raise ValueError(
+                    f"load_state_dict into {type(self).__name__}: '{k}' expects shape "
+                    f"{var.shape}, got {value.shape}"
+                )
+            staged.append((var, value))
+        for var, value in staged:
+            var.value = value
+
+    def train(self, mode: bool = True) -> "Module":
+        """Set the ``training`` flag on this module and every submodule."""
+        for m in self.modules().values():
+            if m.__dict__.get("training", type(m).training) != mode:
+                m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
+    def reset_state(self, batch_size: int | None = None) -> None:
+        """Reset the dynamical state of every submodule (override for own state)."""
+        for child in self.children().values():
+            child.reset_state(batch_size)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}("]
+        for name, value in self._children():
+            if isinstance(value, (Module, Variable)):
+                body = repr(value).replace("\n", "\n  ")
+                lines.append(f"  {name}={body},")
+        if len(lines) == 1:
+            return f"{type(self).__name__}()"
+        return "\n".join(lines + [")"])
+
+
+def _walk_value(value: Any, path: str, seen: set[int], recurse: bool = True) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Variable):
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield path, value
+    elif isinstance(value, Module):
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield path, value
+            if recurse:
+                yield from value._walk(path + ".", seen)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _walk_value(v, f"{path}.{i}", seen, recurse)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_value(v, f"{path}.{k}", seen, recurse)
+
+
+def collect_modules(obj: Any, out: dict[int, Module]) -> None:
+    """Add every Module reachable from ``obj`` (modules, containers) to ``out``."""
+    if isinstance(obj, Module):
+        if id(obj) in out:
+            return
+        out[id(obj)] = obj
+        for _, v in obj._walk("", {id(obj)}):
+            if isinstance(v, Module):
+                out[id(v)] = v
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            collect_modules(v, out)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            collect_modules(v, out)
+
+
+class _Same:
+    """Compares by identity, so arrays in snapshots are never compared by value."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
+_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _token(v: Any, depth: int = 0) -> Any:
+    if isinstance(v, _SIMPLE):
+        return (type(v), v)
+    if depth < 4:
+        if isinstance(v, (list, tuple)):
+            return (type(v), tuple(_token(x, depth + 1) for x in v))
+        if isinstance(v, dict):
+            return (dict, tuple((k, _token(x, depth + 1)) for k, x in v.items()))
+    return _Same(v)
+
+
+def snapshot(module: Module) -> Any:
+    """What a compiled function assumed about a module's plain attributes."""
+    d = module.__dict__
+    return (d.get("training", type(module).training),
+            tuple((k, _token(v)) for k, v in d.items() if not k.startswith("_nd_")))

@@ -1,0 +1,105 @@
+"""RandomState: a Variable holding a PRNG key, with NumPy-style draws."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._state import Variable
+
+__all__ = ["RandomState"]
+
+Size = "int | Sequence[int] | None"
+
+
+def _shape(size: Any, *params: Any) -> tuple[int, ...]:
+    if size is None:
+        return tuple(jnp.broadcast_shapes(*(jnp.shape(p) for p in params))) if params else ()
+    if isinstance(size, (int, np.integer)):
+        return (int(size),)
+    return tuple(int(s) for s in size)
+
+
+def _key_from_seed(seed: Any) -> jax.Array:
+    if seed is None:
+        seed = np.random.SeedSequence().entropy % (2**32)
+    if hasattr(seed, "shape") and getattr(seed, "shape", ()) == (2,):
+        return jnp.asarray(seed, dtype=jnp.uint32)
+    return jax.random.PRNGKey(seed)
+
+
+class RandomState(Variable):
+    """A Variable holding a PRNG key; every draw advances the key in place.
+
+    Because the key is a Variable, compiled code that draws from it gets fresh
+    numbers on every call and stays reproducible after :meth:`seed`.
+
+    Example:
+        >>> rng = nd.RandomState(0)
+        >>> x = rng.normal(0., 1., size=(3,))
+        >>> y = rng.normal(0., 1., size=(3,))   # differs from x
+    """
+
+    __slots__ = ()
+
+    def __init__(self, seed: Any = None, *, name: str | None = None) -> None:
+        super().__init__(_key_from_seed(seed), name=name)
+
+    def seed(self, seed: Any = None) -> None:
+        """Reset the key from an integer seed (or a raw key of shape (2,))."""
+        self.value = _key_from_seed(seed)
+
+    def split_key(self, num: int | None = None) -> jax.Array:
+        """Return a fresh subkey (or ``num`` of them) and advance the state."""
+        if num is None:
+            key, sub = jax.random.split(self.value)
+        else:
+            keys = jax.random.split(self.value, num + 1)
+            key, sub = keys[0], keys[1:]
+        self.value = key
+        return sub
+
+    # NumPy-style draws --------------------------------------------------------
+    def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
+        """Gaussian samples ``loc + scale * N(0, 1)`` of shape ``size``."""
+        shape = _shape(size, loc, scale)
+        return loc + scale * jax.random.normal(self.split_key(), shape, dtype or jnp.float32)
+
+    def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
+        """Uniform samples in ``[low, high)``."""
+        shape = _shape(size, low, high)
+        u = jax.random.uniform(self.split_key(), shape, dtype or jnp.float32)
+        return low + (high - low) * u
+
+    def random(self, size: Any = None) -> jax.Array:
+        """Uniform samples in ``[0, 1)`` (``numpy.random.random``)."""
+        return jax.random.uniform(self.split_key(), _shape(size), jnp.float32)
+
+    def randint(self, low: int, high: int | None = None, size: Any = None, dtype: Any = jnp.int32) -> jax.Array:
+        """Integers in ``[low, high)`` (``[0, low)`` when ``high`` is None)."""
+        if high is None:
+            low, high = 0, low
+        shape = _shape(size, low, high)
+        return jax.random.randint(self.split_key(), shape, low, high, dtype)
+
+    def bernoulli(self, p: Any = 0.5, size: Any = None) -> jax.Array:
+        """Booleans that are True with probability ``p``."""
+        return jax.random.bernoulli(self.split_key(), p, _shape(size, p))
+
+    def choice(self, a: Any, size: Any = None, replace: bool = True, p: Any = None) -> jax.Array:
+        """Samples from ``a`` (an array, or ``range(a)`` for an int)."""
+        a = a.value if isinstance(a, Variable) else a
+        return jax.random.choice(self.split_key(), a, _shape(size), replace=replace, p=p)
+
+    def permutation(self, x: Any, axis: int = 0) -> jax.Array:
+        """A random permutation of ``x`` (or of ``range(x)`` for an int)."""
+        x = x.value if isinstance(x, Variable) else x
+        return jax.random.permutation(self.split_key(), x, axis=axis)
+
+    def truncated_normal(self, lower: Any, upper: Any, size: Any = None, loc: Any = 0.0, scale: Any = 1.0) -> jax.Array:
+        """Normal samples truncated to ``[lower, upper]`` (bounds in standard units)."""
+        shape = _shape(size, lower, upper)
+        return loc + scale * jax.random.truncated_normal(self.split_key(), lower, upper, shape)
