@@ -6,6 +6,7 @@ and finds every Variable they use by itself.
 """
 
 from . import graph, random
+from ._environ import context, get_dt, set_dt, share
 from ._jit import JittedFunction, jit
 from ._module import Module
 from ._random import RandomState
@@ -18,5 +19,5 @@ __all__ = [
     "Variable", "TrainVar", "RandomState", "Module",
     "jit", "JittedFunction", "grad", "value_and_grad",
     "for_loop", "cond", "while_loop", "in_trace",
-    "graph", "random",
+    "graph", "random", "set_dt", "get_dt", "context", "share",
 ]

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 import jax
 from jax._src import config as _jax_config
 
+from ._environ import get_dt
 from ._module import EPOCH, Module, collect_modules, snapshot
 from ._state import CTX, Frame, Variable
 
@@ -76,7 +77,7 @@ def unwrap_variables(tree: Any) -> Any:
 class _Entry:
     """One compiled specialisation: fixed static arguments and a fixed Variable list."""
 
-    __slots__ = ("jitted", "reads", "writes", "guards", "epoch", "__weakref__")
+    __slots__ = ("jitted", "reads", "writes", "guards", "epoch", "dt", "__weakref__")
 
 
 class _Identity:
@@ -302,6 +303,7 @@ class JittedFunction:
         collect_modules(self._child_objs, guards)
         entry.guards = [(m, snapshot(m)) for m in guards.values()]
         entry.epoch = EPOCH[0]
+        entry.dt = get_dt()
         with self._lock:
             self._cache[key] = entry
         return entry
@@ -343,6 +345,8 @@ class JittedFunction:
 
 
 def _still_valid(entry: _Entry) -> bool:
+    if entry.dt != get_dt():
+        return False
     for module, snap in entry.guards:
         if snapshot(module) != snap:
             return False
