@@ -96,6 +96,7 @@ class _Identity:
 
 
 _OBJECT_ARGS = (Variable, Module)
+_MAX_ENTRIES = 8  # specialisations kept per static key (plain-attribute variants)
 
 
 class _StaticKey:
@@ -150,7 +151,7 @@ class JittedFunction:
         self._jit_options = dict(jax_jit_options)
         if device is not None:
             self._jit_options["device"] = device
-        self._cache: dict[Any, _Entry] = {}
+        self._cache: dict[Any, list[_Entry]] = {}
         self._lock = threading.Lock()
         self.trace_count = 0
         self._bound: "weakref.WeakKeyDictionary[Any, JittedFunction]" = weakref.WeakKeyDictionary()
@@ -196,15 +197,16 @@ class JittedFunction:
                         if isinstance(a, _OBJECT_ARGS):
                             key, args, kwargs = self._split_static(args, kwargs)
                             break
-        entry = self._cache.get(key)
+        entries = self._cache.get(key)
+        entry = entries[0] if entries else None
         if entry is None or (entry.epoch != EPOCH[0] and not _still_valid(entry)):
-            entry = self._build(key, args, kwargs, self._known, [])
+            entry = self._select(key, args, kwargs)
         while True:
             reads, writes = entry.reads, entry.writes
             if CTX.frames:
                 if any(v._dead for v in reads) or any(v._dead for v in writes):
                     entry = self._build(key, args, kwargs, [v for v in reads if not v._dead],
-                                        [v for v in writes if not v._dead])
+                                        [v for v in writes if not v._dead], entry)
                     continue
                 rvals = [v.value for v in reads]
                 wvals = [v.value for v in writes]
@@ -214,7 +216,7 @@ class JittedFunction:
             try:
                 out, new = entry.jitted(rvals, wvals, args, kwargs)
             except Rediscover as r:
-                entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes)
+                entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes, entry)
                 continue
             break
         if CTX.frames:
@@ -260,7 +262,26 @@ class JittedFunction:
         return _StaticKey(tuple(key_parts), statics), tuple(dyn_args), dyn_kwargs
 
     # -- building -----------------------------------------------------------------
-    def _build(self, key: Any, args: tuple, kwargs: dict, reads: list[Variable], writes: list[Variable]) -> _Entry:
+    def _select(self, key: Any, args: tuple, kwargs: dict) -> _Entry:
+        """A valid entry for the current plain-attribute values, or a new one.
+
+        A few specialisations are kept per static key, so flipping a flag back
+        (``model.train()`` after ``model.eval()``) reuses compiled code.
+        """
+        entries = self._cache.get(key, [])
+        for k, e in enumerate(entries):
+            if _still_valid(e):
+                with self._lock:
+                    entries.insert(0, entries.pop(k))
+                return e
+        # Start from the Variables found last time: usually the same set, which
+        # saves the discovery pass.
+        reads = entries[0].reads if entries else self._known
+        writes = entries[0].writes if entries else []
+        return self._build(key, args, kwargs, reads, writes)
+
+    def _build(self, key: Any, args: tuple, kwargs: dict, reads: list[Variable], writes: list[Variable],
+               replaces: _Entry | None = None) -> _Entry:
         """Make an entry for these static arguments that knows the given Variables."""
         write_ids = {id(v) for v in writes}
         unique_writes = list({id(v): v for v in writes}.values())
@@ -305,7 +326,8 @@ class JittedFunction:
         entry.epoch = EPOCH[0]
         entry.dt = get_dt()
         with self._lock:
-            self._cache[key] = entry
+            entries = [e for e in self._cache.get(key, []) if e is not replaces]
+            self._cache[key] = [entry] + entries[: _MAX_ENTRIES - 1]
         return entry
 
     def compile(self, *args: Any, **kwargs: Any) -> "JittedFunction":
@@ -319,29 +341,32 @@ class JittedFunction:
             key, args, kwargs = self._split_static(args, kwargs)
         else:
             key = None
-        entry = self._cache.get(key)
+        entries = self._cache.get(key)
+        entry = entries[0] if entries else None
         if entry is None or (entry.epoch != EPOCH[0] and not _still_valid(entry)):
-            entry = self._build(key, args, kwargs, self._known, [])
+            entry = self._select(key, args, kwargs)
         while True:
             try:
                 entry.jitted.lower(values_of(entry.reads), values_of(entry.writes), args, kwargs).compile()
             except Rediscover as r:
-                entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes)
+                entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes, entry)
                 continue
             return self
 
     def clear_cache(self) -> None:
         """Drop every compiled specialisation; the next call traces again."""
         with self._lock:
-            for entry in self._cache.values():
-                entry.jitted.clear_cache()
+            for entries in self._cache.values():
+                for entry in entries:
+                    entry.jitted.clear_cache()
             self._cache.clear()
 
     @property
     def variables(self) -> dict[str, list[Variable]]:
         """The Variables the compiled code reads and writes (per static key)."""
-        return {"reads": [v for e in self._cache.values() for v in e.reads],
-                "writes": [v for e in self._cache.values() for v in e.writes]}
+        entries = [es[0] for es in self._cache.values() if es]
+        return {"reads": [v for e in entries for v in e.reads],
+                "writes": [v for e in entries for v in e.writes]}
 
 
 def _still_valid(entry: _Entry) -> bool:
