@@ -10,6 +10,7 @@ from ._environ import context, get_dt, set_dt, share
 from ._jit import JittedFunction, jit
 from ._module import Module
 from ._random import RandomState
+from ._runner import Monitors, Runner
 from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, while_loop
 
@@ -19,5 +20,6 @@ __all__ = [
     "Variable", "TrainVar", "RandomState", "Module",
     "jit", "JittedFunction", "grad", "value_and_grad",
     "for_loop", "cond", "while_loop", "in_trace",
+    "Runner", "Monitors",
     "graph", "random", "set_dt", "get_dt", "context", "share",
 ]

@@ -379,25 +379,39 @@ def _still_valid(entry: _Entry) -> bool:
     return True
 
 
-def _collect_from_closure(fun: Any, out: dict[int, Module]) -> None:
-    """Modules a plain function reaches through closures and the globals it names."""
+def _collect_from_closure(fun: Any, out: dict[int, Module], depth: int = 0) -> None:
+    """Modules a plain function reaches through closures and the globals it names.
+
+    Functions found there (helpers, nested closures) are searched too, a few levels deep.
+    """
     fun = inspect.unwrap(fun) if inspect.isfunction(fun) else fun
     code = getattr(fun, "__code__", None)
-    if code is None:
+    if code is None or depth > 4:
         return
+    nested = []
     for cell in getattr(fun, "__closure__", None) or ():
         try:
-            collect_modules(cell.cell_contents, out)
+            value = cell.cell_contents
         except ValueError:  # empty cell
-            pass
+            continue
+        collect_modules(value, out)
+        if inspect.isfunction(value):
+            nested.append(value)
+        elif inspect.ismethod(value):
+            collect_modules(value.__self__, out)
     glb = getattr(fun, "__globals__", {})
     stack = [code]
     while stack:
         c = stack.pop()
         for name in c.co_names:
             if name in glb:
-                collect_modules(glb[name], out)
+                value = glb[name]
+                collect_modules(value, out)
+                if inspect.isfunction(value) and value is not fun:
+                    nested.append(value)
         stack.extend(k for k in c.co_consts if inspect.iscode(k))
+    for f in nested:
+        _collect_from_closure(f, out, depth + 1)
 
 
 def _merge_static(statics: dict, dyn_args: tuple, dyn_kwargs: dict) -> tuple[tuple, dict]:
