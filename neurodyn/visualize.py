@@ -1,0 +1,81 @@
+"""Plots of simulation results (needs the optional extra: ``pip install neurodyn[plot]``).
+
+Example:
+    >>> from neurodyn.visualize import raster_plot
+    >>> raster_plot(runner.mon.ts, runner.mon['E.spike'], path='raster.png')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["raster_plot", "firing_rate"]
+
+
+def firing_rate(spikes: Any, dt: float, window: float | None = None) -> np.ndarray:
+    """Population rate in Hz per recorded step (smoothed over ``window`` ms if given).
+
+    ``spikes`` is a (time, neurons) boolean array recorded every step of ``dt`` ms.
+
+    Example:
+        >>> rate = firing_rate(runner.mon['E.spike'], dt=0.1, window=5.)
+    """
+    spikes = np.asarray(spikes)
+    if spikes.ndim != 2:
+        raise ValueError(f"firing_rate expects a (time, neurons) array, got shape {spikes.shape}")
+    rate = spikes.mean(axis=1) / (dt / 1000.0)
+    if window:
+        width = max(1, int(round(window / dt)))
+        rate = np.convolve(rate, np.ones(width) / width, mode="same")
+    return rate
+
+
+def raster_plot(ts: Any, spikes: Any, path: str | None = None, title: str | None = None,
+                ax: Any = None, markersize: float = 1.0, show_rate: bool = True) -> Any:
+    """Raster plot of a (time, neurons) spike array, with the population rate below.
+
+    Writes a PNG to ``path`` when given; returns the matplotlib figure.
+
+    Example:
+        >>> fig = raster_plot(mon.ts, mon['E.spike'], path='raster.png')
+    """
+    try:
+        import matplotlib
+
+        if path is not None and ax is None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("raster_plot needs matplotlib: pip install 'neurodyn[plot]'") from e
+    ts = np.asarray(ts)
+    spikes = np.asarray(spikes)
+    if spikes.ndim != 2 or spikes.shape[0] != ts.shape[0]:
+        raise ValueError(
+            f"raster_plot expects spikes of shape (len(ts), neurons) = ({ts.shape[0]}, n), got {spikes.shape}"
+        )
+    t_idx, n_idx = np.nonzero(spikes)
+    if ax is None:
+        rows = 2 if show_rate else 1
+        fig, axes = plt.subplots(rows, 1, figsize=(8, 5 if show_rate else 4), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1][:rows]}, squeeze=False)
+        ax, rate_ax = axes[0, 0], (axes[1, 0] if show_rate else None)
+    else:
+        fig, rate_ax = ax.figure, None
+    ax.plot(ts[t_idx], n_idx, ".", markersize=markersize, color="k")
+    ax.set_ylabel("neuron")
+    ax.set_xlim(ts[0] if len(ts) else 0, ts[-1] if len(ts) else 1)
+    if title:
+        ax.set_title(title)
+    if rate_ax is not None and len(ts) > 1:
+        dt = float(ts[1] - ts[0])
+        rate_ax.plot(ts, firing_rate(spikes, dt, window=5 * dt if dt >= 1 else 5.0), lw=1)
+        rate_ax.set_ylabel("rate (Hz)")
+        rate_ax.set_xlabel("time (ms)")
+    else:
+        ax.set_xlabel("time (ms)")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
