@@ -1,0 +1,282 @@
+"""Projections (spikes -> synaptic currents) and the Network container.
+
+A :class:`Projection` reads the presynaptic ``spike`` Variable (the spikes of
+the previous step, because a :class:`Network` updates projections before
+neuron groups), propagates them through the connectivity, feeds the result to
+its synapse model and registers the synapse's output current with the
+postsynaptic group once, at construction (``post.add_input``).
+
+Propagation is event-driven (only spiking presynaptic neurons cost work) or a
+dense matrix product; ``mode='auto'`` picks the dense product for small or
+dense connectivity. Both give the same numbers for a homogeneous weight (spike
+counts are summed exactly, then multiplied by the weight).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._environ import get_dt
+from .._module import Module
+from .._state import TrainVar, Variable
+from ._connectivity import Connector
+from ._neurons import Group, NeuronGroup
+from ._synapses import Synapse, SynOut
+
+__all__ = ["Projection", "Network"]
+
+# Connectivity this small (pre x post) is always propagated densely.
+_DENSE_MAX_ELEMS = 1 << 16
+# ...and denser than this (if the matrix is not huge) too.
+_DENSE_MIN_DENSITY = 0.2
+_DENSE_LIMIT = 1 << 26
+
+
+class Projection(Module):
+    """Spikes of ``pre`` -> ``conn`` x ``weight`` -> ``syn`` -> ``out`` -> current into ``post``.
+
+    Each step (``update()``): take ``pre.spike`` (optionally delayed), compute
+    the input of every postsynaptic neuron (for a scalar weight ``w``:
+    ``w * count`` with ``count`` the number of presynaptic spikes onto it),
+    then ``syn.update(input)``. The current ``out(syn.g, post.V)`` is
+    registered with ``post.add_input`` and summed by ``post`` in its own update.
+
+    Args:
+        pre: presynaptic group (anything with ``size`` and a ``spike`` Variable).
+        post: postsynaptic :class:`NeuronGroup`.
+        conn: a :class:`Connector` (e.g. ``nn.FixedProb(0.02)``).
+        weight: a scalar (homogeneous), or one value per connection in CSR order
+            (shape ``(nnz,)``); may be a ``TrainVar``.
+        syn: the synapse model, of size ``post.size`` (e.g. ``nn.Expon(post.size, 5.)``).
+        out: the output, e.g. ``nn.COBA(E=0.)`` or ``nn.CUBA()``.
+        delay: a transmission delay in ms (rounded to steps of ``nd.get_dt()``), or None.
+        mode: ``'event'``, ``'dense'`` or ``'auto'``.
+        max_spikes: size of the buffer of spiking presynaptic neurons per step in
+            event mode (default: 3% of ``pre.size``, at least 16); steps with
+            more spikes take an exact but slower path.
+        name: the name of the registered input on ``post``.
+
+    Example:
+        >>> E = nn.LIF(3200, V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
+        >>> E2E = nn.Projection(E, E, nn.FixedProb(0.02), 0.6, nn.Expon(3200, tau=5.), nn.COBA(E=0.))
+    """
+
+    def __init__(self, pre: Any, post: NeuronGroup, conn: Connector, weight: Any, syn: Synapse,
+                 out: SynOut, delay: float | None = None, mode: str = "auto",
+                 max_spikes: int | None = None, name: str | None = None) -> None:
+        if not (hasattr(pre, "size") and isinstance(getattr(pre, "spike", None), Variable)):
+            raise TypeError(f"Projection: pre must be a group with `size` and a `spike` Variable, "
+                            f"got {type(pre).__name__}")
+        if not isinstance(post, NeuronGroup):
+            raise TypeError(f"Projection: post must be a NeuronGroup (with add_input), got {type(post).__name__}")
+        if not isinstance(conn, Connector):
+            raise TypeError(f"Projection: conn must be a Connector (e.g. nn.FixedProb(0.1)), got {type(conn).__name__}")
+        if not isinstance(syn, Synapse):
+            raise TypeError(f"Projection: syn must be a Synapse (e.g. nn.Expon(post.size, 5.)), got {type(syn).__name__}")
+        if syn.size != post.size:
+            raise ValueError(f"Projection: syn has size {syn.size} but post has size {post.size}")
+        if not callable(out):
+            raise TypeError(f"Projection: out must be a synaptic output (nn.CUBA(), nn.COBA(E)), got {type(out).__name__}")
+        if mode not in ("auto", "event", "dense"):
+            raise ValueError(f"Projection: mode must be 'auto', 'event' or 'dense', got {mode!r}")
+        self.pre, self.post, self.conn, self.syn, self.out = pre, post, conn, syn, out
+        n_pre, n_post = int(pre.size), int(post.size)
+        self.n_pre, self.n_post = n_pre, n_post
+        indptr, indices = conn.csr(n_pre, n_post)
+        nnz = int(indptr[-1])
+        self.nnz = nnz
+
+        w_shape = tuple(np.shape(weight.value if isinstance(weight, Variable) else weight))
+        if w_shape not in ((), (nnz,)):
+            raise ValueError(f"Projection: weight must be a scalar or have one value per connection "
+                             f"(shape ({nnz},)), got shape {w_shape}")
+        self.homogeneous = w_shape == ()
+        if isinstance(weight, Variable):
+            self.weight = weight
+        else:
+            self.weight = weight if self.homogeneous else jnp.asarray(weight, jnp.float32)
+
+        if mode == "auto":
+            size = n_pre * n_post
+            dense = size <= _DENSE_MAX_ELEMS or (size <= _DENSE_LIMIT and nnz >= _DENSE_MIN_DENSITY * size)
+            mode = "dense" if dense else "event"
+        self.mode = mode
+        pre_ids = np.repeat(np.arange(n_pre, dtype=np.int32), np.diff(indptr))
+        # Held in Variables (not compile-time constants) so large index arrays are
+        # passed to compiled code instead of being embedded in it.
+        if mode == "dense":
+            mat = np.zeros((n_pre, n_post), np.float32)
+            mat[pre_ids, indices] = 1.0
+            self.conn_matrix = Variable(jnp.asarray(mat))
+            self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
+        else:
+            targets = conn.padded(n_pre, n_post)
+            self.targets = Variable(jnp.asarray(targets))
+            deg = np.diff(indptr)
+            cols = np.arange(nnz) - np.repeat(indptr[:-1], deg)
+            self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(cols.astype(np.int32)))
+            self.k_max = int(targets.shape[1])
+            if max_spikes is None:
+                max_spikes = max(16, math.ceil(0.03 * n_pre))
+            self.max_spikes = int(min(max(1, max_spikes), n_pre))
+
+        self.delay = None if delay is None else float(delay)
+        self._setup_delay(None)
+
+        if name is None:
+            i = len(post.current_inputs)
+            while f"proj{i}" in post.current_inputs:
+                i += 1
+            name = f"proj{i}"
+        self.name = name
+        post.add_input(name, self._current)
+
+    # -- state --------------------------------------------------------------------
+    def _setup_delay(self, batch_size: int | None) -> None:
+        dt = get_dt()
+        self._dt = dt
+        steps = 0 if self.delay is None else int(round(self.delay / dt))
+        if self.delay is not None and self.delay < 0:
+            raise ValueError(f"Projection: delay must be >= 0 ms, got {self.delay}")
+        self.delay_steps = steps
+        if steps > 0:
+            shape = (steps + 1, self.n_pre) if batch_size is None else (steps + 1, batch_size, self.n_pre)
+            dtype = self.pre.spike.dtype
+            buf = jnp.zeros(shape, dtype)
+            if isinstance(self.__dict__.get("spike_buffer"), Variable):
+                self.spike_buffer.reset_value(buf)
+                self.buffer_pos.reset_value(jnp.zeros((), jnp.int32))
+            else:
+                self.spike_buffer = Variable(buf)
+                self.buffer_pos = Variable(jnp.zeros((), jnp.int32))
+
+    def reset_state(self, batch_size: int | None = None) -> None:
+        """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
+        self.syn.reset_state(batch_size)
+        self._setup_delay(batch_size)
+
+    # -- dynamics -------------------------------------------------------------------
+    def _current(self, V: Any) -> jax.Array:
+        return self.out(self.syn.g.value, V)
+
+    def _weight(self) -> Any:
+        w = self.weight
+        return w.value if isinstance(w, Variable) else w
+
+    def _delayed_spikes(self) -> jax.Array:
+        spikes = self.pre.spike.value
+        if self.delay_steps == 0:
+            return spikes
+        if get_dt() != self._dt:
+            raise RuntimeError(
+                f"Projection '{self.name}': its delay buffer was built for dt={self._dt} ms but "
+                f"dt is now {get_dt()} ms; call reset_state() after changing dt")
+        pos = self.buffer_pos.value
+        L = self.delay_steps + 1
+        buf = self.spike_buffer.value.at[pos].set(spikes.astype(self.spike_buffer.dtype))
+        self.spike_buffer.value = buf
+        self.buffer_pos.value = (pos + 1) % L
+        return buf[(pos + 1) % L]
+
+    def propagate(self, spikes: Any) -> jax.Array:
+        """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``."""
+        s = jnp.asarray(spikes)
+        sf = s.astype(jnp.float32)
+        if self.mode == "dense":
+            return self._dense(sf)
+        if sf.ndim == 1:
+            return self._event(sf)
+        return jax.vmap(self._event)(sf)
+
+    def _dense(self, sf: jax.Array) -> jax.Array:
+        hp = jax.lax.Precision.HIGHEST
+        if self.homogeneous:
+            return self._weight() * jnp.dot(sf, self.conn_matrix.value, precision=hp)
+        rows, cols = self._pos
+        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].set(self._weight())
+        return jnp.dot(sf, W, precision=hp)
+
+    def _event(self, sf: jax.Array) -> jax.Array:
+        targets = self.targets.value
+        n_post = self.n_post
+        if self.homogeneous:
+            w_pad = None
+        else:
+            rows, cols = self._pos
+            w_pad = jnp.zeros(targets.shape, jnp.float32).at[rows, cols].set(self._weight())
+
+        def scatter(vals: jax.Array, idx: jax.Array | None) -> jax.Array:
+            tg = targets if idx is None else targets[idx]
+            contrib = jnp.broadcast_to(vals[:, None], tg.shape)
+            if w_pad is not None:
+                contrib = contrib * (w_pad if idx is None else w_pad[idx])
+            # Padding slots hold n_post, out of range: mode='drop' discards them.
+            return jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+
+        K = self.max_spikes
+        if K >= self.n_pre:
+            out = scatter(sf, None)
+        else:
+            # top_k compacts the spiking rows into K slots (cheaper than nonzero on CPU);
+            # non-spiking rows picked to fill the buffer carry the value 0.
+            vals, idx = jax.lax.top_k(sf, K)
+            n_spiking = jnp.sum(sf != 0)
+            out = jax.lax.cond(n_spiking <= K, lambda: scatter(vals, idx), lambda: scatter(sf, None))
+        return out if w_pad is not None else self._weight() * out
+
+    def update(self) -> jax.Array:
+        """Propagate this step's (delayed) presynaptic spikes and update the synapse."""
+        return self.syn.update(self.propagate(self._delayed_spikes()))
+
+    def __repr__(self) -> str:
+        return (f"Projection({type(self.pre).__name__}({self.n_pre}) -> {type(self.post).__name__}"
+                f"({self.n_post}), {self.conn!r}, nnz={self.nnz}, mode={self.mode!r}, "
+                f"syn={self.syn!r}, out={self.out!r}, delay_steps={self.delay_steps})")
+
+
+class Network(Module):
+    """A container of groups and projections with the standard update order.
+
+    ``update()`` first updates every :class:`Projection` among the direct
+    attributes (in attribute order), then every group (neuron groups, Poisson
+    groups: instances of ``nn.Group``), in attribute order. Projections thus
+    see the spikes of the previous step, and every group sees the synaptic
+    input of this step. Other child modules are not updated automatically;
+    override ``update()`` for any other order.
+
+    Modules may be given as keyword arguments or set as attributes in a
+    subclass's ``__init__``.
+
+    Example:
+        >>> E = nn.LIF(100); I = nn.LIF(25)
+        >>> net = nn.Network(E=E, I=I, E2I=nn.Projection(E, I, nn.FixedProb(0.1), 1.,
+        ...                                              nn.Expon(25, 5.), nn.CUBA()))
+        >>> step = nd.jit(net)
+    """
+
+    def __init__(self, **modules: Any) -> None:
+        for name, m in modules.items():
+            setattr(self, name, m)
+
+    def projections(self) -> dict[str, Projection]:
+        """The direct child projections, in update order."""
+        return {k: v for k, v in self.children().items() if isinstance(v, Projection)}
+
+    def groups(self) -> dict[str, Group]:
+        """The direct child groups, in update order."""
+        return {k: v for k, v in self.children().items() if isinstance(v, Group)}
+
+    def update(self) -> None:
+        """One step: all projections, then all groups."""
+        children = self.children()
+        for m in children.values():
+            if isinstance(m, Projection):
+                m.update()
+        for m in children.values():
+            if isinstance(m, Group):
+                m.update()

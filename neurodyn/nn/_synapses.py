@@ -1,0 +1,172 @@
+"""Synaptic conductance dynamics (Expon, Alpha, DualExpon) and outputs (CUBA, COBA).
+
+A synapse model holds the conductance of every postsynaptic neuron in a
+Variable ``g``; ``update(x)`` first decays its state over one step (exactly:
+these are linear ODEs) and then adds the input ``x`` (e.g. the weighted spike
+counts from a projection). An output turns ``g`` into a current for the
+postsynaptic membrane potential ``V``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._environ import get_dt
+from .._module import Module
+from .._state import Variable
+from ._neurons import _state_shape
+
+__all__ = ["Synapse", "Expon", "Alpha", "DualExpon", "SynOut", "CUBA", "COBA"]
+
+
+def _tau(cls: str, name: str, tau: float) -> float:
+    tau = float(tau)
+    if not tau > 0:
+        raise ValueError(f"{cls}: {name} must be > 0 ms, got {tau}")
+    return tau
+
+
+class Synapse(Module):
+    """Base class of synapse models: ``size`` postsynaptic conductances ``g``.
+
+    Example:
+        >>> syn = nn.Expon(100, tau=5.)
+        >>> g = syn.update(jnp.ones(100))
+    """
+
+    def __init__(self, size: int) -> None:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"{type(self).__name__}: size must be a positive int, got {size!r}")
+        self.size = size
+        self.g = Variable(jnp.zeros((size,), jnp.float32))
+
+    def reset_state(self, batch_size: int | None = None) -> None:
+        shape = _state_shape(self.size, batch_size)
+        for v in self.vars().values():
+            v.reset_value(jnp.zeros(shape, v.dtype))
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()
+                           if isinstance(v, (int, float)) and not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+class Expon(Synapse):
+    """Single-exponential synapse: ``dg/dt = -g / tau``, ``g += x`` on input.
+
+    Per step: ``g = g * exp(-dt / tau) + x`` (the factor is a Python float).
+
+    Example:
+        >>> syn = nn.Expon(100, tau=5.)
+    """
+
+    def __init__(self, size: int, tau: float = 8.0) -> None:
+        super().__init__(size)
+        self.tau = _tau("Expon", "tau", tau)
+
+    def update(self, x: Any = 0.0) -> jax.Array:
+        self.g.value = self.g.value * math.exp(-get_dt() / self.tau) + x
+        return self.g.value
+
+
+class Alpha(Synapse):
+    """Alpha-function synapse: an input of 1 at t = 0 gives ``g(t) = (t/tau) exp(-t/tau)``.
+
+    Two linear ODEs, ``dh/dt = -h/tau`` and ``dg/dt = (h - g)/tau``, solved
+    exactly per step: ``g <- e (g + (dt/tau) h)``, ``h <- e h`` with
+    ``e = exp(-dt/tau)``; then ``h += x``. The peak ``1/e`` is reached at ``t = tau``.
+
+    Example:
+        >>> syn = nn.Alpha(100, tau=2.)
+    """
+
+    def __init__(self, size: int, tau: float = 8.0) -> None:
+        super().__init__(size)
+        self.tau = _tau("Alpha", "tau", tau)
+        self.h = Variable(jnp.zeros((size,), jnp.float32))
+
+    def update(self, x: Any = 0.0) -> jax.Array:
+        dt = get_dt()
+        e = math.exp(-dt / self.tau)
+        h = self.h.value
+        self.g.value = (self.g.value + (dt / self.tau) * h) * e
+        self.h.value = h * e + x
+        return self.g.value
+
+
+class DualExpon(Synapse):
+    """Difference of exponentials: ``g = A (g_decay - g_rise)``, both jump by ``x``.
+
+    An input of 1 at t = 0 gives ``g(t) = A (exp(-t/tau_decay) - exp(-t/tau_rise))``.
+    ``A=None`` normalises the peak of that response to 1.
+
+    Example:
+        >>> syn = nn.DualExpon(100, tau_rise=1., tau_decay=5.)
+    """
+
+    def __init__(self, size: int, tau_rise: float = 1.0, tau_decay: float = 10.0, A: float | None = None) -> None:
+        super().__init__(size)
+        self.tau_rise = _tau("DualExpon", "tau_rise", tau_rise)
+        self.tau_decay = _tau("DualExpon", "tau_decay", tau_decay)
+        if not self.tau_rise < self.tau_decay:
+            raise ValueError(f"DualExpon: tau_rise ({tau_rise}) must be < tau_decay ({tau_decay})")
+        if A is None:
+            tr, td = self.tau_rise, self.tau_decay
+            t_peak = tr * td / (td - tr) * math.log(td / tr)
+            A = 1.0 / (math.exp(-t_peak / td) - math.exp(-t_peak / tr))
+        self.A = float(A)
+        self.g_rise = Variable(jnp.zeros((size,), jnp.float32))
+        self.g_decay = Variable(jnp.zeros((size,), jnp.float32))
+
+    def update(self, x: Any = 0.0) -> jax.Array:
+        dt = get_dt()
+        self.g_rise.value = self.g_rise.value * math.exp(-dt / self.tau_rise) + x
+        self.g_decay.value = self.g_decay.value * math.exp(-dt / self.tau_decay) + x
+        self.g.value = self.A * (self.g_decay.value - self.g_rise.value)
+        return self.g.value
+
+
+class SynOut(Module):
+    """Base class of synaptic outputs: ``out(g, V) -> current``.
+
+    Example:
+        >>> class Shunting(nn.SynOut):
+        ...     def update(self, g, V):
+        ...         return -g * V
+    """
+
+    def update(self, g: Any, V: Any) -> jax.Array:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+class CUBA(SynOut):
+    """Current-based output: the current is the conductance itself, ``I = g``.
+
+    Example:
+        >>> out = nn.CUBA()
+    """
+
+    def update(self, g: Any, V: Any) -> jax.Array:
+        return g
+
+
+class COBA(SynOut):
+    """Conductance-based output: ``I = g * (E - V)`` with reversal potential ``E`` (mV).
+
+    Example:
+        >>> out = nn.COBA(E=0.)
+    """
+
+    def __init__(self, E: float) -> None:
+        self.E = E
+
+    def update(self, g: Any, V: Any) -> jax.Array:
+        return g * (self.E - V)
