@@ -349,7 +349,7 @@ class Runner:
                         done.add((length, shapes))
             compile_s = time.perf_counter() - t0
             bar = tqdm(total=round(n * self.dt, 6), unit="ms", disable=not show, leave=True,
-                       desc=f"{type(self.model).__name__} t={self.t:g} ms", dynamic_ncols=True,
+                       desc=f"{type(self.model).__name__}", dynamic_ncols=True,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} ms [{elapsed}<{remaining}, {rate_fmt}]")
             t1 = time.perf_counter()
             pending: tuple[Any, int] | None = None
@@ -368,7 +368,6 @@ class Runner:
                 self._fetch(pending, recorded, bar)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
             finally:
-                bar.set_description(f"{type(self.model).__name__} t={i * self.dt:g} ms")
                 bar.close()
             run_s = time.perf_counter() - t1
         first = self.i
