@@ -5,7 +5,9 @@ Models are Python classes (:class:`Module`) whose changing state lives in
 and finds every Variable they use by itself.
 """
 
-from . import graph, random
+from . import graph, random, surrogate
+from . import _integrators as integrators
+from ._integrators import odeint
 from ._environ import context, get_dt, set_dt, share
 from ._jit import JittedFunction, jit
 from ._module import Module
@@ -13,6 +15,8 @@ from ._random import RandomState
 from ._runner import Monitors, Runner
 from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, while_loop
+from ._checkpoint import load, save
+from ._trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -22,4 +26,6 @@ __all__ = [
     "for_loop", "cond", "while_loop", "in_trace",
     "Runner", "Monitors",
     "graph", "random", "set_dt", "get_dt", "context", "share",
+    "surrogate", "integrators", "odeint",
+    "Trainer", "save", "load",
 ]

@@ -1,0 +1,464 @@
+"""Trainer: compiled training steps, batching, progress, history and checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any, Callable, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._checkpoint import load as _load
+from ._checkpoint import save as _save
+from ._jit import jit as _jit
+from ._module import Module
+from ._transforms import for_loop, value_and_grad
+
+__all__ = ["Trainer"]
+
+LossFn = Callable[[Module, Any], Any]
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _is_array_dataset(data: Any) -> bool:
+    if _is_array(data):
+        return True
+    if isinstance(data, tuple) and data and all(_is_array(x) for x in data):
+        return True
+    return isinstance(data, Mapping) and bool(data) and all(_is_array(x) for x in data.values())
+
+
+class Trainer:
+    """Train a Module with compiled steps that carry every piece of state automatically.
+
+    ``trainer.step(batch)`` is one ``nd.jit``-compiled step: forward, gradients
+    of ``loss_fn`` w.r.t. the optimizer's Variables, and the optimizer update.
+    Everything the step touches (parameters, BatchNorm statistics, the random
+    state, optimizer state) is found by tracing and updated in place.
+
+    Args:
+        model: the Module to train.
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``(loss, {name: scalar})``;
+            the dict's entries are tracked as training metrics.
+        optimizer: an ``optim.Optimizer``; if nothing is registered yet it
+            gets ``model.train_vars()``.
+        metrics: ``{name: fn(model, batch) -> scalar}`` computed by
+            :meth:`evaluate` (in eval mode) besides the loss and its aux dict.
+        jit: compile the steps (False: run eagerly, for debugging).
+        progress_bar: show a tqdm bar per epoch with loss and metrics.
+        steps_per_call: run this many batches per compiled call with
+            ``nd.for_loop`` (batches stacked); for small models where the
+            per-call dispatch dominates.
+        donate: donate the written Variables' buffers to the step (saves
+            memory and copies; arrays you kept from ``var.value`` before a step
+            become invalid).
+        stop_on_nan: raise ``FloatingPointError`` on a non-finite loss
+            (otherwise a warning names the step).
+        reset_state: call ``model.reset_state(batch_size)`` at the start of
+            every step, inside the compiled step (e.g. recurrent or spiking
+            models trained with BPTT). ``None`` follows the model's
+            ``reset_state_per_batch`` attribute (default False). When the batch
+            size changes, the reset also runs once outside compiled code, so
+            ``reset_state`` may use ``Variable.reset_value`` for new shapes and
+            must assign in place (``v.value = ...``) otherwise.
+        before_step: ``before_step(model, batch)``, called inside the compiled
+            step before the loss (after the reset); may write Variables.
+        log_every: fetch losses from the device (and refresh the bar, check for
+            NaN) every this many steps; the step itself never waits for the host.
+        batch_axis: the batch axis of the batch's arrays.
+
+    Example:
+        >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
+        ...                      optim.Adam(1e-3))
+        >>> history = trainer.fit((x, y), epochs=5, batch_size=64, seed=0)
+        >>> trainer.save("ckpt.npz")
+    """
+
+    def __init__(self, model: Module, loss_fn: LossFn, optimizer: Any,
+                 metrics: Mapping[str, Callable[[Module, Any], Any]] | None = None,
+                 jit: bool = True, progress_bar: bool = True, steps_per_call: int = 1,
+                 donate: bool = False, stop_on_nan: bool = False, reset_state: bool | None = None,
+                 before_step: Callable[[Module, Any], None] | None = None, log_every: int = 20,
+                 batch_axis: int = 0) -> None:
+        if not isinstance(model, Module):
+            raise TypeError(f"Trainer: model must be an nd.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"Trainer: loss_fn must be callable (model, batch) -> loss, got {type(loss_fn).__name__}")
+        if not (hasattr(optimizer, "update") and hasattr(optimizer, "register")):
+            raise TypeError(f"Trainer: optimizer must be an optim.Optimizer, got {type(optimizer).__name__}")
+        if int(steps_per_call) < 1:
+            raise ValueError(f"Trainer: steps_per_call must be >= 1, got {steps_per_call}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        if not optimizer.params:
+            optimizer.register(model.train_vars())
+        self._params = optimizer.params
+        # Make each module's `training` flag an own attribute now: Module.train()/eval()
+        # add it on first use, which the compiled step would see as a change and re-trace.
+        for m in model.modules().values():
+            if "training" not in m.__dict__:
+                m.training = m.training
+        self.metrics = dict(metrics or {})
+        self.progress_bar = progress_bar
+        self.steps_per_call = int(steps_per_call)
+        self.stop_on_nan = stop_on_nan
+        self.reset_state = reset_state
+        self.before_step = before_step
+        self.log_every = max(int(log_every), 1)
+        self.batch_axis = batch_axis
+        self.epoch = 0
+        self.global_step = 0
+        self.history: dict[str, list[float]] = {}
+        self._spec: Any = None
+        self._reset_bs: Any = object()
+        self._first_epoch = 0
+        objs = (model, optimizer)
+        if jit:
+            self._step_fn = _jit(self._train_step, donate=donate, child_objs=objs)
+            self._multi_fn = _jit(self._train_steps, donate=donate, child_objs=objs)
+            self._eval_fn = _jit(self._eval_step, child_objs=objs)
+            self._predict_fn = _jit(self._predict, child_objs=objs)
+        else:
+            self._step_fn, self._multi_fn = self._train_step, self._train_steps
+            self._eval_fn, self._predict_fn = self._eval_step, self._predict
+
+    # -- the compiled bodies ---------------------------------------------------------
+    def _wants_reset(self) -> bool:
+        r = self.reset_state
+        return bool(getattr(self.model, "reset_state_per_batch", False) if r is None else r)
+
+    def _batch_size(self, batch: Any) -> int:
+        return int(jnp.shape(jax.tree.leaves(batch)[0])[self.batch_axis])
+
+    def _prepare(self, batch: Any) -> None:
+        if self._wants_reset():
+            self.model.reset_state(self._batch_size(batch))
+        if self.before_step is not None:
+            self.before_step(self.model, batch)
+
+    def _loss(self, batch: Any) -> tuple[Any, dict]:
+        out = self.loss_fn(self.model, batch)
+        if isinstance(out, tuple):
+            if len(out) != 2 or not isinstance(out[1], Mapping):
+                raise TypeError("Trainer: loss_fn must return a scalar loss or (loss, {name: scalar})")
+            loss, aux = out
+        else:
+            loss, aux = out, {}
+        if jnp.ndim(loss) != 0:
+            raise TypeError(f"Trainer: loss_fn must return a scalar loss, got shape {jnp.shape(loss)}")
+        return loss, dict(aux)
+
+    def _train_step(self, batch: Any) -> dict[str, Any]:
+        self._prepare(batch)
+        (loss, aux), grads = value_and_grad(self._loss, grad_vars=self._params, has_aux=True)(batch)
+        self.optimizer.update(grads)
+        return {"loss": loss, **aux}
+
+    def _train_steps(self, batches: Any) -> dict[str, Any]:
+        return for_loop(self._train_step, batches)
+
+    def _eval_step(self, batch: Any) -> dict[str, Any]:
+        self._prepare(batch)
+        loss, aux = self._loss(batch)
+        out = {"loss": loss, **aux}
+        for name, fn in self.metrics.items():
+            out[name] = fn(self.model, batch)
+        return out
+
+    def _predict(self, x: Any) -> Any:
+        return self.model(x)
+
+    # -- input checks ------------------------------------------------------------------
+    def _signature(self, batch: Any) -> tuple:
+        leaves, treedef = jax.tree.flatten(batch)
+        ax = self.batch_axis
+        sig = []
+        for x in leaves:
+            shape = tuple(jnp.shape(x))
+            if len(shape) <= ax:
+                raise ValueError(f"Trainer: every array in a batch needs a batch axis {ax}, got shape {shape}")
+            sig.append((shape[:ax] + shape[ax + 1:], np.dtype(jnp.result_type(x))))
+        return treedef, tuple(sig)
+
+    def _check_batch(self, batch: Any, where: str) -> None:
+        treedef, sig = self._signature(batch)
+        if self._spec is None:
+            self._spec = (treedef, sig, [tuple(jnp.shape(x)) for x in jax.tree.leaves(batch)])
+            return
+        ref_def, ref_sig, ref_shapes = self._spec
+        if treedef != ref_def:
+            raise ValueError(f"Trainer: {where} has structure {treedef}, but the first batch had {ref_def}")
+        for i, ((s, d), (rs, rd)) in enumerate(zip(sig, ref_sig)):
+            if s != rs or d != rd:
+                got = tuple(jnp.shape(jax.tree.leaves(batch)[i]))
+                raise ValueError(
+                    f"Trainer: {where}, array {i} has shape {got} dtype {d}; the first batch had shape "
+                    f"{ref_shapes[i]} dtype {rd} (only the batch axis {self.batch_axis} may change)")
+
+    def _reset_outside(self, batch: Any) -> None:
+        # A new batch size changes state shapes: that needs reset_value, outside compiled code.
+        if self._wants_reset():
+            bs = self._batch_size(batch)
+            if bs != self._reset_bs:
+                self.model.reset_state(bs)
+                self._reset_bs = bs
+
+    # -- public stepping ---------------------------------------------------------------------
+    def step(self, batch: Any) -> dict[str, jax.Array]:
+        """One compiled training step; returns ``{'loss': ..., **aux}`` as device arrays.
+
+        Example:
+            >>> out = trainer.step((x_batch, y_batch)); float(out["loss"])
+        """
+        self._check_batch(batch, f"batch of step {self.global_step}")
+        self._reset_outside(batch)
+        try:
+            out = self._step_fn(batch)
+        except Exception as e:
+            e.add_note(f"Trainer: step {self.global_step} got a batch with arrays of shapes "
+                       f"{[tuple(jnp.shape(x)) for x in jax.tree.leaves(batch)]}")
+            raise
+        self.global_step += 1
+        return out
+
+    def steps(self, batches: Any) -> dict[str, jax.Array]:
+        """Several steps in one compiled call; ``batches`` are stacked on a new leading axis.
+
+        Example:
+            >>> out = trainer.steps((xs[:10].reshape(10, 32, -1), ys[:10].reshape(10, 32)))
+            >>> out["loss"].shape
+            (10,)
+        """
+        first = jax.tree.map(lambda a: a[0], batches)
+        self._check_batch(first, f"stacked batches of step {self.global_step}")
+        self._reset_outside(first)
+        out = self._multi_fn(batches)
+        self.global_step += int(jnp.shape(jax.tree.leaves(batches)[0])[0])
+        return out
+
+    # -- data ------------------------------------------------------------------------------
+    def _batches(self, data: Any, batch_size: int | None, shuffle: bool, seed: Any,
+                 epoch: int, drop_last: bool) -> tuple[Iterator[Any], int | None]:
+        if _is_array_dataset(data):
+            leaves, treedef = jax.tree.flatten(data)
+            leaves = [np.asarray(x) for x in leaves]
+            n = leaves[0].shape[0]
+            for i, x in enumerate(leaves):
+                if x.shape[0] != n:
+                    raise ValueError(f"Trainer: the arrays of the dataset differ in length: array 0 has {n} "
+                                     f"samples, array {i} has {x.shape[0]}")
+            bs = n if batch_size is None else int(batch_size)
+            if bs < 1:
+                raise ValueError(f"Trainer: batch_size must be >= 1, got {batch_size}")
+            if shuffle:
+                rng = np.random.default_rng(None if seed is None else [int(seed), epoch])
+                order = rng.permutation(n)
+            else:
+                order = None
+            count = n // bs if drop_last else math.ceil(n / bs)
+
+            def gen() -> Iterator[Any]:
+                for k in range(count):
+                    sl = slice(k * bs, min((k + 1) * bs, n))
+                    idx = order[sl] if order is not None else sl
+                    yield jax.tree.unflatten(treedef, [x[idx] for x in leaves])
+
+            return gen(), count
+        if callable(data):
+            data = data()
+        if batch_size is not None:
+            raise ValueError("Trainer: batch_size applies to array datasets; an iterable already yields batches")
+        try:
+            total = len(data)
+        except TypeError:
+            total = None
+        it = iter(data)
+        if it is data and epoch > self._first_epoch:
+            warnings.warn("Trainer: train_data is a one-shot iterator; pass a list, a re-iterable, or a "
+                          "function returning a fresh iterator to train for several epochs", stacklevel=3)
+        return it, total
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, train_data: Any, epochs: int = 1, eval_data: Any = None, batch_size: int | None = None,
+            shuffle: bool = True, seed: int | None = None, drop_last: bool = False) -> dict[str, list[float]]:
+        """Train for ``epochs`` more epochs; returns (and keeps) ``trainer.history``.
+
+        ``train_data`` is a tuple (or dict) of arrays sliced into batches of
+        ``batch_size`` on the host (shuffled with ``seed`` and the epoch
+        number, so a resumed run sees the same order), or an iterable of
+        batches (a list, a re-iterable, or a function returning an iterator).
+        ``history`` holds per-epoch means: ``loss``, the aux entries, and
+        ``eval_*`` for ``eval_data``.
+
+        Example:
+            >>> trainer.fit((x, y), epochs=3, batch_size=32, eval_data=(x_val, y_val), seed=0)
+        """
+        self._first_epoch = self.epoch
+        for _ in range(int(epochs)):
+            it, total = self._batches(train_data, batch_size, shuffle, seed, self.epoch, drop_last)
+            stats = self._run_epoch(it, total)
+            record = dict(stats)
+            if eval_data is not None:
+                ev = self.evaluate(eval_data, batch_size=batch_size)
+                record.update({f"eval_{k}": v for k, v in ev.items()})
+            for k, v in record.items():
+                self.history.setdefault(k, []).append(v)
+            self.epoch += 1
+        return self.history
+
+    def _run_epoch(self, it: Iterator[Any], total: int | None) -> dict[str, float]:
+        bar = tqdm(total=total, desc=f"epoch {self.epoch + 1}", disable=not self.progress_bar,
+                   leave=True, dynamic_ncols=True)
+        pending: list[tuple[int, int, dict]] = []  # (first global step, batch index, outputs)
+        sums: dict[str, float] = {}
+        n_done = 0
+        unfetched = 0
+        batch_index = 0
+        group: list[Any] = []
+
+        def fetch() -> None:
+            nonlocal n_done, unfetched
+            if not pending:
+                return
+            host = jax.device_get([p[2] for p in pending])
+            for (g0, b0, _), out in zip(pending, host):
+                losses = np.atleast_1d(out["loss"])
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if bad.size:
+                    k = int(bad[0])
+                    msg = (f"Trainer: non-finite loss {losses[k]} at training step {g0 + k} "
+                           f"(epoch {self.epoch}, batch {b0 + k})")
+                    if self.stop_on_nan:
+                        bar.close()
+                        raise FloatingPointError(msg + "; training stopped (stop_on_nan=True)")
+                    warnings.warn(msg, RuntimeWarning, stacklevel=4)
+                for key, val in out.items():
+                    sums[key] = sums.get(key, 0.0) + float(np.sum(val))
+                n_done += losses.size
+            pending.clear()
+            unfetched = 0
+            bar.set_postfix({k: f"{v / max(n_done, 1):.4g}" for k, v in sums.items()}, refresh=False)
+
+        def run_group() -> None:
+            nonlocal batch_index, unfetched
+            if len(group) == 1:
+                pending.append((self.global_step, batch_index, self.step(group[0])))
+            else:
+                stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *group)
+                pending.append((self.global_step, batch_index, self.steps(stacked)))
+            batch_index += len(group)
+            unfetched += len(group)
+            bar.update(len(group))
+            group.clear()
+            if unfetched >= self.log_every:
+                fetch()
+
+        def run_singly() -> None:
+            rest = list(group)
+            group.clear()
+            for b in rest:
+                group.append(b)
+                run_group()
+
+        K = self.steps_per_call
+        for batch in it:
+            # Only batches of one shape can be stacked (a short last batch runs on its own).
+            if K > 1 and group and self._signature(batch) != self._signature(group[0]):
+                run_singly()
+            group.append(batch)
+            if len(group) == K:
+                run_group()
+        run_singly()
+        fetch()
+        bar.close()
+        if n_done == 0:
+            raise ValueError("Trainer.fit: the training data yielded no batches")
+        return {k: v / n_done for k, v in sums.items()}
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
+        """Mean loss, aux entries and ``metrics`` over ``data`` in eval mode (weighted by batch size).
+
+        Example:
+            >>> trainer.evaluate((x_test, y_test), batch_size=256)
+            {'loss': 0.12, 'acc': 0.97}
+        """
+        if _is_array_dataset(data):
+            self._first_epoch = self.epoch
+            it, _ = self._batches(data, batch_size, False, None, 0, False)
+        else:
+            it = iter(data() if callable(data) else data)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            outs, sizes = [], []
+            for batch in it:
+                self._check_batch(batch, "evaluation batch")
+                self._reset_outside(batch)
+                outs.append(self._eval_fn(batch))
+                sizes.append(self._batch_size(batch))
+            if not outs:
+                raise ValueError("Trainer.evaluate: the data yielded no batches")
+            host = jax.device_get(outs)
+        finally:
+            self.model.train(was_training)
+        w = np.asarray(sizes, dtype=np.float64)
+        return {k: float(np.sum(w * np.asarray([h[k] for h in host], dtype=np.float64)) / w.sum())
+                for k in host[0]}
+
+    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+        """The model's output for ``x`` in eval mode (compiled; batched with ``batch_size``).
+
+        Example:
+            >>> logits = trainer.predict(x_test, batch_size=512)
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if batch_size is None:
+                if self._wants_reset():
+                    self.model.reset_state(self._batch_size(x))
+                return self._predict_fn(x)
+            n = int(jnp.shape(x)[0])
+            parts = []
+            for s in range(0, n, int(batch_size)):
+                xb = x[s:s + int(batch_size)]
+                if self._wants_reset():
+                    self.model.reset_state(self._batch_size(xb))
+                parts.append(self._predict_fn(xb))
+            return jax.tree.map(lambda *p: jnp.concatenate(p), *parts)
+        finally:
+            self.model.train(was_training)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Atomically save model, optimizer, random state, epoch, step and history.
+
+        Example:
+            >>> trainer.save("run/ckpt.npz")
+        """
+        meta: dict[str, Any] = {"epoch": self.epoch, "global_step": self.global_step}
+        for k, v in self.history.items():
+            meta[f"history/{k}"] = np.asarray(v, dtype=np.float64)
+        _save(path, {"model": self.model, "optimizer": self.optimizer}, rng=True, metadata=meta)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore a checkpoint written by :meth:`save` (names and shapes are checked first).
+
+        Example:
+            >>> trainer.load("run/ckpt.npz"); trainer.fit(data, epochs=1)   # continues
+        """
+        meta = _load(path, {"model": self.model, "optimizer": self.optimizer}, rng=True)
+        self.epoch = int(meta.get("epoch", 0))
+        self.global_step = int(meta.get("global_step", 0))
+        self.history = {k[len("history/"):]: [float(x) for x in v]
+                        for k, v in meta.items() if k.startswith("history/")}
+
