@@ -463,7 +463,7 @@ class HH(NeuronGroup):
     """
 
     def __init__(self, size: int, E_Na: float = 50.0, E_K: float = -77.0, E_L: float = -54.387,
-                 g_Na: float = 120.0, g_K: float = 36.0, g_L: float = 0.03, C: float = 1.0,
+                 g_Na: float = 120.0, g_K: float = 36.0, g_L: float = 0.3, C: float = 1.0,
                  V_th: float = 20.0, V_initializer: Initializer = None,
                  method: str | Callable = "exp_euler", spike_fn: Callable | None = None) -> None:
         super().__init__(size, spike_fn, False)

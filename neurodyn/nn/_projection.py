@@ -37,6 +37,49 @@ _DENSE_MIN_DENSITY = 0.2
 _DENSE_LIMIT = 1 << 26
 
 
+_BLOCK = 32
+
+
+def _compact(sf: jax.Array, k: int, n_blocks: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Up to ``k`` nonzero entries of ``sf``: ``(values, indices, all_fit)``.
+
+    Two-stage ``lax.top_k`` (much cheaper than one top_k over all of ``sf``
+    or ``jnp.nonzero(size=k)`` on XLA:CPU): first pick the ``n_blocks``
+    blocks of 32 neurons that contain a spike, then the spikes within them.
+    Unused slots have the value 0 (they contribute nothing). ``all_fit`` is
+    False when some spike did not fit; callers then take an exact path.
+    """
+    n = sf.shape[0]
+    nb = -(-n // _BLOCK)
+    if nb * _BLOCK != n:
+        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
+    blocks = sf.reshape(nb, _BLOCK)
+    nonzero = blocks != 0
+    per_block = jnp.sum(nonzero, axis=1, dtype=jnp.int32)
+    b = min(n_blocks, nb)
+    bvals, bidx = jax.lax.top_k((per_block > 0).astype(jnp.float32), b)
+    sub = blocks[bidx]  # (b, 32); blocks without spikes are all zero anyway
+    kk = min(k, b * _BLOCK)
+    vals, j = jax.lax.top_k(jnp.abs(sub).reshape(-1), kk)
+    idx = bidx[j // _BLOCK] * _BLOCK + j % _BLOCK
+    vals = sub.reshape(-1)[j]
+    idx = jnp.minimum(idx, n - 1)  # padding rows (value 0) map to a real row
+    fits = (jnp.sum(per_block) <= kk) & (jnp.sum(per_block > 0) <= b)
+    return vals, idx.astype(jnp.int32), fits
+
+
+def _event_many(projs: list["Projection"], sf: jax.Array) -> list[jax.Array]:
+    """Event-driven input of several projections from the same presynaptic spikes
+    ``sf`` (1-D): one compaction and one branch for all of them."""
+    scatters = [p._scatter_fn() for p in projs]
+    K = max(p.max_spikes for p in projs)
+    if K >= sf.shape[0]:
+        return [f(sf, None) for f in scatters]
+    vals, idx, fits = _compact(sf, K, max(p.n_blocks for p in projs))
+    return list(jax.lax.cond(fits, lambda: tuple(f(vals, idx) for f in scatters),
+                             lambda: tuple(f(sf, None) for f in scatters)))
+
+
 class Projection(Module):
     """Spikes of ``pre`` -> ``conn`` x ``weight`` -> ``syn`` -> ``out`` -> current into ``post``.
 
@@ -68,7 +111,8 @@ class Projection(Module):
 
     def __init__(self, pre: Any, post: NeuronGroup, conn: Connector, weight: Any, syn: Synapse,
                  out: SynOut, delay: float | None = None, mode: str = "auto",
-                 max_spikes: int | None = None, name: str | None = None) -> None:
+                 max_spikes: int | None = None, n_blocks: int | None = None,
+                 name: str | None = None) -> None:
         if not (hasattr(pre, "size") and isinstance(getattr(pre, "spike", None), Variable)):
             raise TypeError(f"Projection: pre must be a group with `size` and a `spike` Variable, "
                             f"got {type(pre).__name__}")
@@ -124,6 +168,9 @@ class Projection(Module):
             if max_spikes is None:
                 max_spikes = max(16, math.ceil(0.03 * n_pre))
             self.max_spikes = int(min(max(1, max_spikes), n_pre))
+            if n_blocks is None:
+                n_blocks = max(8, self.max_spikes // 2)
+            self.n_blocks = int(n_blocks)
 
         self.delay = None if delay is None else float(delay)
         self._setup_delay(None)
@@ -201,14 +248,17 @@ class Projection(Module):
         W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].set(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
-    def _event(self, sf: jax.Array) -> jax.Array:
+    def _scatter_fn(self) -> Callable[[jax.Array, Any], jax.Array]:
+        """``scatter(vals, idx)``: the weighted input from rows ``idx`` (None: all rows)
+        with spike values ``vals``. Reads the Variables now, outside any branch."""
         targets = self.targets.value
         n_post = self.n_post
+        w = self._weight()
         if self.homogeneous:
             w_pad = None
         else:
             rows, cols = self._pos
-            w_pad = jnp.zeros(targets.shape, jnp.float32).at[rows, cols].set(self._weight())
+            w_pad = jnp.zeros(targets.shape, jnp.float32).at[rows, cols].set(w)
 
         def scatter(vals: jax.Array, idx: jax.Array | None) -> jax.Array:
             tg = targets if idx is None else targets[idx]
@@ -216,18 +266,14 @@ class Projection(Module):
             if w_pad is not None:
                 contrib = contrib * (w_pad if idx is None else w_pad[idx])
             # Padding slots hold n_post, out of range: mode='drop' discards them.
-            return jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+            out = jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+            # A scalar weight multiplies exact spike counts: order independent.
+            return out if w_pad is not None else w * out
 
-        K = self.max_spikes
-        if K >= self.n_pre:
-            out = scatter(sf, None)
-        else:
-            # top_k compacts the spiking rows into K slots (cheaper than nonzero on CPU);
-            # non-spiking rows picked to fill the buffer carry the value 0.
-            vals, idx = jax.lax.top_k(sf, K)
-            n_spiking = jnp.sum(sf != 0)
-            out = jax.lax.cond(n_spiking <= K, lambda: scatter(vals, idx), lambda: scatter(sf, None))
-        return out if w_pad is not None else self._weight() * out
+        return scatter
+
+    def _event(self, sf: jax.Array) -> jax.Array:
+        return _event_many([self], sf)[0]
 
     def update(self) -> jax.Array:
         """Propagate this step's (delayed) presynaptic spikes and update the synapse."""
@@ -274,9 +320,27 @@ class Network(Module):
     def update(self) -> None:
         """One step: all projections, then all groups."""
         children = self.children()
-        for m in children.values():
-            if isinstance(m, Projection):
-                m.update()
+        projs = [m for m in children.values() if isinstance(m, Projection)]
+        # Event-driven projections without delay that share a presynaptic group share
+        # one spike compaction and one branch (same numbers, fewer operations).
+        shared: dict[int, list[Projection]] = {}
+        for p in projs:
+            if p.mode == "event" and p.delay_steps == 0 and p.pre.spike.ndim == 1:
+                shared.setdefault(id(p.pre), []).append(p)
+        done: set[int] = set()
+        for p in projs:
+            if id(p) in done:
+                continue
+            peers = shared.get(id(p.pre), [])
+            if not any(q is p for q in peers):
+                peers = [p]
+            if len(peers) == 1:
+                p.update()
+                continue
+            sf = p.pre.spike.value.astype(jnp.float32)
+            for q, x in zip(peers, _event_many(peers, sf)):
+                q.syn.update(x)
+                done.add(id(q))
         for m in children.values():
             if isinstance(m, Group):
                 m.update()
