@@ -170,6 +170,10 @@ class Group(Module):
         self.size = int(size)
         self.spike = Variable(jnp.zeros((self.size,), bool))
 
+    def reset_state(self, batch_size: int | None = None) -> None:
+        """Clear the spikes; state shape ``(size,)`` or ``(batch_size, size)``."""
+        self.spike.reset_value(jnp.zeros(_state_shape(self.size, batch_size), self.spike.dtype))
+
     @property
     def varshape(self) -> tuple[int, ...]:
         """The state shape: ``(size,)`` or ``(batch_size, size)``."""

@@ -1,0 +1,178 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import neurodyn as nd
+import neurodyn.nn as nn
+
+
+class Source(nn.Group):
+    """A presynaptic group whose spikes the test sets by hand."""
+
+    def update(self):
+        return self.spike.value
+
+
+def make(mode, weight=0.7, n_pre=300, n_post=200, p=0.1, **kw):
+    pre = Source(n_pre)
+    post = nn.LIF(n_post, V_th=1e9)
+    proj = nn.Projection(pre, post, nn.FixedProb(p, seed=5), weight, nn.Expon(n_post, 5.0), nn.CUBA(),
+                         mode=mode, **kw)
+    return pre, post, proj
+
+
+def drive(pre, proj, spikes):
+    step = nd.jit(lambda s: (pre.spike.update(s), proj.update())[1])
+    return np.stack([np.asarray(step(s)) for s in spikes])
+
+
+def random_spikes(n_steps, n, rate, seed=0):
+    return np.random.default_rng(seed).random((n_steps, n)) < rate
+
+
+def test_event_and_dense_agree_exactly_and_match_hand_count():
+    spikes = random_spikes(30, 300, 0.02)
+    spikes[10] = np.random.default_rng(1).random(300) < 0.5  # overflows the buffer: exact fallback
+    pre_e, _, ev = make("event", max_spikes=16)
+    pre_d, _, de = make("dense")
+    assert ev.mode == "event" and de.mode == "dense"
+    g_e, g_d = drive(pre_e, ev, spikes), drive(pre_d, de, spikes)
+    np.testing.assert_array_equal(g_e, g_d)
+    # hand-written: g = g * exp(-dt/tau) + w * (spikes @ C)
+    C = nn.FixedProb(0.1, seed=5).dense(300, 200).astype(np.float32)
+    g = np.zeros(200, np.float32)
+    decay = math.exp(-0.1 / 5.0)
+    for k, s in enumerate(spikes):
+        g = g * np.float32(decay) + np.float32(0.7) * (s.astype(np.float32) @ C)
+        np.testing.assert_allclose(g_e[k], g, rtol=1e-6, atol=1e-6)
+
+
+def test_heterogeneous_weights_event_vs_dense():
+    nnz = nn.FixedProb(0.1, seed=5).num_connections(300, 200)
+    w = np.random.default_rng(3).uniform(0.1, 1.0, nnz).astype(np.float32)
+    spikes = random_spikes(10, 300, 0.05)
+    pre_e, _, ev = make("event", weight=w)
+    pre_d, _, de = make("dense", weight=w)
+    np.testing.assert_allclose(drive(pre_e, ev, spikes), drive(pre_d, de, spikes), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one value per connection"):
+        make("event", weight=np.ones(3))
+
+
+def test_batched_event_vs_dense():
+    spikes = random_spikes(6, 2 * 300, 0.03).reshape(6, 2, 300)
+    out = []
+    for mode in ("event", "dense"):
+        pre, post, proj = make(mode)
+        pre.reset_state(2); proj.reset_state(2); post.reset_state(2)
+        out.append(drive(pre, proj, spikes))
+    assert out[0].shape == (6, 2, 200)
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("mode", ["event", "dense"])
+def test_delay_shifts_by_exactly_the_delay(mode):
+    spikes = random_spikes(40, 300, 0.03)
+    pre0, _, p0 = make(mode)
+    pre1, _, p1 = make(mode, delay=1.0)  # 10 steps at dt = 0.1
+    assert p1.delay_steps == 10
+    g0, g1 = drive(pre0, p0, spikes), drive(pre1, p1, spikes)
+    np.testing.assert_array_equal(g1[:10], 0.0)
+    np.testing.assert_array_equal(g1[10:], g0[:-10])
+
+
+def test_current_reaches_post_and_network_order():
+    pre = Source(10)
+    post = nn.LIF(5, V_rest=0.0, V_th=1e9, tau=10.0)
+    proj = nn.Projection(pre, post, nn.AllToAll(), 0.5, nn.Expon(5, 2.0), nn.COBA(E=10.0))
+    assert "proj0" in post.current_inputs
+    net = nn.Network(pre=pre, post=post, proj=proj)
+    assert list(net.projections()) == ["proj"] and list(net.groups()) == ["pre", "post"]
+    pre.spike.value = jnp.ones(10, bool).at[3:].set(False)  # 3 spikes "from the previous step"
+    nd.jit(net)()
+    g = 0.5 * 3
+    e = math.exp(-0.1 / 10.0)
+    V_inf = g * (10.0 - 0.0)
+    np.testing.assert_allclose(post.V.value, V_inf * (1 - e), rtol=1e-6)
+
+
+def test_errors_are_raised_at_construction():
+    pre, post = Source(4), nn.LIF(3)
+    with pytest.raises(ValueError, match="syn has size 4 but post has size 3"):
+        nn.Projection(pre, post, nn.AllToAll(), 1.0, nn.Expon(4), nn.CUBA())
+    with pytest.raises(TypeError, match="conn must be a Connector"):
+        nn.Projection(pre, post, None, 1.0, nn.Expon(3), nn.CUBA())
+    with pytest.raises(ValueError, match="mode must be"):
+        nn.Projection(pre, post, nn.AllToAll(), 1.0, nn.Expon(3), nn.CUBA(), mode="sparse")
+
+
+# -- the COBA network against a hand-written JAX reference ------------------------------------
+N_E, N_I = 400, 100
+
+
+def build_coba(mode):
+    nd.random.seed(7)
+    kw = dict(V_rest=-60.0, V_reset=-60.0, V_th=-50.0, tau=20.0, R=1.0, tau_ref=5.0,
+              V_initializer=nn.Normal(-55.0, 2.0))
+    E, I = nn.LIF(N_E, **kw), nn.LIF(N_I, **kw)
+    E.input.value = jnp.full(N_E, 20.0)
+    I.input.value = jnp.full(N_I, 20.0)
+    net = nn.Network(E=E, I=I)
+    for name, a, b, exc, seed in (("EE", "E", "E", True, 1), ("EI", "E", "I", True, 2),
+                                  ("IE", "I", "E", False, 3), ("II", "I", "I", False, 4)):
+        pre, post = getattr(net, a), getattr(net, b)
+        setattr(net, name, nn.Projection(
+            pre, post, nn.FixedProb(0.1, allow_self=a != b, seed=seed), 0.6 if exc else 6.7,
+            nn.Expon(post.size, 5.0 if exc else 10.0), nn.COBA(0.0 if exc else -80.0), mode=mode,
+            max_spikes=8))
+    return net
+
+
+def reference_coba(net, n_steps, dt=0.1):
+    C = {k: jnp.asarray(net.get(k).conn.dense(net.get(k).n_pre, net.get(k).n_post), jnp.float32)
+         for k in ("EE", "EI", "IE", "II")}
+    dm = math.exp(-dt / 20.0)
+    de, di = math.exp(-dt / 5.0), math.exp(-dt / 10.0)
+    n_ref = int(round(5.0 / dt))
+
+    def lif(V, ref, g_e, g_i):
+        I = jnp.full_like(V, 20.0)
+        I = I + g_e * (0.0 - V)
+        I = I + g_i * (-80.0 - V)
+        I = I + 0.0
+        V_inf = -60.0 + 1.0 * I
+        V_new = V_inf + (V - V_inf) * dm
+        is_ref = ref > 0
+        V_new = jnp.where(is_ref, V, V_new)
+        spike = (V_new >= -50.0) & ~is_ref
+        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref, jnp.maximum(ref - 1, 0)), spike
+
+    def step(c, _):
+        VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII = c
+        cnt = lambda s, k: jnp.dot(s.astype(jnp.float32), C[k], precision="highest")
+        gEE = gEE * de + 0.6 * cnt(sE, "EE")
+        gEI = gEI * de + 0.6 * cnt(sE, "EI")
+        gIE = gIE * di + 6.7 * cnt(sI, "IE")
+        gII = gII * di + 6.7 * cnt(sI, "II")
+        VE, rE, sE = lif(VE, rE, gEE, gIE)
+        VI, rI, sI = lif(VI, rI, gEI, gII)
+        return (VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII), (sE, sI)
+
+    zE, zI = jnp.zeros(N_E), jnp.zeros(N_I)
+    init = (net.E.V.value, net.I.V.value, jnp.zeros(N_E, jnp.int32), jnp.zeros(N_I, jnp.int32),
+            jnp.zeros(N_E, bool), jnp.zeros(N_I, bool), zE, zI, zE, zI)
+    return jax.jit(lambda c: jax.lax.scan(step, c, None, length=n_steps)[1])(init)
+
+
+@pytest.mark.parametrize("mode", ["event", "dense"])
+def test_coba_network_matches_hand_written_reference(mode):
+    net = build_coba(mode)
+    ref_E, ref_I = reference_coba(net, 1000)
+    run = nd.jit(lambda: nd.for_loop(lambda: (net.update(), (net.E.spike.value, net.I.spike.value))[1],
+                                     length=1000))
+    sE, sI = run()
+    assert int(ref_E.sum()) > 100  # the network is active (and overflows max_spikes=8 at times)
+    np.testing.assert_array_equal(sE, ref_E)
+    np.testing.assert_array_equal(sI, ref_I)
