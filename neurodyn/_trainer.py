@@ -72,7 +72,9 @@ class Trainer:
             step before the loss (after the reset); may write Variables.
         log_every: fetch losses from the device (and refresh the bar, check for
             NaN) every this many steps; the step itself never waits for the host.
-        batch_axis: the batch axis of the batch's arrays.
+        batch_axis: the batch axis of the batch's arrays (an int, or one per
+            array, e.g. ``(1, 0)`` for time-major inputs with batch-major labels);
+            the batch size passed to ``reset_state`` is read from the first array.
 
     Example:
         >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
@@ -86,7 +88,7 @@ class Trainer:
                  jit: bool = True, progress_bar: bool = True, steps_per_call: int = 1,
                  donate: bool = False, stop_on_nan: bool = False, reset_state: bool | None = None,
                  before_step: Callable[[Module, Any], None] | None = None, log_every: int = 20,
-                 batch_axis: int = 0) -> None:
+                 batch_axis: int | tuple[int, ...] = 0) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nd.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -135,8 +137,17 @@ class Trainer:
         r = self.reset_state
         return bool(getattr(self.model, "reset_state_per_batch", False) if r is None else r)
 
+    def _axes(self, n: int) -> tuple[int, ...]:
+        ax = self.batch_axis
+        if isinstance(ax, int):
+            return (ax,) * n
+        if len(ax) != n:
+            raise ValueError(f"Trainer: batch_axis has {len(ax)} entries but a batch has {n} arrays")
+        return tuple(ax)
+
     def _batch_size(self, batch: Any) -> int:
-        return int(jnp.shape(jax.tree.leaves(batch)[0])[self.batch_axis])
+        leaves = jax.tree.leaves(batch)
+        return int(jnp.shape(leaves[0])[self._axes(len(leaves))[0]])
 
     def _prepare(self, batch: Any) -> None:
         if self._wants_reset():
@@ -179,9 +190,8 @@ class Trainer:
     # -- input checks ------------------------------------------------------------------
     def _signature(self, batch: Any) -> tuple:
         leaves, treedef = jax.tree.flatten(batch)
-        ax = self.batch_axis
         sig = []
-        for x in leaves:
+        for x, ax in zip(leaves, self._axes(len(leaves))):
             shape = tuple(jnp.shape(x))
             if len(shape) <= ax:
                 raise ValueError(f"Trainer: every array in a batch needs a batch axis {ax}, got shape {shape}")
