@@ -100,7 +100,7 @@ class Projection(Module):
         delay: a transmission delay in ms (rounded to steps of ``nd.get_dt()``), or None.
         mode: ``'event'``, ``'dense'`` or ``'auto'``.
         max_spikes: size of the buffer of spiking presynaptic neurons per step in
-            event mode (default: 3% of ``pre.size``, at least 16); steps with
+            event mode (default: 1% of ``pre.size``, at least 16); steps with
             more spikes take an exact but slower path.
         name: the name of the registered input on ``post``.
 
@@ -166,7 +166,7 @@ class Projection(Module):
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(cols.astype(np.int32)))
             self.k_max = int(targets.shape[1])
             if max_spikes is None:
-                max_spikes = max(16, math.ceil(0.03 * n_pre))
+                max_spikes = max(16, math.ceil(0.01 * n_pre))
             self.max_spikes = int(min(max(1, max_spikes), n_pre))
             if n_blocks is None:
                 n_blocks = max(8, self.max_spikes // 2)
