@@ -192,22 +192,26 @@ class Trainer:
         leaves, treedef = jax.tree.flatten(batch)
         sig = []
         for x, ax in zip(leaves, self._axes(len(leaves))):
-            shape = tuple(jnp.shape(x))
+            # Arrays carry shape and dtype; only Python scalars/lists need NumPy (this runs every step).
+            shape = x.shape if hasattr(x, "shape") else np.shape(x)
+            dtype = x.dtype if hasattr(x, "dtype") else np.result_type(x)
             if len(shape) <= ax:
-                raise ValueError(f"Trainer: every array in a batch needs a batch axis {ax}, got shape {shape}")
-            sig.append((shape[:ax] + shape[ax + 1:], np.dtype(jnp.result_type(x))))
+                raise ValueError(f"Trainer: every array in a batch needs a batch axis {ax}, got shape {tuple(shape)}")
+            sig.append((tuple(shape[:ax]) + tuple(shape[ax + 1:]), dtype))
         return treedef, tuple(sig)
 
     def _check_batch(self, batch: Any, where: str) -> None:
         treedef, sig = self._signature(batch)
         if self._spec is None:
-            self._spec = (treedef, sig, [tuple(jnp.shape(x)) for x in jax.tree.leaves(batch)])
+            self._spec = (treedef, tuple((s, np.dtype(d)) for s, d in sig), [tuple(jnp.shape(x)) for x in jax.tree.leaves(batch)])
             return
         ref_def, ref_sig, ref_shapes = self._spec
         if treedef != ref_def:
             raise ValueError(f"Trainer: {where} has structure {treedef}, but the first batch had {ref_def}")
+        if sig == ref_sig:
+            return
         for i, ((s, d), (rs, rd)) in enumerate(zip(sig, ref_sig)):
-            if s != rs or d != rd:
+            if s != rs or np.dtype(d) != np.dtype(rd):
                 got = tuple(jnp.shape(jax.tree.leaves(batch)[i]))
                 raise ValueError(
                     f"Trainer: {where}, array {i} has shape {got} dtype {d}; the first batch had shape "
