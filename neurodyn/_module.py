@@ -334,4 +334,7 @@ def snapshot(module: Module) -> Any:
     """What a compiled function assumed about a module's plain attributes."""
     d = module.__dict__
     return (d.get("training", type(module).training),
-            tuple((k, _token(v)) for k, v in d.items() if not k.startswith("_nd_")))
+            # ``training`` is keyed above by value: whether it sits in the
+            # instance dict (after the first train()/eval()) must not matter.
+            tuple((k, _token(v)) for k, v in d.items()
+                  if k != "training" and not k.startswith("_nd_")))

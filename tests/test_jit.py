@@ -254,16 +254,30 @@ def test_plain_attribute_change_retraces_and_flipping_back_reuses():
     np.testing.assert_array_equal(f(), [20, 20])
     m.eval()
     np.testing.assert_array_equal(f(), [2, 2])
-    m.train()
     n = f.trace_count
+    m.train()  # back to a layout compiled before: no new trace
     np.testing.assert_array_equal(f(), [20, 20])
     m.eval()
     np.testing.assert_array_equal(f(), [2, 2])
+    assert f.trace_count == n
     # an unrelated module changing does not invalidate anything
     other = Scaled()
     other.scale = 5.0
     f()
-    assert f.trace_count <= n + 2
+    assert f.trace_count == n
+
+
+def test_first_eval_train_round_trip_does_not_retrace():
+    model = nd.nn.Sequential(nd.nn.Linear(3, 4), nd.nn.Dropout(0.5))
+    f = nd.jit(model)
+    x = jnp.ones((2, 3))
+    f(x)
+    n = f.trace_count
+    model.eval()
+    f(x)
+    model.train()  # ``training`` now lives in each instance dict
+    f(x)
+    assert f.trace_count == n + 1
 
 
 def test_exception_inside_trace_restores_state_and_next_call_works():
