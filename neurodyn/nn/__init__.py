@@ -15,3 +15,6 @@ from ._neurons import (ALIF, HH, LIF, AdEx, Constant, Group, Izhikevich, NeuronG
                        init_value)
 from ._projection import Network, Projection
 from ._synapses import COBA, CUBA, Alpha, DualExpon, Expon, Synapse, SynOut
+
+# -- training spiking networks (issue 5) --
+from ._readout import LeakyReadout, max_over_time, mean_over_time, rate_regularizer, spike_count

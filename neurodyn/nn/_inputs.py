@@ -24,7 +24,7 @@ from .._environ import get_dt
 from .._module import Module
 from .._random import RandomState
 from .._state import Variable
-from ._neurons import Group, NeuronGroup, _state_shape
+from ._neurons import Group, NeuronGroup, _state_shape, reset_var
 
 __all__ = ["section_input", "constant_input", "ramp_input", "ConstantInput", "TimedInput",
            "PoissonGroup", "PoissonInput"]
@@ -165,7 +165,7 @@ class PoissonGroup(Group):
         self.rng = rng
 
     def reset_state(self, batch_size: int | None = None) -> None:
-        self.spike.reset_value(jnp.zeros(_state_shape(self.size, batch_size), bool))
+        reset_var(self.spike, jnp.zeros(_state_shape(self.size, batch_size), bool))
 
     def update(self) -> jax.Array:
         p = _freq_prob("PoissonGroup", self.freq, get_dt())

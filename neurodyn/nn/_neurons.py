@@ -35,10 +35,10 @@ from .._environ import get as _get_shared
 from .._environ import get_dt
 from .._integrators import get_method
 from .._module import Module
-from .._state import Variable
+from .._state import Variable, in_trace
 
 __all__ = ["Group", "NeuronGroup", "LIF", "ALIF", "Izhikevich", "HH", "AdEx",
-           "Constant", "Normal", "Uniform", "init_value"]
+           "Constant", "Normal", "Uniform", "init_value", "reset_var"]
 
 Initializer = Any  # a number, an array, a callable (shape) -> array, or jax.nn.initializers-style
 
@@ -144,6 +144,19 @@ def _state_shape(size: int, batch_size: int | None) -> tuple[int, ...]:
     return (int(batch_size), size)
 
 
+def reset_var(var: Variable, value: Any) -> None:
+    """Set a state Variable to ``value`` in a ``reset_state``.
+
+    Inside compiled code (the Trainer's per-batch reset) the shape is the one
+    the step was traced with, so this is an in-place assignment; outside it is
+    ``reset_value``, which may change the shape (a new batch size).
+    """
+    if in_trace():
+        var.value = value
+    else:
+        var.reset_value(value)
+
+
 def _n_steps(what: str, ms: float, dt: float) -> int:
     if ms < 0:
         raise ValueError(f"{what} must be >= 0 ms, got {ms}")
@@ -172,7 +185,7 @@ class Group(Module):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Clear the spikes; state shape ``(size,)`` or ``(batch_size, size)``."""
-        self.spike.reset_value(jnp.zeros(_state_shape(self.size, batch_size), self.spike.dtype))
+        reset_var(self.spike, jnp.zeros(_state_shape(self.size, batch_size), self.spike.dtype))
 
     @property
     def varshape(self) -> tuple[int, ...]:
@@ -265,8 +278,8 @@ class NeuronGroup(Group):
 
     def _reset_common(self, batch_size: int | None) -> tuple[int, ...]:
         shape = _state_shape(self.size, batch_size)
-        self.input.reset_value(jnp.zeros(shape, jnp.float32))
-        self.spike.reset_value(jnp.zeros(shape, self._spike_dtype))
+        reset_var(self.input, jnp.zeros(shape, jnp.float32))
+        reset_var(self.spike, jnp.zeros(shape, self._spike_dtype))
         return shape
 
     def __repr__(self) -> str:
@@ -315,8 +328,8 @@ class LIF(NeuronGroup):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = self._reset_common(batch_size)
-        self.V.reset_value(init_value(self.V_initializer, shape, what="LIF V_initializer"))
-        self.refractory.reset_value(jnp.zeros(shape, jnp.int32))
+        reset_var(self.V, init_value(self.V_initializer, shape, what="LIF V_initializer"))
+        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
@@ -363,9 +376,9 @@ class ALIF(NeuronGroup):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = self._reset_common(batch_size)
-        self.V.reset_value(init_value(self.V_initializer, shape, what="ALIF V_initializer"))
-        self.a.reset_value(jnp.zeros(shape, jnp.float32))
-        self.refractory.reset_value(jnp.zeros(shape, jnp.int32))
+        reset_var(self.V, init_value(self.V_initializer, shape, what="ALIF V_initializer"))
+        reset_var(self.a, jnp.zeros(shape, jnp.float32))
+        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     @property
     def threshold(self) -> jax.Array:
@@ -420,10 +433,10 @@ class Izhikevich(NeuronGroup):
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = self._reset_common(batch_size)
         V = init_value(self.V_initializer, shape, what="Izhikevich V_initializer")
-        self.V.reset_value(V)
+        reset_var(self.V, V)
         u = self.b * V if self.u_initializer is None else init_value(self.u_initializer, shape)
-        self.u.reset_value(jnp.broadcast_to(jnp.asarray(u, jnp.float32), shape))
-        self.refractory.reset_value(jnp.zeros(shape, jnp.int32))
+        reset_var(self.u, jnp.broadcast_to(jnp.asarray(u, jnp.float32), shape))
+        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV/dt, du/dt)`` at ``state = (V, u)``."""
@@ -496,10 +509,10 @@ class HH(NeuronGroup):
         shape = self._reset_common(batch_size)
         V = init_value(self.V_initializer, shape, what="HH V_initializer")
         am, bm, ah, bh, an, bn = self.rates(V)
-        self.V.reset_value(V)
-        self.m.reset_value(am / (am + bm))
-        self.h.reset_value(ah / (ah + bh))
-        self.n.reset_value(an / (an + bn))
+        reset_var(self.V, V)
+        reset_var(self.m, am / (am + bm))
+        reset_var(self.h, ah / (ah + bh))
+        reset_var(self.n, an / (an + bn))
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV, dm, dh, dn)/dt`` at ``state = (V, m, h, n)``."""
@@ -551,9 +564,9 @@ class AdEx(NeuronGroup):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = self._reset_common(batch_size)
-        self.V.reset_value(init_value(self.V_initializer, shape, what="AdEx V_initializer"))
-        self.w.reset_value(jnp.zeros(shape, jnp.float32))
-        self.refractory.reset_value(jnp.zeros(shape, jnp.int32))
+        reset_var(self.V, init_value(self.V_initializer, shape, what="AdEx V_initializer"))
+        reset_var(self.w, jnp.zeros(shape, jnp.float32))
+        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV/dt, dw/dt)`` at ``state = (V, w)``."""

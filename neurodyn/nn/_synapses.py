@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from .._environ import get_dt
 from .._module import Module
 from .._state import Variable
-from ._neurons import _state_shape
+from ._neurons import _state_shape, reset_var
 
 __all__ = ["Synapse", "Expon", "Alpha", "DualExpon", "SynOut", "CUBA", "COBA"]
 
@@ -47,7 +47,7 @@ class Synapse(Module):
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = _state_shape(self.size, batch_size)
         for v in self.vars().values():
-            v.reset_value(jnp.zeros(shape, v.dtype))
+            reset_var(v, jnp.zeros(shape, v.dtype))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()
