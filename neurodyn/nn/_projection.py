@@ -23,7 +23,7 @@ import numpy as np
 
 from .._environ import get_dt
 from .._module import Module
-from .._state import TrainVar, Variable
+from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
 from ._neurons import Group, NeuronGroup
 from ._synapses import Synapse, SynOut
@@ -285,6 +285,143 @@ class Projection(Module):
                 f"syn={self.syn!r}, out={self.out!r}, delay_steps={self.delay_steps})")
 
 
+def _fusable(p: Projection) -> bool:
+    """Whether ``p`` can join a Network's fused event-driven propagation."""
+    cls = type(p)
+    return (p.mode == "event" and p.delay_steps == 0 and p.homogeneous
+            and p.pre.spike.ndim == 1
+            and cls.update is Projection.update and cls.propagate is Projection.propagate
+            and cls._event is Projection._event)
+
+
+def _signature(projs: list[Projection]) -> tuple:
+    # ``targets._value`` is the committed (concrete) array even during a trace:
+    # a new connectivity array means the fused table is stale.
+    return tuple((id(p), id(p.pre), id(p.targets._value), p.n_post) for p in projs)
+
+
+def _gather_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
+    # For a few rows, concatenated dynamic slices beat XLA:CPU's gather (which it
+    # also splits across threads, a loss at this size).
+    if idx.shape[0] <= 64:
+        return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0)
+                                for j in range(idx.shape[0])])
+    return table[idx]
+
+
+def _compact_to_rows(sf: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """``(idx, vals)``: up to ``k`` nonzero entries of ``sf``, unused slots pointing
+    at row ``len(sf)`` (the table's empty row) with value 0. Two-stage top_k as in
+    :func:`_compact`; exact only when at most ``k`` entries are nonzero."""
+    n = sf.shape[0]
+    nb = -(-n // _BLOCK)
+    if nb * _BLOCK != n:
+        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
+    blocks = sf.reshape(nb, _BLOCK)
+    b = min(k, nb)  # k spikes occupy at most k blocks
+    _, bidx = jax.lax.top_k(jnp.any(blocks != 0, axis=1).astype(jnp.float32), b)
+    sub = blocks[bidx]
+    kk = min(k, b * _BLOCK)
+    key, j = jax.lax.top_k(jnp.abs(sub).reshape(-1), kk)
+    idx = jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n)
+    return idx.astype(jnp.int32), sub.reshape(-1)[j]
+
+
+class _Fusion:
+    """One table for several event-driven projections (built on the host).
+
+    The spikes of all their presynaptic groups are concatenated (group order of
+    first appearance); row ``i`` of ``table`` lists, for presynaptic neuron
+    ``i`` of that concatenation, its targets in every fused projection, each
+    shifted to that projection's slot range in one count vector of length
+    ``n_out`` (the sum of the projections' post sizes). Padding is ``n_out``
+    (dropped by the scatter); the extra last row is all padding, the target of
+    unused compaction slots.
+    """
+
+    def __init__(self, projs: list[Projection]) -> None:
+        self.projs = projs
+        self.signature = _signature(projs)
+        pres: dict[int, Any] = {}
+        for p in projs:
+            pres.setdefault(id(p.pre), p.pre)
+        self.pres = list(pres.values())
+        pre_off, off = {}, 0
+        for g in self.pres:
+            pre_off[id(g)] = off
+            off += int(g.size)
+        n_in = off
+        self.slots, off = [], 0
+        for p in projs:
+            self.slots.append((off, p.n_post))
+            off += p.n_post
+        n_out = self.n_out = off
+        # Per pre group, its projections' (left-packed, ascending) rows side by side,
+        # packed left again; slot ranges grow in projection order, so rows stay sorted.
+        pos = {i: j for j, i in enumerate(pres)}
+        cols: list[list] = [[] for _ in self.pres]
+        for p, (s0, n_post) in zip(projs, self.slots):
+            cols[pos[id(p.pre)]].append((np.asarray(p.targets._value), s0, n_post))
+        deg = []
+        for parts in cols:
+            deg.append(sum((t < n_post).sum(axis=1) for t, _, n_post in parts))
+        width = max(1, max(int(d.max(initial=0)) for d in deg))
+        table = np.full((n_in + 1, width), n_out, np.int32)
+        for g, parts, d in zip(self.pres, cols, deg):
+            r0 = pre_off[id(g)]
+            used = np.zeros(int(g.size), np.int64)
+            for t, s0, n_post in parts:
+                valid = t < n_post
+                rows, c = np.nonzero(valid)
+                table[r0 + rows, used[rows] + c] = t[rows, c] + s0
+                used += valid.sum(axis=1)
+        self.table = Variable(jnp.asarray(table), name="Network.fused_targets")
+        self.n_in = n_in
+        # Tier 1 handles typical steps cheaply; tier 2 holds as many spikes as the
+        # projections' max_spikes allow; beyond that, the exact full-table path.
+        k2 = 0
+        for g in self.pres:
+            k2 += max(p.max_spikes for p in projs if p.pre is g)
+        self.k2 = min(k2, n_in)
+        self.k1 = min(self.k2, max(16, -(-self.k2 // 3)))
+        self.bool_spikes = all(g.spike.dtype == jnp.bool_ for g in self.pres)
+
+    def counts(self) -> jax.Array:
+        """The per-slot input (spike counts, or summed spike values) of this step."""
+        spikes = [g.spike.value for g in self.pres]
+        s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
+        sf = s.astype(jnp.float32)
+        table = self.table.value
+        n_out = self.n_out
+        zeros = jnp.zeros((n_out,), jnp.float32)
+        one = self.bool_spikes
+
+        def scatter(idx: jax.Array, vals: jax.Array) -> jax.Array:
+            rows = _gather_rows(table, idx)
+            contrib = 1.0 if one else jnp.broadcast_to(vals[:, None], rows.shape)
+            return zeros.at[rows].add(contrib, mode="drop")
+
+        def full() -> jax.Array:
+            rows = table[:-1]
+            return zeros.at[rows].add(jnp.broadcast_to(sf[:, None], rows.shape), mode="drop")
+
+        if self.k1 >= self.n_in:
+            return full()
+        idx, vals = _compact_to_rows(sf, self.k1)
+        total = jnp.sum(s != 0, dtype=jnp.int32)
+        branches = [lambda: scatter(idx, vals)]
+        if self.k2 > self.k1:
+            branches.append(lambda: scatter(*_compact_to_rows(sf, self.k2)))
+        branches.append(full)
+        which = jnp.where(total <= self.k1, 0, jnp.where(total <= self.k2, 1, 2) if len(branches) == 3 else 1)
+        return jax.lax.switch(which, branches)
+
+    def inputs(self) -> list[jax.Array]:
+        """Each fused projection's synaptic input ``w * count`` (as ``propagate`` gives it)."""
+        c = self.counts()
+        return [p._weight() * c[s0:s0 + n] for p, (s0, n) in zip(self.projs, self.slots)]
+
+
 class Network(Module):
     """A container of groups and projections with the standard update order.
 
@@ -294,6 +431,23 @@ class Network(Module):
     see the spikes of the previous step, and every group sees the synaptic
     input of this step. Other child modules are not updated automatically;
     override ``update()`` for any other order.
+
+    Fusion: all event-mode projections with a scalar weight, no delay, unbatched
+    spikes and the stock ``Projection`` dynamics are propagated together, with
+    one spike compaction over their concatenated presynaptic groups, one row
+    gather and one scatter-add into a single count vector, from a combined
+    target table the Network builds on the host when a projection is assigned
+    (and again in ``reset_state()`` or an eager ``update()`` if the projections'
+    connectivity arrays were replaced since). Each projection then receives
+    ``weight * count`` exactly as unfused, so results are bit-identical. Steps
+    with more than a third of the projections' summed ``max_spikes`` (at least
+    16) take a second, larger buffer; more than the sum takes the exact
+    full-table path. Other projections (dense, delayed, per-synapse weights,
+    batched, subclasses overriding the dynamics), and all of them when the table
+    is stale inside compiled code, take the per-projection path, where those
+    without delay that share a presynaptic group still share a compaction. The
+    table sits in a hidden Variable: it is not part of ``vars()``, state dicts
+    or checkpoints, and doubles the memory of the fused connectivity.
 
     Modules may be given as keyword arguments or set as attributes in a
     subclass's ``__init__``.
@@ -305,9 +459,52 @@ class Network(Module):
         >>> step = nd.jit(net)
     """
 
+    #: set False (on the class or an instance) to propagate every projection separately
+    fuse: bool = True
+
     def __init__(self, **modules: Any) -> None:
         for name, m in modules.items():
             setattr(self, name, m)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, Projection) or name == "fuse":
+            self._refuse()
+
+    def __delattr__(self, name: str) -> None:
+        was = isinstance(self.__dict__.get(name), Projection)
+        super().__delattr__(name)
+        if was:
+            self._refuse()
+
+    def _fusable(self) -> list[Projection]:
+        if not self.fuse:
+            return []
+        return [p for p in self.projections().values() if _fusable(p)]
+
+    def _refuse(self) -> None:
+        """(Re)build the fused table for the current projections (outside compiled code)."""
+        if CTX.frames:
+            return
+        projs = self._fusable()
+        if any(isinstance(p.targets._value, jax.core.Tracer) for p in projs):
+            return  # a module rebuilt inside a raw JAX transformation (nd.graph.merge)
+        old = self.__dict__.get("_fusion")
+        if old is not None and old.signature == _signature(projs):
+            return
+        # A plain attribute (not hidden): replacing it makes compiled code re-trace.
+        super().__setattr__("_fusion", _Fusion(projs) if projs else None)
+
+    def _current_fusion(self, projs: list[Projection]) -> "_Fusion | None":
+        fusion = self.__dict__.get("_fusion")
+        if fusion is None or fusion.signature != _signature(projs):
+            self._refuse()  # no-op inside compiled code: the unfused path is exact too
+            fusion = self.__dict__.get("_fusion")
+        return fusion if fusion is not None and fusion.signature == _signature(projs) else None
+
+    def reset_state(self, batch_size: int | None = None) -> None:
+        super().reset_state(batch_size)
+        self._refuse()
 
     def projections(self) -> dict[str, Projection]:
         """The direct child projections, in update order."""
@@ -321,26 +518,30 @@ class Network(Module):
         """One step: all projections, then all groups."""
         children = self.children()
         projs = [m for m in children.values() if isinstance(m, Projection)]
-        # Event-driven projections without delay that share a presynaptic group share
-        # one spike compaction and one branch (same numbers, fewer operations).
+        inputs: dict[int, jax.Array] = {}
+        fusion = self._current_fusion(self._fusable())
+        if fusion is not None:
+            for p, x in zip(fusion.projs, fusion.inputs()):
+                inputs[id(p)] = x
+        # Remaining event-driven projections without delay that share a presynaptic
+        # group share one spike compaction and one branch (same numbers, fewer operations).
         shared: dict[int, list[Projection]] = {}
         for p in projs:
-            if p.mode == "event" and p.delay_steps == 0 and p.pre.spike.ndim == 1:
+            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 0
+                    and p.pre.spike.ndim == 1 and type(p).update is Projection.update
+                    and type(p).propagate is Projection.propagate):
                 shared.setdefault(id(p.pre), []).append(p)
-        done: set[int] = set()
+        for peers in shared.values():
+            if len(peers) > 1:
+                sf = peers[0].pre.spike.value.astype(jnp.float32)
+                for q, x in zip(peers, _event_many(peers, sf)):
+                    inputs[id(q)] = x
+        # Synapses update in attribute order (two projections may share one).
         for p in projs:
-            if id(p) in done:
-                continue
-            peers = shared.get(id(p.pre), [])
-            if not any(q is p for q in peers):
-                peers = [p]
-            if len(peers) == 1:
+            if id(p) in inputs:
+                p.syn.update(inputs[id(p)])
+            else:
                 p.update()
-                continue
-            sf = p.pre.spike.value.astype(jnp.float32)
-            for q, x in zip(peers, _event_many(peers, sf)):
-                q.syn.update(x)
-                done.add(id(q))
         for m in children.values():
             if isinstance(m, Group):
                 m.update()
