@@ -16,6 +16,7 @@ from ._checkpoint import load as _load
 from ._checkpoint import save as _save
 from ._jit import jit as _jit
 from ._module import Module
+from ._sharding import Placement, as_mesh, check_spec, put_batch, spec_from
 from ._transforms import for_loop, value_and_grad
 
 __all__ = ["Trainer"]
@@ -75,6 +76,22 @@ class Trainer:
         batch_axis: the batch axis of the batch's arrays (an int, or one per
             array, e.g. ``(1, 0)`` for time-major inputs with batch-major labels);
             the batch size passed to ``reset_state`` is read from the first array.
+        mesh: data-parallel training over devices: a ``jax.sharding.Mesh`` or a
+            device count (a 1-d mesh with axis ``'data'``). Every batch is split
+            along its batch axis over the mesh axis ``'data'`` (or the mesh's
+            first axis), so its size must divide by that axis's size;
+            parameters, optimizer state and other model state are replicated
+            (unless ``param_sharding`` says otherwise) and XLA reduces the
+            gradients through the shardings. With several processes
+            (:func:`nd.distributed.initialize`) every process passes only its
+            own part of each batch (``batch_size`` in :meth:`fit` is per process).
+            ``None``: the default device, as before; the same script runs unchanged.
+        param_sharding: split large parameters instead of replicating them:
+            ``{'path.glob': PartitionSpec}`` over the optimizer's parameter names
+            (``model.train_vars()`` paths, e.g. ``{'fc1.weight': P(None, 'model')}``;
+            first match wins), or ``fn(path, var) -> PartitionSpec | None``
+            (e.g. :func:`nd.distributed.shard_largest_axis`). The optimizer state
+            of a parameter (optax moments mirror its shape) gets the same sharding.
 
     Example:
         >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
@@ -88,7 +105,8 @@ class Trainer:
                  jit: bool = True, progress_bar: bool = True, steps_per_call: int = 1,
                  donate: bool = False, stop_on_nan: bool = False, reset_state: bool | None = None,
                  before_step: Callable[[Module, Any], None] | None = None, log_every: int = 20,
-                 batch_axis: int | tuple[int, ...] = 0) -> None:
+                 batch_axis: int | tuple[int, ...] = 0, mesh: Any = None,
+                 param_sharding: Any = None) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nd.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -122,6 +140,16 @@ class Trainer:
         self._spec: Any = None
         self._reset_bs: Any = object()
         self._first_epoch = 0
+        self.mesh = as_mesh(mesh, "data", "Trainer: mesh")
+        self._placement: Placement | None = None
+        if self.mesh is not None:
+            names = self.mesh.axis_names
+            self._data_axis = "data" if "data" in names else names[0]
+            self._placement = self._make_placement(param_sharding)
+            self._placement.place()
+        elif param_sharding is not None:
+            raise ValueError("Trainer: param_sharding needs a mesh; pass mesh=... (a jax.sharding.Mesh with the "
+                             "axes the PartitionSpecs name)")
         objs = (model, optimizer)
         if jit:
             self._step_fn = _jit(self._train_step, donate=donate, child_objs=objs)
@@ -131,6 +159,58 @@ class Trainer:
         else:
             self._step_fn, self._multi_fn = self._train_step, self._train_steps
             self._eval_fn, self._predict_fn = self._eval_step, self._predict
+
+    # -- sharding -----------------------------------------------------------------------
+    def _make_placement(self, rule: Any) -> Placement:
+        """Where every parameter, optimizer state array and model state array lives."""
+        from jax.sharding import PartitionSpec as P
+        mesh = self.mesh
+        axis = getattr(rule, "_nd_mesh_axis", None)
+        if axis is not None:
+            if axis not in mesh.axis_names:
+                raise ValueError(f"Trainer: param_sharding splits along mesh axis '{axis}', but the mesh has axes "
+                                 f"{mesh.axis_names}")
+            base, n = rule, mesh.shape[axis]
+            rule = lambda path, var: base(path, var, n)  # noqa: E731
+        placement = Placement(mesh)
+        specs: dict[str, Any] = {}
+        for path, var in self._params.items():
+            spec = spec_from(rule, path, var, "Trainer: param_sharding") or P()
+            check_spec(mesh, spec, var.shape, f"Trainer: param_sharding of parameter '{path}'")
+            specs[path] = spec
+            placement.add(path, var, spec)
+        opt_paths = {id(v): f"optimizer.{p}" for p, v in self.optimizer.vars().items()}
+        if rule is not None:
+            leaves = jax.tree_util.tree_flatten_with_path(self.optimizer.state)[0]
+            for (kpath, leaf), var in zip(leaves, self.optimizer.opt_state):
+                keys = [getattr(k, "key", None) for k in kpath]
+                owner = next((k for k in keys if isinstance(k, str) and k in specs), None)
+                # optax moments mirror their parameter's shape; counters and scalars stay replicated
+                if owner is not None and tuple(var.shape) == self._params[owner].shape:
+                    placement.add(opt_paths.get(id(var), f"optimizer.{owner}"), var, specs[owner])
+        for path, var in self.optimizer.vars().items():
+            placement.add(f"optimizer.{path}", var, P())
+        for path, var in self.model.vars().items():
+            # non-parameter state (recurrent state, BatchNorm statistics) may follow the batch's sharding
+            placement.add(path, var, P(), strict=False)
+        return placement
+
+    @property
+    def shardings(self) -> dict[str, Any]:
+        """``path -> PartitionSpec`` of every Variable the Trainer placed (empty without a mesh).
+
+        Example:
+            >>> nd.Trainer(model, loss_fn, opt, mesh=2).shardings["fc.weight"]
+            PartitionSpec()
+        """
+        return {} if self._placement is None else self._placement.specs()
+
+    def _put(self, batch: Any, stacked: bool, where: str) -> Any:
+        leaves, treedef = jax.tree.flatten(batch)
+        axes = self._axes(len(leaves))
+        out = [put_batch(x, self.mesh, ax + int(stacked), self._data_axis, where, i)
+               for i, (x, ax) in enumerate(zip(leaves, axes))]
+        return jax.tree.unflatten(treedef, out)
 
     # -- the compiled bodies ---------------------------------------------------------
     def _wants_reset(self) -> bool:
@@ -171,6 +251,10 @@ class Trainer:
         self._prepare(batch)
         (loss, aux), grads = value_and_grad(self._loss, grad_vars=self._params, has_aux=True)(batch)
         self.optimizer.update(grads)
+        if self._placement is not None:
+            # Pin the written state to its placement, so the next step sees the same shardings
+            # (and a sharded parameter's update stays sharded rather than whatever XLA picks).
+            self._placement.constrain()
         return {"loss": loss, **aux}
 
     def _train_steps(self, batches: Any) -> dict[str, Any]:
@@ -186,6 +270,16 @@ class Trainer:
 
     def _predict(self, x: Any) -> Any:
         return self.model(x)
+
+    def _put_x(self, x: Any) -> Any:
+        if self._placement is None:
+            return x
+        ax = self.batch_axis if isinstance(self.batch_axis, int) else self.batch_axis[0]
+        leaves, treedef = jax.tree.flatten(x)
+        x = jax.tree.unflatten(treedef, [put_batch(a, self.mesh, ax, self._data_axis, "Trainer.predict: input", i)
+                                         for i, a in enumerate(leaves)])
+        self._placement.place()
+        return x
 
     # -- input checks ------------------------------------------------------------------
     def _signature(self, batch: Any) -> tuple:
@@ -233,7 +327,11 @@ class Trainer:
             >>> out = trainer.step((x_batch, y_batch)); float(out["loss"])
         """
         self._check_batch(batch, f"batch of step {self.global_step}")
+        if self._placement is not None:
+            batch = self._put(batch, False, f"Trainer: batch of step {self.global_step}")
         self._reset_outside(batch)
+        if self._placement is not None:
+            self._placement.place()
         try:
             out = self._step_fn(batch)
         except Exception as e:
@@ -253,7 +351,13 @@ class Trainer:
         """
         first = jax.tree.map(lambda a: a[0], batches)
         self._check_batch(first, f"stacked batches of step {self.global_step}")
+        if self._placement is not None:
+            batches = self._put(batches, True, f"Trainer: stacked batches of step {self.global_step}")
+            # shapes only: indexing a global array would need every process's shards
+            first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), batches)
         self._reset_outside(first)
+        if self._placement is not None:
+            self._placement.place()
         out = self._multi_fn(batches)
         self.global_step += int(jnp.shape(jax.tree.leaves(batches)[0])[0])
         return out
@@ -416,7 +520,11 @@ class Trainer:
             outs, sizes = [], []
             for batch in it:
                 self._check_batch(batch, "evaluation batch")
+                if self._placement is not None:
+                    batch = self._put(batch, False, "Trainer.evaluate: batch")
                 self._reset_outside(batch)
+                if self._placement is not None:
+                    self._placement.place()
                 outs.append(self._eval_fn(batch))
                 sizes.append(self._batch_size(batch))
             if not outs:
@@ -440,14 +548,14 @@ class Trainer:
             if batch_size is None:
                 if self._wants_reset():
                     self.model.reset_state(self._batch_size(x))
-                return self._predict_fn(x)
+                return self._predict_fn(self._put_x(x))
             n = int(jnp.shape(x)[0])
             parts = []
             for s in range(0, n, int(batch_size)):
                 xb = x[s:s + int(batch_size)]
                 if self._wants_reset():
                     self.model.reset_state(self._batch_size(xb))
-                parts.append(self._predict_fn(xb))
+                parts.append(self._predict_fn(self._put_x(xb)))
             return jax.tree.map(lambda *p: jnp.concatenate(p), *parts)
         finally:
             self.model.train(was_training)
@@ -471,6 +579,8 @@ class Trainer:
             >>> trainer.load("run/ckpt.npz"); trainer.fit(data, epochs=1)   # continues
         """
         meta = _load(path, {"model": self.model, "optimizer": self.optimizer}, rng=True)
+        if self._placement is not None:
+            self._placement.place()
         self.epoch = int(meta.get("epoch", 0))
         self.global_step = int(meta.get("global_step", 0))
         self.history = {k[len("history/"):]: [float(x) for x in v]
