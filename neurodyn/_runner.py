@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ._environ import context, get_dt
 from ._jit import JittedFunction, jit
 from ._module import Module
+from ._sharding import Placement, as_mesh, module_placement
 from ._state import Variable
 from ._transforms import for_loop
 
@@ -180,6 +181,16 @@ class Runner:
         chunk_size: steps per compiled chunk (host copies and progress happen
             between chunks).
         unroll: steps per compiled loop iteration (faster runs, slower compiles).
+        mesh: simulate across devices: a ``jax.sharding.Mesh`` or a device count.
+            Every Variable of the model is placed with
+            :func:`nd.distributed.shard` (neuron groups and synapse state split
+            along their leading, neuron axis where it divides by the device
+            count; the rest replicated) and the compiled loop keeps those
+            shardings on its carried state; XLA partitions the projections'
+            gathers and scatters. Spikes are the same as on one device; monitors
+            are gathered to the host per chunk as before. Single process only.
+        shard_rule: per-Variable overrides for ``mesh``:
+            ``{'path.glob': PartitionSpec}`` or ``fn(path, var) -> PartitionSpec | None``.
 
     Example:
         >>> runner = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)])
@@ -199,6 +210,8 @@ class Runner:
         monitor_every: int = 1,
         chunk_size: int = 1000,
         unroll: int = 1,
+        mesh: Any = None,
+        shard_rule: Any = None,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Runner needs an nd.Module, got {type(model).__name__}")
@@ -221,6 +234,13 @@ class Runner:
         self.i = 0  # steps taken so far
         self.mon = Monitors({m.name: np.zeros((0,)) for m in self._monitors}, np.zeros((0,)))
         self.stats: dict[str, float] = {}
+        self.mesh = as_mesh(mesh, "neurons", "Runner: mesh")
+        self._placement: Placement | None = None
+        if self.mesh is not None:
+            self._placement = module_placement(model, self.mesh, shard_rule, None, "Runner: shard_rule")
+            self._placement.place()
+        elif shard_rule is not None:
+            raise ValueError("Runner: shard_rule needs a mesh; pass mesh=... as well")
         self._fn = self._compiled_chunk()
 
     @property
@@ -254,8 +274,9 @@ class Runner:
         return out
 
     def _compiled_chunk(self) -> JittedFunction:
+        placement = self._placement
         key = (tuple(m.key() for m in self._monitors), tuple(i.key() for i in self._inputs),
-               self.monitor_every, self.unroll)
+               self.monitor_every, self.unroll, None if placement is None else placement.key())
         cache = _COMPILED.setdefault(self.model, {})
         if key in cache:
             fn = cache[key]
@@ -276,6 +297,10 @@ class Runner:
                     else:
                         inp.apply(value)
                 model.update()
+            if placement is not None:
+                # the loop carry keeps the neuron-axis split (without this XLA may gather a
+                # scatter's result onto every device and carry it replicated)
+                placement.constrain()
 
         def record() -> dict:
             mons, _ = holder["layout"]
@@ -331,6 +356,8 @@ class Runner:
                     f"this run would reach step {self.i + n}"
                 )
         show = self.progress_bar if progress_bar is None else progress_bar
+        if self._placement is not None:
+            self._placement.place()  # reset_state / new initial conditions replace values unsharded
         fn = self._fn
         fn._nd_holder["layout"] = (self._monitors, self._inputs)
         values = [inp.value for inp in self._inputs]
