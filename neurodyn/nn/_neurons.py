@@ -339,6 +339,11 @@ class LIF(NeuronGroup):
         I = self.sum_inputs(V, x)
         V_inf = self.V_rest + self.R * I
         V_new = V_inf + (V - V_inf) * decay
+        if n_ref == 0:
+            # No refractory period: the counter would stay 0, so leave it out of the step
+            # (one state array fewer carried through loops and through backprop in time).
+            self.V.value, _ = self._fire(V_new, self.V_th, self.V_reset)
+            return self.spike.value
         ref = self.refractory.value
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
@@ -392,10 +397,14 @@ class ALIF(NeuronGroup):
         I = self.sum_inputs(V, x)
         V_inf = self.V_rest + self.R * I
         V_new = V_inf + (V - V_inf) * math.exp(-dt / self.tau)
+        a = self.a.value
+        if n_ref == 0:  # as in LIF: no refractory counter to carry
+            self.V.value, _ = self._fire(V_new, self.V_th + self.beta * a, self.V_reset)
+            self.a.value = a * math.exp(-dt / self.tau_a) + self.spike.value.astype(a.dtype)
+            return self.spike.value
         ref = self.refractory.value
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
-        a = self.a.value
         V_after, spike = self._fire(V_new, self.V_th + self.beta * a, self.V_reset, ~is_ref)
         self.V.value = V_after
         self.a.value = a * math.exp(-dt / self.tau_a) + self.spike.value.astype(a.dtype)
