@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._module import Module
 from ._random import RandomState
-from ._state import Variable
+from ._state import Variable, current_frame
 
 __all__ = ["as_mesh", "Placement"]
 
@@ -127,8 +127,16 @@ class Placement:
                 v._value = put_global(x, s)
 
     def constrain(self) -> None:
+        """Pin the shardings of the Variables written so far in the current trace frame.
+
+        Only written ones: constraining a read-only table (a projection's target
+        indices) would make it a loop carry, which XLA then copies every step.
+        """
+        frame = current_frame()
+        written = frame.writes if frame is not None else None
         for _, v, s in self.items:
-            v.value = jax.lax.with_sharding_constraint(v.value, s)
+            if written is None or id(v) in written:
+                v.value = jax.lax.with_sharding_constraint(v.value, s)
 
     def specs(self) -> dict[str, PartitionSpec]:
         return {p: s.spec for p, _, s in self.items + self.loose}
