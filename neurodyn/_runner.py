@@ -197,6 +197,7 @@ class Runner:
         >>> runner.run(100.)
         >>> runner.mon['E.spike'].shape
         (1000, 3200)
+        >>> sharded = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)], mesh=4)
     """
 
     def __init__(

@@ -98,6 +98,7 @@ class Trainer:
         ...                      optim.Adam(1e-3))
         >>> history = trainer.fit((x, y), epochs=5, batch_size=64, seed=0)
         >>> trainer.save("ckpt.npz")
+        >>> dp = nd.Trainer(model, loss_fn, optim.Adam(1e-3), mesh=4)   # data-parallel over 4 devices
     """
 
     def __init__(self, model: Module, loss_fn: LossFn, optimizer: Any,
