@@ -176,3 +176,82 @@ def test_coba_network_matches_hand_written_reference(mode):
     assert int(ref_E.sum()) > 100  # the network is active (and overflows max_spikes=8 at times)
     np.testing.assert_array_equal(sE, ref_E)
     np.testing.assert_array_equal(sI, ref_I)
+
+
+# -- the Network's fused event-driven propagation --------------------------------------------
+def _fused_net(fuse, max_spikes, spike_fn=None):
+    """Two sources (one float-valued with spike_fn) -> two LIF groups, 5 projections: 3 fusable
+    event ones, one dense (never fused), one with per-synapse weights (never fused)."""
+    A, B = Source(150), Source(90)
+    if spike_fn is not None:
+        B.spike.reset_value(jnp.zeros(90, jnp.float32))
+    X, Y = nn.LIF(120, V_th=1e9), nn.LIF(70, V_th=1e9)
+    net = nn.Network(A=A, B=B, X=X, Y=Y)
+    net.fuse = fuse
+    P = lambda pre, post, seed, w, **kw: nn.Projection(pre, post, nn.FixedProb(0.1, seed=seed), w,
+                                                       nn.Expon(post.size, 5.0), nn.CUBA(), **kw)
+    net.AX = P(A, X, 1, 0.6, mode="event", max_spikes=max_spikes)
+    net.AY = P(A, Y, 2, 0.3, mode="event", max_spikes=max_spikes)
+    net.BX = P(B, X, 3, -1.7, mode="event", max_spikes=max_spikes)
+    net.BY = P(B, Y, 4, 0.9, mode="dense")
+    nnz = nn.FixedProb(0.1, seed=5).num_connections(150, 120)
+    net.AXw = P(A, X, 5, np.linspace(0.1, 1.0, nnz, dtype=np.float32), mode="event")
+    return net
+
+
+def _drive_net(net, spikes_a, spikes_b):
+    def step(a, b):
+        net.A.spike.value = a
+        net.B.spike.value = b.astype(net.B.spike.dtype)
+        net.update()
+        return [net.get(k).syn.g.value for k in ("AX", "AY", "BX", "BY", "AXw")]
+    f = nd.jit(step)
+    return [np.stack(x) for x in zip(*[f(a, b) for a, b in zip(spikes_a, spikes_b)])]
+
+
+@pytest.mark.parametrize("float_spikes", [False, True])
+def test_fused_network_equals_unfused_in_every_tier(float_spikes):
+    rng = np.random.default_rng(0)
+    # spike counts per step (A + B): tier 1 (<= 16), tier 2 (<= 48), and the full path
+    totals = [0, 3, 10, 16, 17, 30, 48, 49, 120, 5]
+    sa, sb = [], []
+    for t in totals:
+        s = np.zeros(240, bool)
+        s[rng.choice(240, t, replace=False)] = True
+        sa.append(s[:150]); sb.append(s[150:] * (rng.uniform(0.5, 2.0, 90) if float_spikes else 1))
+    out = {}
+    for fuse in (True, False):
+        net = _fused_net(fuse, max_spikes=24, spike_fn=float_spikes or None)
+        fusion = net._fusion
+        if fuse:
+            # float spikes (surrogate training) are not fused: their sums would depend on the order
+            assert fusion.projs == ([net.AX, net.AY] if float_spikes else [net.AX, net.AY, net.BX])
+            assert (fusion.k1, fusion.k2) == ((16, 24) if float_spikes else (16, 48))
+        else:
+            assert fusion is None
+        out[fuse] = _drive_net(net, sa, sb)
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(out[True][0]).sum() > 0 and np.abs(out[True][2]).sum() > 0
+
+
+def test_fused_table_is_rebuilt_when_stale_and_exact_meanwhile():
+    net = _fused_net(True, max_spikes=24)
+    rng = np.random.default_rng(1)
+    sa, sb = rng.random((6, 150)) < 0.05, rng.random((6, 90)) < 0.05
+    first = net._fusion
+    # new connectivity for AX (rows permuted): the table is stale; compiled code falls back to the
+    # exact per-projection paths
+    net.AX.targets.value = net.AX.targets.value[::-1]
+    got = _drive_net(net, sa, sb)
+    assert net._fusion is first  # not rebuilt inside compiled code
+    net.reset_state()  # rebuilds outside compiled code
+    assert net._fusion is not first
+    net2 = _fused_net(False, max_spikes=24)
+    net2.AX.targets.value = net.AX.targets.value
+    want = _drive_net(net2, sa, sb)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    again = _drive_net(net, sa, sb)  # now through the rebuilt table, from reset state
+    for a, b in zip(again, want):
+        np.testing.assert_array_equal(a, b)

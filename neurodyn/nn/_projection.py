@@ -288,8 +288,10 @@ class Projection(Module):
 def _fusable(p: Projection) -> bool:
     """Whether ``p`` can join a Network's fused event-driven propagation."""
     cls = type(p)
+    # Boolean spikes only: summing exact counts makes the result independent of
+    # the scatter order, so fused and separate propagation agree bit for bit.
     return (p.mode == "event" and p.delay_steps == 0 and p.homogeneous
-            and p.pre.spike.ndim == 1
+            and p.pre.spike.ndim == 1 and p.pre.spike.dtype == jnp.bool_
             and cls.update is Projection.update and cls.propagate is Projection.propagate
             and cls._event is Projection._event)
 
@@ -310,21 +312,23 @@ def _gather_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
 
 
 def _compact_to_rows(sf: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """``(idx, vals)``: up to ``k`` nonzero entries of ``sf``, unused slots pointing
-    at row ``len(sf)`` (the table's empty row) with value 0. Two-stage top_k as in
-    :func:`_compact`; exact only when at most ``k`` entries are nonzero."""
+    """``(idx, total)``: the indices of up to ``k`` nonzero entries of ``sf`` and
+    how many there are in all. Unused slots point at row ``len(sf)`` (the
+    table's empty row). Two-stage top_k as in :func:`_compact`; complete
+    whenever ``total <= k`` (k spikes occupy at most k blocks)."""
     n = sf.shape[0]
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
         sf = jnp.pad(sf, (0, nb * _BLOCK - n))
     blocks = sf.reshape(nb, _BLOCK)
-    b = min(k, nb)  # k spikes occupy at most k blocks
-    _, bidx = jax.lax.top_k(jnp.any(blocks != 0, axis=1).astype(jnp.float32), b)
+    per_block = jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
+    b = min(k, nb)
+    _, bidx = jax.lax.top_k((per_block > 0).astype(jnp.float32), b)
     sub = blocks[bidx]
     kk = min(k, b * _BLOCK)
-    key, j = jax.lax.top_k(jnp.abs(sub).reshape(-1), kk)
+    key, j = jax.lax.top_k(sub.reshape(-1), kk)
     idx = jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n)
-    return idx.astype(jnp.int32), sub.reshape(-1)[j]
+    return idx.astype(jnp.int32), jnp.sum(per_block)
 
 
 class _Fusion:
@@ -384,22 +388,18 @@ class _Fusion:
             k2 += max(p.max_spikes for p in projs if p.pre is g)
         self.k2 = min(k2, n_in)
         self.k1 = min(self.k2, max(16, -(-self.k2 // 3)))
-        self.bool_spikes = all(g.spike.dtype == jnp.bool_ for g in self.pres)
 
     def counts(self) -> jax.Array:
-        """The per-slot input (spike counts, or summed spike values) of this step."""
-        spikes = [g.spike.value for g in self.pres]
-        s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(jnp.float32)
+        """The number of presynaptic spikes onto every slot this step (float32)."""
+        # One float vector of all presynaptic spikes: the concatenation fuses with the convert.
+        sf = jnp.concatenate([g.spike.value.astype(jnp.float32) for g in self.pres])
         table = self.table.value
         n_out = self.n_out
         zeros = jnp.zeros((n_out,), jnp.float32)
-        one = self.bool_spikes
 
-        def scatter(idx: jax.Array, vals: jax.Array) -> jax.Array:
-            rows = _gather_rows(table, idx)
-            contrib = 1.0 if one else jnp.broadcast_to(vals[:, None], rows.shape)
-            return zeros.at[rows].add(contrib, mode="drop")
+        def scatter(idx: jax.Array) -> jax.Array:
+            # unused slots gather the all-padding row: every entry is dropped
+            return zeros.at[_gather_rows(table, idx)].add(1.0, mode="drop")
 
         def full() -> jax.Array:
             rows = table[:-1]
@@ -407,13 +407,14 @@ class _Fusion:
 
         if self.k1 >= self.n_in:
             return full()
-        idx, vals = _compact_to_rows(sf, self.k1)
-        total = jnp.sum(s != 0, dtype=jnp.int32)
-        branches = [lambda: scatter(idx, vals)]
+        idx, total = _compact_to_rows(sf, self.k1)
+        branches = [lambda: scatter(idx)]
         if self.k2 > self.k1:
-            branches.append(lambda: scatter(*_compact_to_rows(sf, self.k2)))
+            branches.append(lambda: scatter(_compact_to_rows(sf, self.k2)[0]))
         branches.append(full)
-        which = jnp.where(total <= self.k1, 0, jnp.where(total <= self.k2, 1, 2) if len(branches) == 3 else 1)
+        which = (total > self.k1).astype(jnp.int32)
+        if len(branches) == 3:
+            which = which + (total > self.k2).astype(jnp.int32)
         return jax.lax.switch(which, branches)
 
     def inputs(self) -> list[jax.Array]:
@@ -433,7 +434,7 @@ class Network(Module):
     override ``update()`` for any other order.
 
     Fusion: all event-mode projections with a scalar weight, no delay, unbatched
-    spikes and the stock ``Projection`` dynamics are propagated together, with
+    boolean spikes and the stock ``Projection`` dynamics are propagated together, with
     one spike compaction over their concatenated presynaptic groups, one row
     gather and one scatter-add into a single count vector, from a combined
     target table the Network builds on the host when a projection is assigned
@@ -443,7 +444,7 @@ class Network(Module):
     with more than a third of the projections' summed ``max_spikes`` (at least
     16) take a second, larger buffer; more than the sum takes the exact
     full-table path. Other projections (dense, delayed, per-synapse weights,
-    batched, subclasses overriding the dynamics), and all of them when the table
+    float or batched spikes, subclasses overriding the dynamics), and all of them when the table
     is stale inside compiled code, take the per-projection path, where those
     without delay that share a presynaptic group still share a compaction. The
     table sits in a hidden Variable: it is not part of ``vars()``, state dicts
