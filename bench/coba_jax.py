@@ -462,13 +462,19 @@ def tiered_counts(spk: jax.Array, table_ext: jax.Array, n_out: int, k1: int, k2:
 
 
 def make_runner_tiered(targets: dict[str, np.ndarray], n_e: int, n_i: int, n_steps: int, dt: float = 0.1,
-                       k1: int = 16, k2: int = 48, unroll: int = 1, per_step: bool = False) -> Callable:
-    """The fastest run-only variant found so far: ``run(V0) -> (final V, counts)``.
+                       k1: int = 16, k2: int = 48, unroll: int = 1, per_step: bool = False,
+                       fused_state: bool = True) -> Callable:
+    """The fastest run-only variants found so far: ``run(V0) -> (final V, counts)``.
 
-    Fused state and table with :func:`tiered_counts` (k1 = 16, k2 = 48 for
-    N = 4000). ``counts``: the total E and I spikes, int32 (2,), summed in the
-    loop carry; ``per_step=True`` records them per step instead, (n_steps, 2),
-    like :func:`make_runner` (writing a per-step output costs ~10-20% here).
+    One fused table with :func:`tiered_counts` (k1 = 16, k2 = 48 for N = 4000).
+    ``fused_state``: one 4000-neuron state with 2 conductance vectors, or
+    (False) separate E and I states with 4 conductance vectors (the layout of
+    a network of 2 groups and 4 projections; as fast at ``unroll=1``, but
+    ~3x slower at ``unroll=4``, where XLA:CPU fuses across steps and
+    recomputes). ``counts``: total E and I spikes, int32 (2,), summed in the
+    loop carry; ``per_step=True`` records them per step, (n_steps, 2), like
+    :func:`make_runner` (a per-step output costs ~10-20% here). V0 is the
+    (n_e + n_i,) initial potential, E first.
     """
     table = jnp.asarray(fuse_targets(targets, n_e, n_i))
     c = _consts(dt)
@@ -477,21 +483,46 @@ def make_runner_tiered(targets: dict[str, np.ndarray], n_e: int, n_i: int, n_ste
     de, di = c.decay["EE"], c.decay["IE"]
     inp = jnp.full((n,), P["input"], jnp.float32)
 
+    def step_fused(s):
+        V, ref, spk, g_e, g_i = s
+        count = tiered_counts(spk, table, 2 * n, k1, k2)
+        g_e = g_e * de + P["w_e"] * count[:n]
+        g_i = g_i * di + P["w_i"] * count[n:]
+        V, ref, spk = _lif(V, ref, g_e, g_i, inp, c)
+        return (V, ref, spk, g_e, g_i), spk[:n_e], spk[n_e:]
+
+    def step_groups(s):
+        VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII = s
+        count = tiered_counts(jnp.concatenate([sE, sI]), table, 2 * n, k1, k2)
+        gEE = gEE * de + P["w_e"] * count[:n_e]
+        gEI = gEI * de + P["w_e"] * count[n_e:n]
+        gIE = gIE * di + P["w_i"] * count[n:n + n_e]
+        gII = gII * di + P["w_i"] * count[n + n_e:]
+        VE, rE, sE = _lif(VE, rE, gEE, gIE, inp[:n_e], c)
+        VI, rI, sI = _lif(VI, rI, gEI, gII, inp[n_e:], c)
+        return (VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII), sE, sI
+
+    step = step_fused if fused_state else step_groups
+
     @jax.jit
     def run(V0):
-        def body(s, _):
-            V, ref, spk, g_e, g_i, total = s
-            count = tiered_counts(spk, table, 2 * n, k1, k2)
-            g_e = g_e * de + P["w_e"] * count[:n]
-            g_i = g_i * di + P["w_i"] * count[n:]
-            V, ref, spk = _lif(V, ref, g_e, g_i, inp, c)
-            counts = jnp.stack([spk[:n_e].sum(dtype=jnp.int32), spk[n_e:].sum(dtype=jnp.int32)])
+        def body(carry, _):
+            s, total = carry
+            s, sE, sI = step(s)
+            counts = jnp.stack([sE.sum(dtype=jnp.int32), sI.sum(dtype=jnp.int32)])
             if per_step:
-                return (V, ref, spk, g_e, g_i, total), counts
-            return (V, ref, spk, g_e, g_i, total + counts), None
-        init = _init_fused(V0) + (jnp.zeros(2, jnp.int32),)
-        s, counts = lax.scan(body, init, None, length=n_steps, unroll=unroll)
-        return s[0], (counts if per_step else s[-1])
+                return (s, total), counts
+            return (s, total + counts), None
+        if fused_state:
+            s0 = _init_fused(V0)
+        else:
+            zE, zI = jnp.zeros(n_e, jnp.float32), jnp.zeros(n_i, jnp.float32)
+            s0 = (V0[:n_e], V0[n_e:], jnp.zeros(n_e, jnp.int32), jnp.zeros(n_i, jnp.int32),
+                  jnp.zeros(n_e, bool), jnp.zeros(n_i, bool), zE, zI, zE, zI)
+        (s, total), counts = lax.scan(body, (s0, jnp.zeros(2, jnp.int32)), None, length=n_steps,
+                                      unroll=unroll)
+        V = s[0] if fused_state else jnp.concatenate([s[0], s[1]])
+        return V, (counts if per_step else total)
 
     return run
 

@@ -402,8 +402,10 @@ class _Fusion:
             return zeros.at[_gather_rows(table, idx)].add(1.0, mode="drop")
 
         def full() -> jax.Array:
-            rows = table[:-1]
-            return zeros.at[rows].add(jnp.broadcast_to(sf[:, None], rows.shape), mode="drop")
+            # Rows of silent neurons are masked to the padding index: a dropped entry
+            # costs a bounds check, an added 0.0 a read-modify-write.
+            rows = jnp.where((sf != 0)[:, None], table[:-1], n_out)
+            return zeros.at[rows].add(1.0, mode="drop")
 
         if self.k1 >= self.n_in:
             return full()
