@@ -134,6 +134,14 @@ def part1(args) -> None:
     nd4 = NdCase(1.0, args.seed, None, nomon.net, nomon.state0, unroll=4)
     comp = nd4.compile(T)
     cases["neurodyn Runner(unroll=4), no monitors"] = (lambda: nd4.run(T), comp)
+    # The same network with fusion off: every projection propagates on its own (the
+    # path before Network fused them; projections sharing a pre group share a compaction).
+    nd.random.seed(args.seed)
+    unf_net = ei.COBANet(scale=1.0, seed=args.seed)
+    unf_net.fuse = False
+    unf = NdCase(1.0, args.seed, None, unf_net, nd.graph.states(unf_net))
+    comp = unf.compile(T)
+    cases["neurodyn Runner, no monitors, Network.fuse=False"] = (lambda: unf.run(T), comp)
     ref = cj.make_ref_runner(targets, n_e, n_i, n_steps, dt, mode="event", k=32)
     c_ref, comp = _compile(jax.jit(ref), VEj, VIj)
     cases["hand: reference, 2 groups, 4 proj (spikes)"] = (lambda: c_ref(VEj, VIj), comp)

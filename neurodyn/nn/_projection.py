@@ -311,24 +311,20 @@ def _gather_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
     return table[idx]
 
 
-def _compact_to_rows(sf: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """``(idx, total)``: the indices of up to ``k`` nonzero entries of ``sf`` and
-    how many there are in all. Unused slots point at row ``len(sf)`` (the
-    table's empty row). Two-stage top_k as in :func:`_compact`; complete
-    whenever ``total <= k`` (k spikes occupy at most k blocks)."""
+def _compact_to_rows(sf: jax.Array, k: int) -> jax.Array:
+    """The indices of up to ``k`` nonzero entries of ``sf``; unused slots point at
+    row ``len(sf)`` (the table's empty row). Two-stage top_k as in
+    :func:`_compact`; complete whenever at most ``k`` entries are nonzero
+    (k spikes occupy at most k blocks), which the caller checks."""
     n = sf.shape[0]
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
         sf = jnp.pad(sf, (0, nb * _BLOCK - n))
     blocks = sf.reshape(nb, _BLOCK)
-    per_block = jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
     b = min(k, nb)
-    _, bidx = jax.lax.top_k((per_block > 0).astype(jnp.float32), b)
-    sub = blocks[bidx]
-    kk = min(k, b * _BLOCK)
-    key, j = jax.lax.top_k(sub.reshape(-1), kk)
-    idx = jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n)
-    return idx.astype(jnp.int32), jnp.sum(per_block)
+    _, bidx = jax.lax.top_k(jnp.any(blocks != 0, axis=1).astype(jnp.float32), b)
+    key, j = jax.lax.top_k(blocks[bidx].reshape(-1), min(k, b * _BLOCK))
+    return jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
 
 
 class _Fusion:
@@ -391,8 +387,9 @@ class _Fusion:
 
     def counts(self) -> jax.Array:
         """The number of presynaptic spikes onto every slot this step (float32)."""
-        # One float vector of all presynaptic spikes: the concatenation fuses with the convert.
-        sf = jnp.concatenate([g.spike.value.astype(jnp.float32) for g in self.pres])
+        spikes = [g.spike.value for g in self.pres]
+        s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
+        sf = s.astype(jnp.float32)
         table = self.table.value
         n_out = self.n_out
         zeros = jnp.zeros((n_out,), jnp.float32)
@@ -404,15 +401,16 @@ class _Fusion:
         def full() -> jax.Array:
             # Rows of silent neurons are masked to the padding index: a dropped entry
             # costs a bounds check, an added 0.0 a read-modify-write.
-            rows = jnp.where((sf != 0)[:, None], table[:-1], n_out)
+            rows = jnp.where(s[:, None], table[:-1], n_out)
             return zeros.at[rows].add(1.0, mode="drop")
 
         if self.k1 >= self.n_in:
             return full()
-        idx, total = _compact_to_rows(sf, self.k1)
+        idx = _compact_to_rows(sf, self.k1)
+        total = jnp.sum(s, dtype=jnp.int32)
         branches = [lambda: scatter(idx)]
         if self.k2 > self.k1:
-            branches.append(lambda: scatter(_compact_to_rows(sf, self.k2)[0]))
+            branches.append(lambda: scatter(_compact_to_rows(sf, self.k2)))
         branches.append(full)
         which = (total > self.k1).astype(jnp.int32)
         if len(branches) == 3:
