@@ -134,6 +134,19 @@ def part1(args) -> None:
     nd4 = NdCase(1.0, args.seed, None, nomon.net, nomon.state0, unroll=4)
     comp = nd4.compile(T)
     cases["neurodyn Runner(unroll=4), no monitors"] = (lambda: nd4.run(T), comp)
+    # Without the Runner: one nd.jit'ed for_loop over net.update() with the inputs set
+    # beforehand (the Runner writes them every step), to separate Runner from model cost.
+    plain_net = nomon.net
+    inputs0 = {"E.input": jnp.full(n_e, 20.), "I.input": jnp.full(n_i, 20.)}
+    loop = nd.jit(lambda: nd.for_loop(lambda i: plain_net.update(), jnp.arange(n_steps)))
+
+    def plain() -> jax.Array:
+        nd.graph.update(plain_net, nomon.state0, inputs0)
+        loop()
+        return plain_net.E.V.value
+    t0 = time.perf_counter()
+    jax.block_until_ready(plain())
+    cases["neurodyn nd.jit(for_loop(net.update)), no Runner"] = (plain, time.perf_counter() - t0)
     # The same network with fusion off: every projection propagates on its own (the
     # path before Network fused them; projections sharing a pre group share a compaction).
     nd.random.seed(args.seed)
@@ -190,6 +203,8 @@ def part1(args) -> None:
     best_name = min((k for k in times if k.startswith("hand")), key=times.get)
     best1 = min((k for k in times if k.startswith("hand") and "unroll 4" not in k), key=times.get)
     nd_t = times["neurodyn Runner, no monitors"]
+    print(f"Runner overhead: Runner / nd.jit(for_loop) of the same steps: "
+          f"{nd_t / times['neurodyn nd.jit(for_loop(net.update)), no Runner']:.2f}")
     nd4_t = times["neurodyn Runner(unroll=4), no monitors"]
     print()
     print(f"ratio neurodyn (no monitors) / best hand-written ({best_name}): {nd_t / times[best_name]:.2f} wall, "
