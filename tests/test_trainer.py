@@ -75,7 +75,8 @@ def test_fit_history_evaluate_predict_and_steps_per_call_equivalence():
     pred = tr1.predict(x)
     np.testing.assert_allclose(ev["loss"], float(jnp.mean((pred - y) ** 2)), rtol=1e-5)
     np.testing.assert_allclose(ev["loss"], h1["eval_loss"][-1], rtol=1e-5)
-    np.testing.assert_allclose(tr1.predict(x, batch_size=40), pred, rtol=1e-6)
+    # other batch sizes take other matmul reduction orders on CPU: equal up to float rounding
+    np.testing.assert_allclose(tr1.predict(x, batch_size=40), pred, rtol=1e-5, atol=1e-6)
 
 
 class _DropNet(nd.Module):
