@@ -463,7 +463,7 @@ def tiered_counts(spk: jax.Array, table_ext: jax.Array, n_out: int, k1: int, k2:
 
 def make_runner_tiered(targets: dict[str, np.ndarray], n_e: int, n_i: int, n_steps: int, dt: float = 0.1,
                        k1: int = 16, k2: int = 48, unroll: int = 1, per_step: bool = False,
-                       fused_state: bool = True) -> Callable:
+                       fused_state: bool = True, counts: bool = True) -> Callable:
     """The fastest run-only variants found so far: ``run(V0) -> (final V, counts)``.
 
     One fused table with :func:`tiered_counts` (k1 = 16, k2 = 48 for N = 4000).
@@ -473,7 +473,9 @@ def make_runner_tiered(targets: dict[str, np.ndarray], n_e: int, n_i: int, n_ste
     ~3x slower at ``unroll=4``, where XLA:CPU fuses across steps and
     recomputes). ``counts``: total E and I spikes, int32 (2,), summed in the
     loop carry; ``per_step=True`` records them per step, (n_steps, 2), like
-    :func:`make_runner` (a per-step output costs ~10-20% here). V0 is the
+    :func:`make_runner` (a per-step output costs ~10-20% here); ``counts=False``
+    computes no output but the final state (the like-for-like baseline of a
+    neurodyn run without monitors) and returns ``(final V, None)``. V0 is the
     (n_e + n_i,) initial potential, E first.
     """
     table = jnp.asarray(fuse_targets(targets, n_e, n_i))
@@ -504,6 +506,23 @@ def make_runner_tiered(targets: dict[str, np.ndarray], n_e: int, n_i: int, n_ste
 
     step = step_fused if fused_state else step_groups
 
+    def init(V0):
+        if fused_state:
+            return _init_fused(V0)
+        zE, zI = jnp.zeros(n_e, jnp.float32), jnp.zeros(n_i, jnp.float32)
+        return (V0[:n_e], V0[n_e:], jnp.zeros(n_e, jnp.int32), jnp.zeros(n_i, jnp.int32),
+                jnp.zeros(n_e, bool), jnp.zeros(n_i, bool), zE, zI, zE, zI)
+
+    def final_V(s):
+        return s[0] if fused_state else jnp.concatenate([s[0], s[1]])
+
+    if not counts:
+        @jax.jit
+        def run_state_only(V0):
+            s = lax.fori_loop(0, n_steps, lambda i, s: step(s)[0], init(V0), unroll=unroll)
+            return final_V(s), None
+        return run_state_only
+
     @jax.jit
     def run(V0):
         def body(carry, _):
@@ -513,16 +532,9 @@ def make_runner_tiered(targets: dict[str, np.ndarray], n_e: int, n_i: int, n_ste
             if per_step:
                 return (s, total), counts
             return (s, total + counts), None
-        if fused_state:
-            s0 = _init_fused(V0)
-        else:
-            zE, zI = jnp.zeros(n_e, jnp.float32), jnp.zeros(n_i, jnp.float32)
-            s0 = (V0[:n_e], V0[n_e:], jnp.zeros(n_e, jnp.int32), jnp.zeros(n_i, jnp.int32),
-                  jnp.zeros(n_e, bool), jnp.zeros(n_i, bool), zE, zI, zE, zI)
-        (s, total), counts = lax.scan(body, (s0, jnp.zeros(2, jnp.int32)), None, length=n_steps,
-                                      unroll=unroll)
-        V = s[0] if fused_state else jnp.concatenate([s[0], s[1]])
-        return V, (counts if per_step else total)
+        (s, total), per = lax.scan(body, (init(V0), jnp.zeros(2, jnp.int32)), None, length=n_steps,
+                                   unroll=unroll)
+        return final_V(s), (per if per_step else total)
 
     return run
 

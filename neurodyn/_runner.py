@@ -26,7 +26,7 @@ from ._jit import JittedFunction, jit
 from ._module import Module
 from ._sharding import Placement, as_mesh, module_placement
 from ._state import Variable
-from ._transforms import for_loop
+from ._transforms import _discover, for_loop
 
 __all__ = ["Runner", "Monitors"]
 
@@ -286,11 +286,13 @@ class Runner:
         model, monitors, inputs, every, unroll = self.model, self._monitors, self._inputs, self.monitor_every, self.unroll
         holder: dict[str, Any] = {"layout": (monitors, inputs)}
 
-        def step(i: jax.Array, values: list) -> None:
+        def step(i: jax.Array, values: list, once: frozenset = frozenset()) -> None:
             mons, ins = holder["layout"]
             t = i * get_dt()
             with context(t=t, i=i):
-                for inp, value in zip(ins, values):
+                for k, (inp, value) in enumerate(zip(ins, values)):
+                    if k in once:
+                        continue
                     if inp.kind == "func":
                         inp.apply(inp.fn(t))
                     elif inp.kind == "iter":
@@ -307,17 +309,41 @@ class Runner:
             mons, _ = holder["layout"]
             return {m.name: m.read(model) for m in mons}
 
-        def chunk(i0: jax.Array, n: int, values: list) -> Any:
+        def constant_inputs() -> frozenset:
+            # A constant '=' input into a Variable that nothing else writes holds the same
+            # value before every step: set it once per chunk rather than carry it through
+            # the loop (a per-step write is a per-step operation, several % of a small
+            # network's step on a CPU).
+            _, ins = holder["layout"]
+            targets: dict[int, int] = {}
+            for inp in ins:
+                targets[id(inp.var)] = targets.get(id(inp.var), 0) + 1
+
+            def model_step(i: jax.Array) -> None:
+                with context(t=i * get_dt(), i=i):
+                    model.update()
+            _, written = _discover(model_step, (jax.ShapeDtypeStruct((), jnp.int32),))
+            written_ids = {id(v) for v in written}
+            return frozenset(k for k, inp in enumerate(ins) if inp.kind == "fix" and inp.op == "="
+                             and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
+
+        def chunk(i0: jax.Array, n: int, values: list) -> tuple[Any, jax.Array]:
+            _, ins = holder["layout"]
+            once = constant_inputs()
+            for k in once:
+                ins[k].apply(values[k])
+            # The second output is the step reached: an array that exists even without
+            # monitors, so the host can wait for this chunk while the next one runs.
             if every == 1:
                 def body(i: jax.Array) -> Any:
-                    step(i, values)
+                    step(i, values, once)
                     return record()
-                return for_loop(body, i0 + jnp.arange(n), unroll=unroll)
+                return for_loop(body, i0 + jnp.arange(n), unroll=unroll), i0 + n
 
             def outer(j: jax.Array) -> Any:
-                for_loop(lambda i: step(i, values), i0 + j * every + jnp.arange(every), unroll=unroll)
+                for_loop(lambda i: step(i, values, once), i0 + j * every + jnp.arange(every), unroll=unroll)
                 return record()
-            return for_loop(outer, jnp.arange(n // every))
+            return for_loop(outer, jnp.arange(n // every)), i0 + n
 
         fn = jit(chunk, static_argnums=1)
         fn._nd_runner_layout = (monitors, inputs)
@@ -380,18 +406,20 @@ class Runner:
                        desc=f"{type(self.model).__name__}", dynamic_ncols=True,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} ms [{elapsed}<{remaining}, {rate_fmt}]")
             t1 = time.perf_counter()
-            pending: tuple[Any, int] | None = None
+            pending: tuple[Any, jax.Array, int] | None = None
             i = self.i
             try:
                 for length in lengths:
+                    # Dispatch chunk k, then wait for chunk k-1 and copy its records: the
+                    # device always has the next chunk queued while the host copies.
                     if self.jit:
-                        out = fn(jnp.int32(i), length, values)
+                        out, reached = fn(jnp.int32(i), length, values)
                     else:
                         with jax.disable_jit():
-                            out = fn(jnp.int32(i), length, values)
+                            out, reached = fn(jnp.int32(i), length, values)
                     if pending is not None:
                         self._fetch(pending, recorded, bar)
-                    pending = (out, length)
+                    pending = (out, reached, length)
                     i += length
                 self._fetch(pending, recorded, bar)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
@@ -408,12 +436,11 @@ class Runner:
                       "traces": fn.trace_count - traces}
         return self.mon
 
-    def _fetch(self, pending: tuple[Any, int], recorded: dict, bar: Any) -> None:
-        out, length = pending
+    def _fetch(self, pending: tuple[Any, jax.Array, int], recorded: dict, bar: Any) -> None:
+        out, reached, length = pending
         for name, arr in (out or {}).items():
             recorded[name].append(np.asarray(arr))
-        if not out:
-            jax.block_until_ready([v.value for v in self.model.vars().values()][:1])
+        jax.block_until_ready(reached)
         bar.update(round(length * self.dt, 6))
 
     def reset(self, reset_state: bool = True) -> None:

@@ -165,6 +165,44 @@ def test_iter_and_func_inputs_against_hand_loop():
     np.testing.assert_array_equal(r3.mon["input"][:, 0], [1., 2., 3.])
 
 
+def test_constant_input_is_there_before_every_step_even_if_the_model_consumes_it():
+    class Consumer(nd.Module):
+        """Reads its input and clears it, as BrainPy-style models do."""
+
+        def __init__(self):
+            self.x = nd.Variable(jnp.zeros(2))
+            self.input = nd.Variable(jnp.zeros(2))
+
+        def update(self):
+            self.x.value = self.x + self.input
+            self.input.value = jnp.zeros(2)
+
+    m = Consumer()
+    nd.Runner(m, inputs=[("input", 1.5)], progress_bar=False, chunk_size=4).run(1.0)
+    np.testing.assert_array_equal(np.asarray(m.x.value), [15., 15.])
+    # '=' then '+' into one Variable: both apply before every step
+    m2 = Consumer()
+    nd.Runner(m2, inputs=[("input", 1.), ("input", 0.5, "fix", "+")], progress_bar=False).run(1.0)
+    np.testing.assert_array_equal(np.asarray(m2.x.value), [15., 15.])
+
+    class Keeper(nd.Module):
+        def __init__(self):
+            self.x = nd.Variable(jnp.zeros(2))
+            self.input = nd.Variable(jnp.zeros(2))
+
+        def update(self):
+            self.x.value = self.x + self.input
+
+    m3 = Keeper()
+    r3 = nd.Runner(m3, monitors=["input"], inputs=[("input", 2.)], progress_bar=False, chunk_size=3)
+    r3.run(1.0)
+    np.testing.assert_array_equal(np.asarray(m3.x.value), [20., 20.])
+    np.testing.assert_array_equal(r3.mon["input"], np.full((10, 2), 2.))
+    m3.input.value = jnp.zeros(2)  # written between runs: the next run sets it again
+    r3.run(0.5)
+    np.testing.assert_array_equal(np.asarray(m3.x.value), [30., 30.])
+
+
 def test_runner_dt_argument_and_share():
     seen = []
 
