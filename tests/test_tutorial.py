@@ -33,3 +33,18 @@ def test_tutorial_code_blocks_run(tmp_path):
     assert (tmp_path / "snn.npz").exists()
     accs = [float(a) for a in re.findall(r"test accuracy ([0-9.]+)", proc.stdout)]
     assert len(accs) == 4 and accs[-1] > 0.5
+
+
+README = os.path.join(ROOT, "README.md")
+
+
+def test_readme_code_blocks_run_and_print_what_they_say():
+    blocks = re.findall(r"^```python\n(.*?)^```", open(README).read(), flags=re.S | re.M)
+    assert len(blocks) == 3
+    proc = subprocess.run([sys.executable, "-c", RUNNER.replace("tutorial block", "README block"), README],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    lines = proc.stdout.splitlines()
+    assert lines[:4] == ["1.5", "2.0", "2.5", "30.0 12"]
+    rate = float(re.search(r"E rate ([0-9.]+) Hz", proc.stdout).group(1))
+    assert 5. < rate < 60.
