@@ -1,5 +1,8 @@
 """Runner: chunked compiled loops, monitors, inputs, continuation, no re-tracing, errors."""
 
+import gc
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -87,7 +90,12 @@ def test_no_retrace_for_repeated_runs_new_runners_and_new_initial_conditions():
         again = nd.Runner(net, monitors=["E.spike"], inputs=[("E.input", 1.)], progress_bar=False)
         again.run(10.)
         assert again._fn is fn
+        if k == 4:
+            gc.collect()
+            live = len(jax.live_arrays())
     assert fn.trace_count == traces
+    gc.collect()
+    assert len(jax.live_arrays()) <= live  # nothing accumulates on the device run after run
     assert len(fn._cache) == 1 and len(next(iter(fn._cache.values()))) == 1
 
 
