@@ -31,6 +31,18 @@ def _key_from_seed(seed: Any) -> jax.Array:
     return jax.random.PRNGKey(seed)
 
 
+def _host_key(seed: int) -> np.ndarray | None:
+    """``jax.random.PRNGKey(seed)`` computed with NumPy, or None where that is not exact.
+
+    The default threefry2x32 key of a seed in [0, 2**31) is ``[0, seed]``.
+    Creating it on the host starts no JAX backend, so ``import neurodyn``
+    leaves ``jax.distributed.initialize`` free to run.
+    """
+    if jax.config.jax_default_prng_impl != "threefry2x32" or not 0 <= seed < 2**31:
+        return None
+    return np.array([0, seed], np.uint32)
+
+
 class RandomState(Variable):
     """A Variable holding a PRNG key; every draw advances the key in place.
 
@@ -47,6 +59,16 @@ class RandomState(Variable):
 
     def __init__(self, seed: Any = None, *, name: str | None = None) -> None:
         super().__init__(_key_from_seed(seed), name=name)
+
+    @classmethod
+    def _lazy(cls, seed: int, name: str) -> "RandomState":
+        """A state whose key is a NumPy array until its first draw or seeding."""
+        key = _host_key(seed)
+        if key is None:
+            return cls(seed, name=name)
+        state = cls.__new__(cls)
+        state._value, state._name, state._dead, state._copy = key, name, False, False
+        return state
 
     def seed(self, seed: Any = None) -> None:
         """Reset the key from an integer seed (or a raw key of shape (2,))."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import jax
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._module import Module
@@ -85,41 +84,19 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
             raise ValueError(f"nd.distributed.initialize: cpu_collectives must be 'gloo', 'mpi', 'none' or None, "
                              f"got {cpu_collectives!r}")
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-    saved = _release_import_backend()
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id, local_device_ids=local_device_ids,
-                               initialization_timeout=int(initialization_timeout), **kwargs)
-    _STATE["initialized"] = True
-    if saved is not None:
-        from .random import DEFAULT
-        DEFAULT._value = jax.numpy.asarray(saved)
-
-
-def _release_import_backend() -> Any:
-    """Undo the backend start that ``import neurodyn`` did, so ``jax.distributed`` can still start.
-
-    Importing neurodyn creates one array, the key of ``nd.random.DEFAULT``, and
-    with it JAX's backend; ``jax.distributed.initialize`` refuses to run after
-    that. If that key is the only array alive (no user computation yet), keep
-    its value on the host, drop the backend (private JAX API: there is no public
-    one) and let initialize start the multi-process one; the key is restored
-    afterwards. Returns the saved key, or None when nothing had started.
-    """
-    from jax._src import xla_bridge
-    if not xla_bridge.backends_are_initialized():
-        return None
-    from .random import DEFAULT
-    live = jax.live_arrays()
-    if any(a is not DEFAULT._value for a in live):
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                                   process_id=process_id, local_device_ids=local_device_ids,
+                                   initialization_timeout=int(initialization_timeout), **kwargs)
+    except RuntimeError as e:
+        if "before any JAX" not in str(e):
+            raise
+        # importing neurodyn starts no backend (nd.random.DEFAULT's key is built on the host)
         raise RuntimeError(
-            "nd.distributed.initialize: JAX has already computed or placed arrays in this process "
-            f"({len(live)} live arrays); expected initialize to run first, right after the imports, "
-            "before any model is built")
-    saved = np.asarray(DEFAULT._value)
-    DEFAULT._value = saved
-    jax.clear_caches()
-    xla_bridge._clear_backends()
-    return saved
+            "nd.distributed.initialize: JAX has already computed or placed arrays in this process; "
+            "call initialize first, right after the imports, before any model is built or seeded "
+            f"(jax: {e})") from None
+    _STATE["initialized"] = True
 
 
 def shutdown() -> None:

@@ -22,7 +22,8 @@ __all__ = [
     "bernoulli", "choice", "permutation", "truncated_normal", "RandomState",
 ]
 
-DEFAULT = RandomState(0, name="nd.random.DEFAULT")
+# Created on the host: importing neurodyn starts no JAX backend (see _host_key).
+DEFAULT = RandomState._lazy(0, name="nd.random.DEFAULT")
 
 
 def seed(seed: Any = None) -> None:

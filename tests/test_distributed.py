@@ -231,6 +231,30 @@ def test_two_process_loopback_example():
     assert "max |difference|" in proc.stdout
 
 
+IMPORT_CHECK = r"""
+import jax, numpy as np
+import neurodyn as nd
+# importing neurodyn (and nd.random.DEFAULT with it) starts no JAX backend ...
+assert isinstance(nd.random.DEFAULT.value, np.ndarray)
+np.testing.assert_array_equal(nd.random.DEFAULT.value, jax.random.PRNGKey(0))
+first = np.asarray(nd.random.normal(size=3))
+nd.random.seed(0)
+np.testing.assert_array_equal(np.asarray(nd.random.normal(size=3)), first)
+# ... so initialize can still run; once arrays exist, a clear error instead
+try:
+    nd.distributed.initialize("127.0.0.1:1", num_processes=1, process_id=0)
+except RuntimeError as e:
+    assert "call initialize first" in str(e), e
+    print("CLEAR ERROR")
+"""
+
+
+def test_import_starts_no_backend_and_late_initialize_is_a_clear_error():
+    proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0 and "CLEAR ERROR" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_single_process_helpers():
     import jax
     import neurodyn as nd
