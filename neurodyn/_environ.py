@@ -42,7 +42,15 @@ def set_dt(dt: float) -> None:
 
 
 def get_dt() -> float:
-    """The current simulation step in ms (the innermost ``context(dt=...)`` wins)."""
+    """The current simulation step in ms (the innermost ``context(dt=...)`` wins).
+
+    Example:
+        >>> nd.get_dt()
+        0.1
+        >>> with nd.context(dt=0.05):
+        ...     nd.get_dt()
+        0.05
+    """
     for frame in reversed(_LOCAL.stack):
         if "dt" in frame:
             return frame["dt"]

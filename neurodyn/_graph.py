@@ -21,6 +21,10 @@ class GraphDef:
 
     Hashable by identity, so it can be closed over or passed as a static
     argument. Made by :func:`split`; turned back into a module by :func:`merge`.
+
+    Example:
+        >>> graphdef, params, rest = nd.graph.split(model, nd.TrainVar, ...)
+        >>> clone = nd.graph.merge(graphdef, params, rest)
     """
 
     __slots__ = ("_template", "_paths")

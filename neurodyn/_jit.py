@@ -123,6 +123,12 @@ class JittedFunction:
     ``compile(*args)`` compiles ahead of time, ``clear_cache()`` drops compiled
     code, ``trace_count`` tells how many times the function has been traced for
     compilation, and ``origin_fun`` is the wrapped callable.
+
+    Example:
+        >>> step = nd.jit(model)
+        >>> step.compile(jnp.ones((8, 3)))      # ahead of time
+        >>> y = step(jnp.ones((8, 3))); step.trace_count
+        1
     """
 
     def __init__(

@@ -41,6 +41,11 @@ class Monitors(dict):
     """Recorded values of the last run: ``mon['E.spike']`` and ``mon.ts`` (ms), NumPy arrays.
 
     Arrays have time as their first axis, one row per recorded step.
+
+    Example:
+        >>> mon = runner.run(100.)
+        >>> mon['E.spike'].shape, mon.ts[:2]
+        ((1000, 3200), array([0. , 0.1]))
     """
 
     ts: np.ndarray

@@ -100,7 +100,14 @@ def current_frame() -> "Frame | None":
 
 
 def in_trace() -> bool:
-    """True while a neurodyn transformation is tracing a function."""
+    """True while a neurodyn transformation is tracing a function.
+
+    Example:
+        >>> nd.in_trace()
+        False
+        >>> nd.jit(lambda: nd.in_trace())()   # a Python bool, read while tracing
+        True
+    """
     return bool(CTX.frames)
 
 
@@ -277,18 +284,22 @@ class Variable:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The value's shape."""
         return tuple(self._value.shape)
 
     @property
     def dtype(self) -> Any:
+        """The value's dtype."""
         return self._value.dtype
 
     @property
     def ndim(self) -> int:
+        """The value's number of dimensions."""
         return self._value.ndim
 
     @property
     def size(self) -> int:
+        """The value's number of elements."""
         return self._value.size
 
     def __len__(self) -> int:

@@ -27,50 +27,93 @@ DEFAULT = RandomState._lazy(0, name="nd.random.DEFAULT")
 
 
 def seed(seed: Any = None) -> None:
-    """Seed the default random state (``None`` draws fresh entropy)."""
+    """Seed the default random state (``None`` draws fresh entropy).
+
+    Example:
+        >>> nd.random.seed(0); a = nd.random.random(3)
+        >>> nd.random.seed(0); bool((a == nd.random.random(3)).all())
+        True
+    """
     DEFAULT.seed(seed)
 
 
 def split_key(num: int | None = None) -> jax.Array:
-    """A fresh PRNG key (or ``num`` keys) from the default state."""
+    """A fresh PRNG key (or ``num`` keys) from the default state.
+
+    Example:
+        >>> x = jax.random.normal(nd.random.split_key(), (3,))
+    """
     return DEFAULT.split_key(num)
 
 
 def normal(loc: Any = 0.0, scale: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
-    """Gaussian samples, like ``numpy.random.normal``."""
+    """Gaussian samples, like ``numpy.random.normal``.
+
+    Example:
+        >>> nd.random.normal(-55., 2., size=(4000,)).shape
+        (4000,)
+    """
     return DEFAULT.normal(loc, scale, size, dtype)
 
 
 def uniform(low: Any = 0.0, high: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
-    """Uniform samples in ``[low, high)``, like ``numpy.random.uniform``."""
+    """Uniform samples in ``[low, high)``, like ``numpy.random.uniform``.
+
+    Example:
+        >>> u = nd.random.uniform(-1., 1., size=(2, 3))
+    """
     return DEFAULT.uniform(low, high, size, dtype)
 
 
 def random(size: Any = None) -> jax.Array:
-    """Uniform samples in ``[0, 1)``, like ``numpy.random.random``."""
+    """Uniform samples in ``[0, 1)``, like ``numpy.random.random``.
+
+    Example:
+        >>> w = nd.random.random((100, 10))
+    """
     return DEFAULT.random(size)
 
 
 def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = None) -> jax.Array:
-    """Random integers in ``[low, high)``, like ``numpy.random.randint``."""
+    """Random integers in ``[low, high)``, like ``numpy.random.randint``.
+
+    Example:
+        >>> labels = nd.random.randint(0, 10, size=(128,))
+    """
     return DEFAULT.randint(low, high, size) if dtype is None else DEFAULT.randint(low, high, size, dtype)
 
 
 def bernoulli(p: Any = 0.5, size: Any = None) -> jax.Array:
-    """Booleans that are True with probability ``p``."""
+    """Booleans that are True with probability ``p``.
+
+    Example:
+        >>> spikes = nd.random.bernoulli(0.02, size=(1000,))   # 20 Hz at dt = 1 ms
+    """
     return DEFAULT.bernoulli(p, size)
 
 
 def choice(a: Any, size: Any = None, replace: bool = True, p: Any = None) -> jax.Array:
-    """Random samples from ``a``, like ``numpy.random.choice``."""
+    """Random samples from ``a``, like ``numpy.random.choice``.
+
+    Example:
+        >>> idx = nd.random.choice(100, size=(10,), replace=False)
+    """
     return DEFAULT.choice(a, size, replace, p)
 
 
 def permutation(x: Any, axis: int = 0) -> jax.Array:
-    """A random permutation, like ``numpy.random.permutation``."""
+    """A random permutation, like ``numpy.random.permutation``.
+
+    Example:
+        >>> order = nd.random.permutation(60000)   # a shuffled epoch
+    """
     return DEFAULT.permutation(x, axis)
 
 
 def truncated_normal(lower: Any, upper: Any, size: Any = None, loc: Any = 0.0, scale: Any = 1.0) -> jax.Array:
-    """Normal samples truncated to ``[lower, upper]`` (in standard units)."""
+    """Normal samples truncated to ``[lower, upper]`` (in standard units).
+
+    Example:
+        >>> w = nd.random.truncated_normal(-2., 2., size=(784, 256), scale=0.05)
+    """
     return DEFAULT.truncated_normal(lower, upper, size, loc, scale)
