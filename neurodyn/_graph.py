@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._module import Module
+from ._module import Module, notify_state_replaced
 from ._state import Variable
 
 __all__ = ["GraphDef", "split", "merge", "states", "update"]
@@ -129,6 +129,7 @@ def update(module: Module, *states: dict[str, Any]) -> None:
             if path not in own:
                 raise KeyError(f"nd.graph.update: {type(module).__name__} has no Variable '{path}'")
             own[path].value = value
+    notify_state_replaced(module)
 
 
 def _clone(obj: Any, memo: dict[int, Any], values: dict[int, Any] | None) -> Any:

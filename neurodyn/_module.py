@@ -237,6 +237,7 @@ class Module:
             staged.append((var, value))
         for var, value in staged:
             var.value = value
+        notify_state_replaced(self)
 
     def train(self, mode: bool = True) -> "Module":
         """Set the ``training`` flag on this module and every submodule."""
@@ -248,6 +249,11 @@ class Module:
     def eval(self) -> "Module":
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
+
+    def _state_replaced(self) -> None:
+        """Hook: neurodyn replaced Variable values in bulk outside compiled code
+        (``load_state_dict``, ``nd.graph.update``, placement on a mesh). A module
+        that keeps host-side data derived from its Variables rebuilds it here."""
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the dynamical state of every submodule (override for own state)."""
@@ -338,3 +344,13 @@ def snapshot(module: Module) -> Any:
             # instance dict (after the first train()/eval()) must not matter.
             tuple((k, _token(v)) for k, v in d.items()
                   if k != "training" and not k.startswith("_nd_")))
+
+
+def notify_state_replaced(*roots: Module) -> None:
+    """Call :meth:`Module._state_replaced` on every module under ``roots`` (once each)."""
+    seen: set[int] = set()
+    for root in roots:
+        for m in root.modules().values():
+            if id(m) not in seen:
+                seen.add(id(m))
+                m._state_replaced()

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._module import Module
+from ._module import Module, notify_state_replaced
 from ._random import RandomState
 from ._state import Variable, current_frame
 
@@ -101,8 +101,9 @@ class Placement:
     so the values a compiled call writes back keep them.
     """
 
-    def __init__(self, mesh: Mesh) -> None:
+    def __init__(self, mesh: Mesh, *roots: Module) -> None:
         self.mesh = mesh
+        self.roots = roots  # told (Module._state_replaced) when place() moves values
         self.items: list[tuple[str, Variable, NamedSharding]] = []
         self.loose: list[tuple[str, Variable, NamedSharding]] = []
         self._ids: set[int] = set()
@@ -116,15 +117,21 @@ class Placement:
         (self.items if strict else self.loose).append((path, var, NamedSharding(self.mesh, spec)))
 
     def place(self) -> None:
+        moved = False
         for _, v, s in self.items:
             x = v._value
             if getattr(x, "sharding", None) != s:
                 v._value = put_global(x, s)
+                moved = True
         for _, v, s in self.loose:
             x = v._value
             cur = getattr(x, "sharding", None)
             if not (isinstance(cur, NamedSharding) and cur.mesh == self.mesh):
                 v._value = put_global(x, s)
+                moved = True
+        if moved:
+            # e.g. a Network's fused connectivity table is keyed by its projections' arrays
+            notify_state_replaced(*self.roots)
 
     def constrain(self) -> None:
         """Pin the shardings of the Variables written so far in the current trace frame.
@@ -182,7 +189,7 @@ def module_placement(model: Module, mesh: Mesh, rule: Any = None, axes: Sequence
         if a not in mesh.axis_names:
             raise ValueError(f"{where}: axis '{a}' is not an axis of the mesh; expected one of {mesh.axis_names}")
     default = neuron_axis_rule(mesh, tuple(axes))
-    placement = Placement(mesh)
+    placement = Placement(mesh, model)
     for path, var in model.vars().items():
         spec = spec_from(rule, path, var, where)
         if spec is None:

@@ -173,7 +173,7 @@ class Trainer:
                                  f"{mesh.axis_names}")
             base, n = rule, mesh.shape[axis]
             rule = lambda path, var: base(path, var, n)  # noqa: E731
-        placement = Placement(mesh)
+        placement = Placement(mesh, self.model, self.optimizer)
         specs: dict[str, Any] = {}
         for path, var in self._params.items():
             spec = spec_from(rule, path, var, "Trainer: param_sharding") or P()

@@ -14,6 +14,7 @@ counts are summed exactly, then multiplied by the weight).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Callable
 
@@ -302,6 +303,16 @@ def _signature(projs: list[Projection]) -> tuple:
     return tuple((id(p), id(p.pre), id(p.targets._value), p.n_post) for p in projs)
 
 
+def _digest(projs: list[Projection]) -> bytes:
+    """The fused projections' structure and connectivity contents (host side)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in projs:
+        t = np.asarray(p.targets._value)
+        h.update(repr((id(p), id(p.pre), p.n_post, t.shape, str(t.dtype))).encode())
+        h.update(np.ascontiguousarray(t).tobytes())
+    return h.digest()
+
+
 def _gather_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
     # For a few rows, concatenated dynamic slices beat XLA:CPU's gather (which it
     # also splits across threads, a loss at this size).
@@ -342,6 +353,7 @@ class _Fusion:
     def __init__(self, projs: list[Projection]) -> None:
         self.projs = projs
         self.signature = _signature(projs)
+        self.digest = _digest(projs)
         pres: dict[int, Any] = {}
         for p in projs:
             pres.setdefault(id(p.pre), p.pre)
@@ -491,7 +503,14 @@ class Network(Module):
         if any(isinstance(p.targets._value, jax.core.Tracer) for p in projs):
             return  # a module rebuilt inside a raw JAX transformation (nd.graph.merge)
         old = self.__dict__.get("_fusion")
-        if old is not None and old.signature == _signature(projs):
+        signature = _signature(projs)
+        if old is not None and old.signature == signature:
+            return
+        if old is not None and [id(p) for p in old.projs] == [id(p) for p in projs] \
+                and old.digest == _digest(projs):
+            # the same connectivity on new arrays (placed on a mesh, reloaded): keep the table,
+            # and the compiled code that uses it
+            old.signature = signature
             return
         # A plain attribute (not hidden): replacing it makes compiled code re-trace.
         super().__setattr__("_fusion", _Fusion(projs) if projs else None)
@@ -505,6 +524,10 @@ class Network(Module):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         super().reset_state(batch_size)
+        self._refuse()
+
+    def _state_replaced(self) -> None:
+        # new connectivity arrays (a loaded checkpoint, placement on a mesh): rebuild the table
         self._refuse()
 
     def projections(self) -> dict[str, Projection]:
