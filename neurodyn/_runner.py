@@ -376,6 +376,10 @@ class Runner:
     def run(self, duration: float, progress_bar: bool | None = None) -> Monitors:
         """Advance the model by ``duration`` ms; returns (and stores in ``.mon``) the monitors.
 
+        If the run is interrupted (Ctrl-C between chunks), :attr:`t` still matches
+        the model's state (every dispatched chunk has run) and ``.mon`` holds the
+        records that reached the host; the next ``run`` continues from there.
+
         Example:
             >>> mon = runner.run(1000.)
             >>> rate = mon['E.spike'].mean() / runner.dt * 1000  # Hz
@@ -412,7 +416,8 @@ class Runner:
                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} ms [{elapsed}<{remaining}, {rate_fmt}]")
             t1 = time.perf_counter()
             pending: tuple[Any, jax.Array, int] | None = None
-            i = self.i
+            first = i = self.i
+            fetched = [0]  # steps whose records reached the host
             try:
                 for length in lengths:
                     # Dispatch chunk k, then wait for chunk k-1 and copy its records: the
@@ -422,31 +427,37 @@ class Runner:
                     else:
                         with jax.disable_jit():
                             out, reached = fn(jnp.int32(i), length, values)
+                    i += length  # the model's Variables now hold this chunk's results
                     if pending is not None:
-                        self._fetch(pending, recorded, bar)
+                        self._fetch(pending, recorded, bar, fetched)
                     pending = (out, reached, length)
-                    i += length
-                self._fetch(pending, recorded, bar)
+                self._fetch(pending, recorded, bar, fetched)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
             finally:
                 bar.close()
+                # Also when interrupted (Ctrl-C): the clock matches the model's state, and
+                # what reached the host is kept in .mon.
+                self.i = i
+                self.mon = self._collect(first, fetched[0], recorded)
             run_s = time.perf_counter() - t1
-        first = self.i
-        self.i = i
-        step_ids = first + np.arange(self.monitor_every - 1, n, self.monitor_every)
-        data = {k: (np.concatenate(v) if v else np.zeros((0,))) for k, v in recorded.items()}
-        self.mon = Monitors(data, (step_ids * self.dt).astype(np.float64))
         self.stats = {"compile_s": compile_s, "run_s": run_s, "steps": n,
                       "realtime_factor": run_s / (n * self.dt / 1000.0),
                       "traces": fn.trace_count - traces}
         return self.mon
 
-    def _fetch(self, pending: tuple[Any, jax.Array, int], recorded: dict, bar: Any) -> None:
+    def _fetch(self, pending: tuple[Any, jax.Array, int], recorded: dict, bar: Any, fetched: list) -> None:
         out, reached, length = pending
-        for name, arr in (out or {}).items():
-            recorded[name].append(np.asarray(arr))
+        arrays = {name: np.asarray(arr) for name, arr in (out or {}).items()}
         jax.block_until_ready(reached)
+        for name, arr in arrays.items():
+            recorded[name].append(arr)
+        fetched[0] += length
         bar.update(round(length * self.dt, 6))
+
+    def _collect(self, first: int, steps: int, recorded: dict) -> Monitors:
+        step_ids = first + np.arange(self.monitor_every - 1, steps, self.monitor_every)
+        data = {k: (np.concatenate(v) if v else np.zeros((0,))) for k, v in recorded.items()}
+        return Monitors(data, (step_ids * self.dt).astype(np.float64))
 
     def reset(self, reset_state: bool = True) -> None:
         """Start again from time 0 (and, by default, reset the model's state)."""

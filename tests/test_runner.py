@@ -257,3 +257,29 @@ def test_eager_mode_matches_compiled():
     compiled, _ = _run(100, duration=3.)
     eager, _ = _run(100, duration=3., jit=False)
     np.testing.assert_allclose(eager.mon["E.V"], compiled.mon["E.V"], rtol=1e-5, atol=1e-6)
+
+
+def test_interrupted_run_keeps_clock_state_and_records_consistent():
+    ref, _ = _run(100, duration=30.)  # 300 steps straight through, chunks of 100
+    nd.random.seed(3)
+    net = Net()
+    runner = nd.Runner(net, monitors=["E.V", "E.spike"], inputs=[("E.input", 1.)],
+                       progress_bar=False, chunk_size=100)
+    fetch, calls = runner._fetch, []
+
+    def interrupted_fetch(*a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the host waits for the second chunk
+        return fetch(*a)
+    runner._fetch = interrupted_fetch
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(30.)
+    # chunks 1-3 were dispatched (the model holds their result), only chunk 1 reached the host
+    assert runner.i == 300
+    np.testing.assert_array_equal(runner.mon["E.V"], ref.mon["E.V"][:100])
+    np.testing.assert_allclose(runner.mon.ts, ref.mon.ts[:100])
+    np.testing.assert_array_equal(np.asarray(net.E.V.value), ref.mon["E.V"][-1])
+    runner._fetch = fetch
+    runner.run(1.)  # and it goes on from there
+    assert runner.i == 310 and runner.mon.ts[0] == pytest.approx(30.0)
