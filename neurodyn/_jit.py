@@ -127,8 +127,9 @@ class JittedFunction:
     Example:
         >>> step = nd.jit(model)
         >>> step.compile(jnp.ones((8, 3)))      # ahead of time
-        >>> y = step(jnp.ones((8, 3))); step.trace_count
-        1
+        >>> traces = step.trace_count           # a discovery pass and the real trace
+        >>> y = step(jnp.ones((8, 3))); step.trace_count == traces   # no re-trace
+        True
     """
 
     def __init__(
