@@ -14,7 +14,7 @@ from ._module import Module
 from ._random import RandomState
 from ._runner import Monitors, Runner
 from ._state import TrainVar, Variable, in_trace
-from ._transforms import cond, for_loop, grad, value_and_grad, while_loop
+from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
 from ._checkpoint import load, save
 from ._trainer import Trainer
 from . import distributed, nn, optim, visualize
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Variable", "TrainVar", "RandomState", "Module",
     "jit", "JittedFunction", "grad", "value_and_grad",
-    "for_loop", "cond", "while_loop", "in_trace",
+    "for_loop", "cond", "while_loop", "vmap", "in_trace",
     "Runner", "Monitors",
     "graph", "random", "set_dt", "get_dt", "context", "share",
     "surrogate", "integrators", "odeint",

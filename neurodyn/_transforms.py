@@ -1,4 +1,4 @@
-"""Stateful control flow and autodiff: for_loop, cond, while_loop, grad.
+"""Stateful control flow, vectorisation and autodiff: for_loop, cond, while_loop, vmap, grad.
 
 Each transformation first traces the user's function abstractly to learn which
 Variables it writes, then threads exactly those through the JAX primitive (as
@@ -8,16 +8,18 @@ are closed over, which the enclosing ``nd.jit`` frame turns into inputs.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from ._jit import assign, unwrap_variables, values_of
 from ._module import Module
+from ._random import RandomState
 from ._state import CTX, Frame, Variable
 
-__all__ = ["for_loop", "cond", "while_loop", "grad", "value_and_grad"]
+__all__ = ["for_loop", "cond", "while_loop", "vmap", "grad", "value_and_grad"]
 
 
 def _abstract(tree: Any) -> Any:
@@ -168,6 +170,178 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
     val, final = jax.lax.while_loop(c, b, (init_val, init))
     assign(writes, final)
     return val
+
+
+# -- vectorisation ----------------------------------------------------------------------
+
+def _mapped_state(state_axes: Any) -> list[tuple[Variable, int]]:
+    """``state_axes`` as ``[(Variable, axis)]``, Modules expanded to their Variables."""
+    out: dict[int, tuple[Variable, int]] = {}
+
+    def add(obj: Any, axis: Any, where: str) -> None:
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise TypeError(f"nd.vmap: the axis of {where} in state_axes must be an int, got {axis!r}")
+        if isinstance(obj, Module):
+            for path, v in obj.vars().items():
+                add(v, axis, f"'{path}' of {type(obj).__name__}")
+            return
+        if not isinstance(obj, Variable):
+            raise TypeError(f"nd.vmap: state_axes takes Variables and Modules, got {type(obj).__name__}")
+        if not -obj.ndim <= axis < obj.ndim:
+            raise ValueError(f"nd.vmap: state_axes maps {obj._label()} (shape {obj.shape}) along axis "
+                             f"{axis}, which it does not have")
+        out.setdefault(id(obj), (obj, axis % obj.ndim))
+
+    if state_axes is None:
+        return []
+    if isinstance(state_axes, dict):
+        for obj, axis in state_axes.items():
+            add(obj, axis, type(obj).__name__)
+    elif isinstance(state_axes, (list, tuple)):
+        for obj in state_axes:
+            add(obj, 0, type(obj).__name__)
+    else:
+        add(state_axes, 0, type(state_axes).__name__)
+    return list(out.values())
+
+
+@contextlib.contextmanager
+def _element_views(mapped: Sequence[tuple[Variable, int]]) -> Iterator[None]:
+    """While ``fun`` is traced per element, mapped Variables have their element's shape
+    (``v.shape`` and the shape checks of assignments see one element)."""
+    saved = [(v, v._value) for v, _ in mapped]
+    try:
+        for v, ax in mapped:
+            shape = v.shape[:ax] + v.shape[ax + 1:]
+            v._value = jax.ShapeDtypeStruct(shape, v.dtype)
+        yield
+    finally:
+        for v, x in saved:
+            v._value = x
+
+
+def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any = None,
+         axis_size: int | None = None) -> Callable:
+    """Vectorise ``fun`` over a batch axis (``jax.vmap``) with Variables handled for you.
+
+    ``in_axes``, ``out_axes`` and ``axis_size`` are those of ``jax.vmap``
+    (keyword arguments are passed to every element unmapped). The Variables
+    ``fun`` uses are found by tracing:
+
+    * Variables listed in ``state_axes`` hold one entry per element: ``fun``
+      sees and updates its element's entry (``v.shape`` is the element's
+      shape). ``state_axes`` is a Variable, a Module (all its Variables), a
+      list of them (axis 0), or a dict ``{Variable or Module: axis}``.
+    * Every other Variable is shared by all elements. Writing it a value that
+      differs between elements is an error that names it.
+    * A :class:`RandomState` that is not mapped gives every element its own
+      numbers: its key is split once per call, so the draws are fresh on every
+      call and reproducible after seeding.
+
+    Example:
+        >>> net = nn.Linear(3, 2)
+        >>> ys = nd.vmap(net)(jnp.ones((5, 3)))          # shared weights
+        >>> lif = nn.LIF(1); lif.reset_state(8)           # 8 neurons' state, one per current
+        >>> def rate(I):                                   # an f-I curve in one call
+        ...     lif.input.value = jnp.full(1, I)
+        ...     return nd.for_loop(lambda i: lif.update(), jnp.arange(1000)).mean()
+        >>> rates = nd.vmap(rate, state_axes=lif)(jnp.linspace(10., 30., 8))
+    """
+    if not callable(fun):
+        raise TypeError(f"nd.vmap expects a callable, got {type(fun).__name__}")
+    if axis_size is not None and (not isinstance(axis_size, int) or axis_size < 1):
+        raise ValueError(f"nd.vmap: axis_size must be a positive int, got {axis_size!r}")
+    name = getattr(fun, "__name__", type(fun).__name__)
+
+    def vectorised(*args: Any, **kwargs: Any) -> Any:
+        mapped = _mapped_state(state_axes)
+        if isinstance(in_axes, (tuple, list)):
+            if len(in_axes) != len(args):
+                raise ValueError(f"nd.vmap({name}): in_axes has {len(in_axes)} entries for "
+                                 f"{len(args)} positional arguments")
+            arg_axes = tuple(in_axes)
+        else:
+            arg_axes = (in_axes,) * len(args)
+        m_axes = [ax for _, ax in mapped]
+        m_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v, _ in mapped]
+        try:
+            n = jax.eval_shape(jax.vmap(lambda m, *a: jnp.zeros(()), in_axes=(m_axes, *arg_axes),
+                                        axis_size=axis_size), m_avals, *args).shape[0]
+        except ValueError as e:
+            raise ValueError(f"nd.vmap({name}): cannot tell the batch size: {e}. Map an argument "
+                             "(in_axes), a Variable (state_axes) or give axis_size.") from None
+
+        # Which Variables does one element read and write?
+        frame = Frame(_parent())
+
+        def probe(mvals: list, *a: Any) -> Any:
+            for (v, _), x in zip(mapped, mvals):
+                frame.bind(v, x)
+            with frame:
+                return unwrap_variables(fun(*a, **kwargs))
+
+        with _element_views(mapped):
+            jax.eval_shape(jax.vmap(probe, in_axes=(m_axes, *arg_axes), axis_size=n), m_avals, *args)
+        mapped_ids = {id(v) for v, _ in mapped}
+        touched = {**frame.reads, **frame.writes}
+        rngs = [v for i, v in touched.items()
+                if isinstance(v, RandomState) and i not in mapped_ids and i not in frame.born]
+        rng_ids = {id(v) for v in rngs}
+        shared_writes = [v for i, v in frame.writes.items()
+                         if i not in mapped_ids and i not in rng_ids and i not in frame.born]
+        values_of([v for i, v in frame.reads.items() if i not in mapped_ids and i not in rng_ids])
+
+        every = mapped + [(r, 0) for r in rngs]
+        every_axes = [ax for _, ax in every]
+        keys = [jax.random.split(k, n + 1) for k in values_of(rngs)]
+        mvals = values_of([v for v, _ in mapped]) + [k[1:] for k in keys]
+        wvals = values_of(shared_writes)
+        known = {id(v) for v, _ in every} | {id(v) for v in shared_writes}
+
+        def pure(mvals: list, wvals: list, *a: Any) -> Any:
+            inner = Frame(_parent())
+            for (v, _), x in zip(every, mvals):
+                inner.bind(v, x)
+            for v, x in zip(shared_writes, wvals):
+                inner.bind(v, x)
+            with inner:
+                out = unwrap_variables(fun(*a, **kwargs))
+            extra = [v for i, v in inner.writes.items() if i not in known and i not in inner.born]
+            if extra:
+                raise RuntimeError(
+                    f"nd.vmap({name}): the function wrote {[v._label() for v in extra]} on this trace "
+                    "but not when neurodyn first traced it; make the set of Variables it writes "
+                    "independent of traced values.")
+            return out, [inner.values[id(v)] for v, _ in every], [inner.values[id(v)] for v in shared_writes]
+
+        def run(shared_out_axes: list) -> Any:
+            return jax.vmap(pure, in_axes=(every_axes, None, *arg_axes),
+                            out_axes=(out_axes, every_axes, shared_out_axes), axis_size=n)(mvals, wvals, *args)
+
+        with _element_views(mapped):
+            try:
+                out, new_m, new_w = run([None] * len(shared_writes))
+            except ValueError as e:
+                if "out_axes" not in str(e) or not shared_writes:
+                    raise
+                # find the shared Variable that got a different value per element
+                for k, v in enumerate(shared_writes):
+                    axes = [None if j == k else 0 for j in range(len(shared_writes))]
+                    try:
+                        jax.eval_shape(lambda: run(axes))
+                    except ValueError:
+                        raise ValueError(
+                            f"nd.vmap({name}): the function writes {v._label()} (shape {v.shape}) a value "
+                            "that differs between batch elements, but it is shared by all of them. Map "
+                            f"it with state_axes (e.g. state_axes={{var: 0}} with its values stacked along "
+                            "axis 0) or write it a value that is the same for every element.") from None
+                raise
+        assign([v for v, _ in mapped], new_m[:len(mapped)])
+        assign(rngs, [k[0] for k in keys])
+        assign(shared_writes, new_w)
+        return out
+
+    return vectorised
 
 
 # -- autodiff -------------------------------------------------------------------------

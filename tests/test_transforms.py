@@ -1,4 +1,4 @@
-"""grad / value_and_grad, for_loop, cond, while_loop with Variables."""
+"""grad / value_and_grad, for_loop, cond, while_loop, vmap with Variables."""
 
 import jax
 import jax.numpy as jnp
@@ -220,3 +220,121 @@ def test_while_loop_with_state():
 
     with pytest.raises(RuntimeError, match="cond_fun must not write"):
         nd.while_loop(bad_cond, lambda x: x + 1, 0)
+
+
+# -- vmap ------------------------------------------------------------------------------------
+def test_vmap_shares_parameters_and_matches_batched_call():
+    from neurodyn import nn
+    nd.random.seed(0)
+    net = nn.Linear(3, 2)
+    xs = jnp.arange(15.).reshape(5, 3)
+    np.testing.assert_allclose(nd.vmap(net)(xs), xs @ net.weight.value + net.bias.value, rtol=1e-6)
+    # in_axes per argument, out_axes
+    f = nd.vmap(lambda x, s: net(x) * s, in_axes=(0, None), out_axes=1)
+    np.testing.assert_allclose(f(xs, 2.), (2. * (xs @ net.weight.value + net.bias.value)).T, rtol=1e-6)
+
+
+def test_vmap_mapped_state_is_per_element_and_an_fi_curve_equals_separate_runs():
+    from neurodyn import nn
+    lif_kw = dict(V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
+    currents = jnp.linspace(8., 30., 6)
+    lif = nn.LIF(2, **lif_kw)
+    lif.reset_state(6)
+    seen = []
+
+    def spikes(I):
+        seen.append(lif.V.shape)  # the element's shape while traced
+        lif.input.value = jnp.full(2, I)
+        return nd.for_loop(lambda i: lif.update(), jnp.arange(500)).sum()
+
+    got = nd.vmap(spikes, state_axes=lif)(currents)
+    assert set(seen) == {(2,)} and lif.V.shape == (6, 2)
+    for k, I in enumerate(np.asarray(currents)):
+        one = nn.LIF(2, **lif_kw)
+        one.reset_state()
+        one.input.value = jnp.full(2, I)
+        want = nd.for_loop(lambda i: one.update(), jnp.arange(500)).sum()
+        assert int(got[k]) == int(want)
+        np.testing.assert_allclose(lif.V.value[k], one.V.value, rtol=1e-6)
+    assert int(got[0]) == 0 and int(got[-1]) > int(got[1]) > 0  # 8 is below threshold (R I < 10)
+
+
+def test_vmap_state_axes_dict_with_another_axis_and_under_jit():
+    acc = nd.Variable(jnp.zeros((3, 4)))  # batch along axis 1
+    count = nd.Variable(0)  # shared, written the same value by every element
+
+    def add(x):
+        acc.value = acc.value + x
+        count.value = count.value + 1
+
+    f = nd.jit(nd.vmap(add, in_axes=1, state_axes={acc: 1}))
+    x = jnp.arange(12.).reshape(3, 4)
+    f(x)
+    f(x)
+    np.testing.assert_array_equal(acc.value, 2 * x)
+    assert int(count.value) == 2
+    traces = f.trace_count
+    f(x)
+    assert f.trace_count == traces
+
+
+def test_vmap_random_numbers_differ_per_element_and_call_and_reseed_reproduces():
+    f = nd.vmap(lambda x: x + nd.random.normal(size=x.shape))
+    nd.random.seed(5)
+    a, b = f(jnp.zeros((4, 3))), f(jnp.zeros((4, 3)))
+    assert len({tuple(np.asarray(r)) for r in a}) == 4
+    assert not np.allclose(a, b)
+    nd.random.seed(5)
+    np.testing.assert_array_equal(f(jnp.zeros((4, 3))), a)
+    # a RandomState holding one key per element, mapped explicitly: each element draws from
+    # and advances its own key
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    states = nd.RandomState(0)
+    states.reset_value(keys)
+    draws = nd.vmap(lambda: states.normal(size=()), in_axes=(), state_axes=states)()
+    want = [jax.random.normal(jax.random.split(k)[1], ()) for k in keys]
+    np.testing.assert_allclose(draws, want, rtol=1e-6)
+    np.testing.assert_array_equal(states.value, [jax.random.split(k)[0] for k in keys])
+
+
+def test_vmap_errors_name_the_problem_and_leave_state_as_it_was():
+    acc = nd.Variable(jnp.zeros(3), name="Acc.total")
+
+    def bad(x):
+        acc.value = acc.value + x
+    with pytest.raises(ValueError, match=r"writes Variable 'Acc.total' \(shape \(3,\)\) a value that differs between batch elements"):
+        nd.vmap(bad)(jnp.ones((5, 3)))
+    np.testing.assert_array_equal(acc.value, np.zeros(3))
+    with pytest.raises(ValueError, match="cannot tell the batch size"):
+        nd.vmap(lambda: acc.value.sum(), in_axes=())()
+    with pytest.raises(TypeError, match="state_axes takes Variables and Modules"):
+        nd.vmap(bad, state_axes=[jnp.zeros(3)])(jnp.ones((5, 3)))
+    with pytest.raises(ValueError, match="along axis 1, which it does not have"):
+        nd.vmap(bad, state_axes={acc: 1})(jnp.ones((5, 3)))
+    batched = nd.Variable(jnp.zeros((5, 3)))
+
+    def boom(x):
+        batched.value = batched.value + x
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        nd.vmap(boom, state_axes=batched)(jnp.ones((5, 3)))
+    assert batched.shape == (5, 3)  # the element view is undone
+    np.testing.assert_array_equal(batched.value, np.zeros((5, 3)))
+
+
+def test_vmap_of_grad_gives_per_example_gradients():
+    from neurodyn import nn
+    nd.random.seed(0)
+    net = nn.Linear(3, 1)
+    xs, ys = jnp.arange(15.).reshape(5, 3), jnp.linspace(0., 1., 5)[:, None]
+
+    def loss(x, y):
+        return jnp.sum((net(x) - y) ** 2)
+    per = nd.jit(lambda: nd.vmap(nd.grad(loss, grad_vars=net.train_vars()))(xs, ys))()
+    w, b = net.weight.value, net.bias.value
+    ref = jax.vmap(jax.grad(lambda p, x, y: jnp.sum((x @ p[0] + p[1] - y) ** 2)), in_axes=(None, 0, 0))(
+        (w, b), xs, ys)
+    np.testing.assert_allclose(per["weight"], ref[0], rtol=1e-5)
+    np.testing.assert_allclose(per["bias"], ref[1], rtol=1e-5)
+    total = nd.grad(lambda: nd.vmap(loss)(xs, ys).sum(), grad_vars=net.train_vars())()
+    np.testing.assert_allclose(total["weight"], ref[0].sum(0), rtol=1e-5)
