@@ -230,8 +230,10 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
 
     * Variables listed in ``state_axes`` hold one entry per element: ``fun``
       sees and updates its element's entry (``v.shape`` is the element's
-      shape). ``state_axes`` is a Variable, a Module (all its Variables), a
-      list of them (axis 0), or a dict ``{Variable or Module: axis}``.
+      shape). ``state_axes`` is a Variable, a Module (all its Variables: for a
+      network whose connectivity must stay shared, list its state Variables
+      instead), a list of them (axis 0), or a dict ``{Variable or Module: axis}``.
+      All mapped values must have the batch size along their axis.
     * Every other Variable is shared by all elements. Writing it a value that
       differs between elements is an error that names it.
     * A :class:`RandomState` that is not mapped gives every element its own
