@@ -208,7 +208,10 @@ def _mapped_state(state_axes: Any) -> list[tuple[Variable, int]]:
 @contextlib.contextmanager
 def _element_views(mapped: Sequence[tuple[Variable, int]]) -> Iterator[None]:
     """While ``fun`` is traced per element, mapped Variables have their element's shape
-    (``v.shape`` and the shape checks of assignments see one element)."""
+    (``v.shape`` and the shape checks of assignments see one element).
+
+    The committed value is swapped out for that time (and always restored), so
+    another thread must not use these Variables while the trace runs."""
     saved = [(v, v._value) for v, _ in mapped]
     try:
         for v, ax in mapped:
