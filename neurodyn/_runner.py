@@ -417,7 +417,7 @@ class Runner:
             t1 = time.perf_counter()
             pending: tuple[Any, jax.Array, int] | None = None
             first = i = self.i
-            fetched = [0]  # steps whose records reached the host
+            fetched = 0  # steps whose records reached the host
             try:
                 for length in lengths:
                     # Dispatch chunk k, then wait for chunk k-1 and copy its records: the
@@ -429,30 +429,31 @@ class Runner:
                             out, reached = fn(jnp.int32(i), length, values)
                     i += length  # the model's Variables now hold this chunk's results
                     if pending is not None:
-                        self._fetch(pending, recorded, bar, fetched)
+                        fetched += self._fetch(pending, recorded, bar)
                     pending = (out, reached, length)
-                self._fetch(pending, recorded, bar, fetched)
+                fetched += self._fetch(pending, recorded, bar)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
             finally:
                 bar.close()
                 # Also when interrupted (Ctrl-C): the clock matches the model's state, and
                 # what reached the host is kept in .mon.
                 self.i = i
-                self.mon = self._collect(first, fetched[0], recorded)
+                self.mon = self._collect(first, fetched, recorded)
             run_s = time.perf_counter() - t1
         self.stats = {"compile_s": compile_s, "run_s": run_s, "steps": n,
                       "realtime_factor": run_s / (n * self.dt / 1000.0),
                       "traces": fn.trace_count - traces}
         return self.mon
 
-    def _fetch(self, pending: tuple[Any, jax.Array, int], recorded: dict, bar: Any, fetched: list) -> None:
+    def _fetch(self, pending: tuple[Any, jax.Array, int], recorded: dict, bar: Any) -> int:
+        """Copy a finished chunk's records to the host; returns its number of steps."""
         out, reached, length = pending
         arrays = {name: np.asarray(arr) for name, arr in (out or {}).items()}
         jax.block_until_ready(reached)
         for name, arr in arrays.items():
             recorded[name].append(arr)
-        fetched[0] += length
         bar.update(round(length * self.dt, 6))
+        return length
 
     def _collect(self, first: int, steps: int, recorded: dict) -> Monitors:
         step_ids = first + np.arange(self.monitor_every - 1, steps, self.monitor_every)

@@ -301,23 +301,12 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
         keys = [jax.random.split(k, n + 1) for k in values_of(rngs)]
         mvals = values_of([v for v, _ in mapped]) + [k[1:] for k in keys]
         wvals = values_of(shared_writes)
-        known = {id(v) for v, _ in every} | {id(v) for v in shared_writes}
+        bound = [v for v, _ in every] + shared_writes
 
         def pure(mvals: list, wvals: list, *a: Any) -> Any:
-            inner = Frame(_parent())
-            for (v, _), x in zip(every, mvals):
-                inner.bind(v, x)
-            for v, x in zip(shared_writes, wvals):
-                inner.bind(v, x)
-            with inner:
-                out = unwrap_variables(fun(*a, **kwargs))
-            extra = [v for i, v in inner.writes.items() if i not in known and i not in inner.born]
-            if extra:
-                raise RuntimeError(
-                    f"nd.vmap({name}): the function wrote {[v._label() for v in extra]} on this trace "
-                    "but not when neurodyn first traced it; make the set of Variables it writes "
-                    "independent of traced values.")
-            return out, [inner.values[id(v)] for v, _ in every], [inner.values[id(v)] for v in shared_writes]
+            out, new = _run_bound(lambda *b: fun(*b, **kwargs), bound, list(mvals) + list(wvals), a,
+                                  f"nd.vmap({name})")
+            return out, new[:len(every)], new[len(every):]
 
         def run(shared_out_axes: list) -> Any:
             return jax.vmap(pure, in_axes=(every_axes, None, *arg_axes),

@@ -506,8 +506,7 @@ class Network(Module):
         signature = _signature(projs)
         if old is not None and old.signature == signature:
             return
-        if old is not None and [id(p) for p in old.projs] == [id(p) for p in projs] \
-                and old.digest == _digest(projs):
+        if old is not None and old.digest == _digest(projs):
             # the same connectivity on new arrays (placed on a mesh, reloaded): keep the table,
             # and the compiled code that uses it
             old.signature = signature
@@ -527,7 +526,8 @@ class Network(Module):
         self._refuse()
 
     def _state_replaced(self) -> None:
-        # new connectivity arrays (a loaded checkpoint, placement on a mesh): rebuild the table
+        # new connectivity arrays (a loaded checkpoint, placement on a mesh): keep the table if
+        # their contents are the same, rebuild it otherwise
         self._refuse()
 
     def projections(self) -> dict[str, Projection]:
