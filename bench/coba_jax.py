@@ -21,8 +21,10 @@ Per step, exactly in this order (the float op order is part of the contract):
     spikes of the previous step onto post (float32, scatter-add of ones);
     g = g * decay + w * count, decay = math.exp(-dt / tau) (Python float).
  2. for each group (E, then I), V being the potential before this step:
-    I = input; I = I + g_EX * (E_e - V); I = I + g_IX * (E_i - V);
-    V_inf = V_rest + R * I; V_new = V_inf + (V - V_inf) * math.exp(-dt / tau_m);
+    g = g_EX + g_IX; gE = g_EX * E_e + g_IX * E_i; a = 1 + R * g;
+    V_inf = (V_rest + R * (input + gE)) / a; V_new = V_inf + (V - V_inf) * exp(a * (-dt / tau_m))
+    (exponential Euler: tau dV/dt = -(V - V_rest) + R (input + g_EX (E_e - V) + g_IX (E_i - V))
+    solved exactly over the step with g held constant);
     is_ref = refractory > 0; V_new = where(is_ref, V, V_new);
     spike = (V_new >= V_th) & ~is_ref; V = where(spike, V_reset, V_new);
     refractory = where(spike, n_ref, maximum(refractory - 1, 0)).
@@ -272,27 +274,27 @@ def dense_matrix(targets: np.ndarray, n_post: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 class _Const(NamedTuple):
     n_ref: int
-    decay_m: float
     decay: dict
-
+    dt_tau_m: float
 
 def _consts(dt: float) -> _Const:
     P = PARAMS
     return _Const(
         n_ref=int(round(P["tau_ref"] / dt)),
-        decay_m=math.exp(-dt / P["tau_m"]),
         decay={name: math.exp(-dt / (P["tau_e"] if exc else P["tau_i"])) for name, _, _, exc in PROJECTIONS},
+        dt_tau_m=dt / P["tau_m"],
     )
 
 
 def _lif(V, ref, g_e, g_i, inp, c: _Const):
     """One group's update, ops in the reference order."""
     P = PARAMS
-    I = inp
-    I = I + g_e * (P["E_e"] - V)
-    I = I + g_i * (P["E_i"] - V)
-    V_inf = P["V_rest"] + P["R"] * I
-    V_new = V_inf + (V - V_inf) * c.decay_m
+    # exponential Euler: the conductances join the leak, V is solved exactly over the step
+    g = g_e + g_i
+    gE = g_e * P["E_e"] + g_i * P["E_i"]
+    a = 1.0 + P["R"] * g
+    V_inf = (P["V_rest"] + P["R"] * (inp + gE)) / a
+    V_new = V_inf + (V - V_inf) * jnp.exp(a * -c.dt_tau_m)
     is_ref = ref > 0
     V_new = jnp.where(is_ref, V, V_new)
     spike = (V_new >= P["V_th"]) & ~is_ref

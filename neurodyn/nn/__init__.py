@@ -14,7 +14,8 @@ from ._inputs import (ConstantInput, PoissonGroup, PoissonInput, TimedInput, con
 from ._neurons import (ALIF, HH, LIF, AdEx, Constant, Group, Izhikevich, NeuronGroup, Normal, Uniform,
                        init_value)
 from ._projection import Network, Projection
-from ._synapses import COBA, CUBA, Alpha, DualExpon, Expon, Synapse, SynOut
+from ._drive import Conductance, Drive, Jump
+from ._synapses import COBA, CUBA, Alpha, Delta, DualExpon, Expon, Synapse, SynOut, VoltageJump
 
 # -- training spiking networks (issue 5) --
 from ._readout import LeakyReadout, max_over_time, mean_over_time, rate_regularizer, spike_count

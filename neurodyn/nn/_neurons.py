@@ -2,15 +2,19 @@
 
 Every group is an ``nd.Module`` holding its state in Variables shaped
 ``(size,)`` (or ``(batch_size, size)`` after ``reset_state(batch_size)``).
-Each step a group sums its currents in a fixed order::
+Each step a group sums its inputs in a fixed order (:meth:`NeuronGroup.drive`)::
 
     I = input                      # external current Variable (the Runner writes it)
     for fn in current_inputs:      # registered with add_input(), in order
         I = I + fn(V)              # V: membrane potential before this step
     I = I + x                      # the argument of update(x)
 
-Projections register their synaptic current through :meth:`Group.add_input`,
-so any number of projections and currents add up.
+An input function may also return an ``nn.Conductance`` (summed separately
+and folded into the membrane's decay: stable for large conductances) or an
+``nn.Jump`` (a voltage jump in mV, added after the integration and before
+the threshold test; discarded during the refractory period). Projections
+register their synaptic output through :meth:`NeuronGroup.add_input`, so any
+number of projections and currents add up.
 
 Spikes: without ``spike_fn`` the ``spike`` Variable is boolean (simulation).
 With a surrogate ``spike_fn`` (see :mod:`neurodyn.surrogate`) it is a float
@@ -36,6 +40,7 @@ from .._environ import get_dt
 from .._integrators import get_method
 from .._module import Module
 from .._state import Variable, in_trace
+from ._drive import Conductance, Drive, Jump
 
 __all__ = ["Group", "NeuronGroup", "LIF", "ALIF", "Izhikevich", "HH", "AdEx",
            "Constant", "Normal", "Uniform", "init_value", "reset_var"]
@@ -247,12 +252,45 @@ class NeuronGroup(Group):
             raise KeyError(f"{type(self).__name__} has no input '{name}'; registered: {list(self.current_inputs)}")
         self.current_inputs = {k: v for k, v in self.current_inputs.items() if k != name}
 
-    def sum_inputs(self, V: Any, x: Any = 0.0) -> jax.Array:
-        """``input + fn_1(V) + ... + fn_k(V) + x``, in exactly this order."""
+    def drive(self, V: Any, x: Any = 0.0) -> Drive:
+        """This step's inputs at potential ``V``, summed by kind.
+
+        Currents: ``input + fn_1(V) + ... + fn_k(V) + x`` in exactly this order
+        (skipping the functions that return a conductance or a jump).
+        Conductances (:class:`nn.Conductance`) and voltage jumps
+        (:class:`nn.Jump`) are summed in registration order into
+        ``Drive.g``, ``Drive.gE`` and ``Drive.jump`` (None when there are none).
+
+        Example:
+            >>> d = lif.drive(lif.V.value)
+            >>> d.current(lif.V.value)   # I + gE - g V
+        """
         current = self.input.value
+        g = gE = jump = None
         for fn in self.current_inputs.values():
-            current = current + fn(V)
-        return current + x
+            out = fn(V)
+            if isinstance(out, Conductance):
+                g = out.g if g is None else g + out.g
+                gE = out.gE if gE is None else gE + out.gE
+            elif isinstance(out, Jump):
+                jump = out.dV if jump is None else jump + out.dV
+            else:
+                current = current + out
+        return Drive(current + x, g, gE, jump)
+
+    def sum_inputs(self, V: Any, x: Any = 0.0) -> jax.Array:
+        """The total current at ``V``: :meth:`drive` with conductances evaluated explicitly.
+
+        For models integrated with an explicit method. Raises TypeError if a
+        voltage-jump input is registered (a jump is not a current: use
+        :meth:`drive` and add ``Drive.jump`` to V).
+        """
+        d = self.drive(V, x)
+        if d.jump is not None:
+            jumps = [k for k, fn in self.current_inputs.items() if isinstance(fn(V), Jump)]
+            raise TypeError(f"{type(self).__name__}.sum_inputs: the inputs {jumps} are voltage jumps "
+                            "(nn.Jump), not currents; read the inputs with drive(V) and add Drive.jump to V")
+        return d.current(V)
 
     # -- spikes ---------------------------------------------------------------------
     def _fire(self, V_new: jax.Array, V_th: Any, V_reset: Any, can_spike: Any = None) -> tuple[jax.Array, jax.Array]:
@@ -336,9 +374,8 @@ class LIF(NeuronGroup):
         decay = math.exp(-dt / self.tau)
         n_ref = int(round(self.tau_ref / dt))
         V = self.V.value
-        I = self.sum_inputs(V, x)
-        V_inf = self.V_rest + self.R * I
-        V_new = V_inf + (V - V_inf) * decay
+        d = self.drive(V, x)
+        V_new = _lif_step(V, d, self.V_rest, self.R, self.tau, dt, decay)
         if n_ref == 0:
             # No refractory period: the counter would stay 0, so leave it out of the step
             # (one state array fewer carried through loops and through backprop in time).
@@ -394,9 +431,8 @@ class ALIF(NeuronGroup):
         dt = get_dt()
         n_ref = int(round(self.tau_ref / dt))
         V = self.V.value
-        I = self.sum_inputs(V, x)
-        V_inf = self.V_rest + self.R * I
-        V_new = V_inf + (V - V_inf) * math.exp(-dt / self.tau)
+        d = self.drive(V, x)
+        V_new = _lif_step(V, d, self.V_rest, self.R, self.tau, dt, math.exp(-dt / self.tau))
         a = self.a.value
         if n_ref == 0:  # as in LIF: no refractory counter to carry
             self.V.value, _ = self._fire(V_new, self.V_th + self.beta * a, self.V_reset)
@@ -450,13 +486,15 @@ class Izhikevich(NeuronGroup):
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV/dt, du/dt)`` at ``state = (V, u)``."""
         V, u = state
+        I = _current_at(I, V)
         return 0.04 * V * V + 5.0 * V + 140.0 - u + I, self.a * (self.b * V - u)
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
         V, u = self.V.value, self.u.value
-        I = self.sum_inputs(V, x)
-        V_new, u_new = self.method(self.derivative, (V, u), _time(), dt, I)
+        d = self.drive(V, x)
+        V_new, u_new = self.method(self.derivative, (V, u), _time(), dt, _as_current(d))
+        V_new = d.add_jump(V_new)
         ref = self.refractory.value
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
@@ -526,6 +564,7 @@ class HH(NeuronGroup):
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV, dm, dh, dn)/dt`` at ``state = (V, m, h, n)``."""
         V, m, h, n = state
+        I = _current_at(I, V)
         am, bm, ah, bh, an, bn = self.rates(V)
         I_ion = (self.g_Na * m**3 * h * (self.E_Na - V) + self.g_K * n**4 * (self.E_K - V)
                  + self.g_L * (self.E_L - V))
@@ -534,9 +573,10 @@ class HH(NeuronGroup):
 
     def update(self, x: Any = 0.0) -> jax.Array:
         V = self.V.value
-        I = self.sum_inputs(V, x)
+        d = self.drive(V, x)
         V_new, m, h, n = self.method(self.derivative, (V, self.m.value, self.h.value, self.n.value),
-                                     _time(), get_dt(), I)
+                                     _time(), get_dt(), _as_current(d))
+        V_new = d.add_jump(V_new)
         V_after, _ = self._fire(V_new, self.V_th, None, V < self.V_th)
         self.V.value = V_after
         self.m.value, self.h.value, self.n.value = m, h, n
@@ -580,6 +620,7 @@ class AdEx(NeuronGroup):
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV/dt, dw/dt)`` at ``state = (V, w)``."""
         V, w = state
+        I = _current_at(I, V)
         # Capping the exponent keeps the upswing finite; V has crossed V_th long before.
         arg = jnp.minimum((V - self.V_T) / self.delta_T, 30.0)
         dV = (-(V - self.V_rest) + self.delta_T * jnp.exp(arg) - self.R * w + self.R * I) / self.tau
@@ -589,8 +630,9 @@ class AdEx(NeuronGroup):
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
         V, w = self.V.value, self.w.value
-        I = self.sum_inputs(V, x)
-        V_new, w_new = self.method(self.derivative, (V, w), _time(), dt, I)
+        d = self.drive(V, x)
+        V_new, w_new = self.method(self.derivative, (V, w), _time(), dt, _as_current(d))
+        V_new = d.add_jump(V_new)
         ref = self.refractory.value
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
@@ -600,6 +642,31 @@ class AdEx(NeuronGroup):
         self.w.value = w_new + self.b * (jax.lax.stop_gradient(s) if self.detach_reset else s)
         self.refractory.value = jnp.where(spike, int(round(self.tau_ref / dt)), jnp.maximum(ref - 1, 0))
         return self.spike.value
+
+
+def _lif_step(V: Any, d: Drive, V_rest: Any, R: Any, tau: Any, dt: float, decay: Any) -> jax.Array:
+    """``tau dV/dt = -(V - V_rest) + R (I + gE - g V)`` solved exactly over one step
+    (``I``, ``g`` constant), then the voltage jumps added."""
+    if d.g is None:
+        V_inf = V_rest + R * d.I
+        V_new = V_inf + (V - V_inf) * decay
+    else:
+        # The conductance shortens the time constant to tau / (1 + R g) and moves the
+        # fixed point to a weighted mean of V_rest, the reversal potentials and R I.
+        a = 1.0 + R * d.g
+        V_inf = (V_rest + R * (d.I + d.gE)) / a
+        V_new = V_inf + (V - V_inf) * jnp.exp(a * (-dt / tau))
+    return d.add_jump(V_new)
+
+
+def _as_current(d: Drive) -> Any:
+    """What a ``derivative(state, t, I)`` receives: the current, or the Drive when the
+    current depends on V (conductances), so the integrator sees that dependence."""
+    return d.I if d.g is None else Drive(d.I, d.g, d.gE)
+
+
+def _current_at(I: Any, V: Any) -> Any:
+    return I.current(V) if isinstance(I, Drive) else I
 
 
 def _time() -> Any:

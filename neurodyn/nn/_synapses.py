@@ -1,10 +1,12 @@
-"""Synaptic conductance dynamics (Expon, Alpha, DualExpon) and outputs (CUBA, COBA).
+"""Synaptic conductance dynamics (Expon, Alpha, DualExpon, Delta) and outputs (CUBA, COBA, VoltageJump).
 
 A synapse model holds the conductance of every postsynaptic neuron in a
 Variable ``g``; ``update(x)`` first decays its state over one step (exactly:
 these are linear ODEs) and then adds the input ``x`` (e.g. the weighted spike
 counts from a projection). An output turns ``g`` into a current for the
-postsynaptic membrane potential ``V``.
+postsynaptic membrane potential ``V``: a current (CUBA), an
+``nn.Conductance`` (COBA: the neuron folds it into its membrane decay) or an
+``nn.Jump`` (VoltageJump: ``g`` mV added to V at this step).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import jax.numpy as jnp
 from .._environ import get_dt
 from .._module import Module
 from .._state import Variable
+from ._drive import Conductance, Jump
 from ._neurons import _state_shape, reset_var
 
-__all__ = ["Synapse", "Expon", "Alpha", "DualExpon", "SynOut", "CUBA", "COBA"]
+__all__ = ["Synapse", "Expon", "Alpha", "DualExpon", "Delta", "SynOut", "CUBA", "COBA", "VoltageJump"]
 
 
 def _tau(cls: str, name: str, tau: float) -> float:
@@ -130,6 +133,22 @@ class DualExpon(Synapse):
         return self.g.value
 
 
+class Delta(Synapse):
+    """No dynamics: ``g`` is this step's input, ``g = x`` (a delta synapse).
+
+    With ``nn.VoltageJump()`` as the output, a presynaptic spike moves the
+    postsynaptic V by the weight (mV) at the step it arrives, as NEST's
+    ``iaf_psc_delta`` (see :class:`VoltageJump`).
+
+    Example:
+        >>> proj = nn.Projection(E, E, nn.FixedProb(0.1), 0.1, nn.Delta(E.size), nn.VoltageJump())
+    """
+
+    def update(self, x: Any = 0.0) -> jax.Array:
+        self.g.value = jnp.broadcast_to(jnp.asarray(x, self.g.dtype), self.g.shape)
+        return self.g.value
+
+
 class SynOut(Module):
     """Base class of synaptic outputs: ``out(g, V) -> current``.
 
@@ -159,14 +178,36 @@ class CUBA(SynOut):
 
 
 class COBA(SynOut):
-    """Conductance-based output: ``I = g * (E - V)`` with reversal potential ``E`` (mV).
+    """Conductance-based output: the current ``g * (E - V)`` with reversal potential ``E`` (mV).
+
+    Returns an ``nn.Conductance(g, g * E)``: the neuron adds ``g`` to the
+    membrane's leak and integrates V exactly over the step with ``g`` held
+    constant (exponential Euler), so V stays on the near side of ``E`` however
+    large ``g`` is. ``.current(V)`` of the result is the current ``g E - g V``.
 
     Example:
         >>> out = nn.COBA(E=0.)
+        >>> out(jnp.array([0.5]), jnp.array([-60.])).current(-60.)   # 30.
     """
 
     def __init__(self, E: float) -> None:
         self.E = E
 
-    def update(self, g: Any, V: Any) -> jax.Array:
-        return g * (self.E - V)
+    def update(self, g: Any, V: Any) -> Conductance:
+        return Conductance(g, g * self.E)
+
+
+class VoltageJump(SynOut):
+    """Delta-synapse output: ``g`` is a jump of the postsynaptic V in mV at this step.
+
+    The neuron adds the jump after integrating the step and before its
+    threshold test; jumps arriving while the neuron is refractory are
+    discarded (as NEST's ``iaf_psc_delta``). Use with ``nn.Delta`` so that a
+    spike's weight is the jump.
+
+    Example:
+        >>> proj = nn.Projection(E, I, nn.FixedProb(0.1), 0.2, nn.Delta(I.size), nn.VoltageJump())
+    """
+
+    def update(self, g: Any, V: Any) -> Jump:
+        return Jump(g)
