@@ -9,12 +9,13 @@ from ._recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
 # -- spiking dynamics: neurons, synapses, connectivity, projections (issue 4) --
 from ._connectivity import (AllToAll, Connector, FixedPostNum, FixedPreNum, FixedProb, OneToOne,
                             sample_without_replacement)
-from ._inputs import (ConstantInput, PoissonGroup, PoissonInput, TimedInput, constant_input,
+from ._inputs import (ConstantInput, PoissonGroup, PoissonInput, TimedInput, binomial_table, constant_input,
                       ramp_input, section_input)
 from ._neurons import (ALIF, HH, LIF, AdEx, Constant, Group, Izhikevich, NeuronGroup, Normal, Uniform,
                        init_value)
-from ._projection import Network, Projection
+from ._distributions import TruncatedNormal
 from ._drive import Conductance, Drive, Jump
+from ._projection import Network, Projection, delay_steps
 from ._synapses import COBA, CUBA, Alpha, Delta, DualExpon, Expon, Synapse, SynOut, VoltageJump
 
 # -- training spiking networks (issue 5) --
