@@ -130,3 +130,25 @@ def test_pad_sequences():
     assert x.shape == (3, 4, 2) and lengths.tolist() == [3, 4, 1] and x[2, 1, 0] == -1
     with pytest.raises(ValueError, match=r"sequence 1 has shape \(2, 3\); every sequence must be \(time, \*\(2,\)\)"):
         encoders.pad_sequences([np.ones((3, 2)), np.ones((2, 3))])
+
+
+# -- the synthetic SHD example -----------------------------------------------------------------
+def test_shd_synthetic_streams_and_training_at_tiny_size():
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+    import shd_synthetic as ex
+
+    classes = ex.make_classes(3, n_tracks=3, seed=0)
+    ev = ex.make_stream(classes[0], np.random.default_rng(0))
+    assert ev.dtype.names == ("x", "t", "p") and np.all(np.diff(ev["t"]) >= 0)
+    assert 0 <= ev["x"].min() and ev["x"].max() < 700 and 0.0 < ev["t"].max() <= 1e6
+    x, y, lengths = ex.make_data(classes, 16, seed=1, bin_us=25_000.0)
+    assert x.shape[0] == 16 and x.shape[2] == 700 and len(set(lengths.tolist())) > 1  # variable lengths
+    assert np.all(x[np.arange(16), lengths - 1].sum(-1) > 0)  # the stream reaches its last bin
+    for i in range(16):
+        assert not x[i, lengths[i]:].any()  # zero padding after the stream's end
+    r = ex.main(n_classes=4, n_hidden=32, n_train=128, n_test=64, epochs=3, batch_size=32, lr=5e-3,
+                bin_us=50_000.0, progress_bar=False)
+    assert r["history"]["loss"][-1] < r["history"]["loss"][0]
+    assert r["test_acc"][-1] > 0.45  # chance is 0.25
