@@ -19,17 +19,23 @@ def _run(layer, xs):
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
-def test_leaky_steps_follow_snntorch_equations(reset):
+@pytest.mark.parametrize("delay", [True, False])
+def test_leaky_steps_follow_snntorch_equations(reset, delay):
     beta = np.array([0.5, 0.8, 0.9, 1.0], np.float32)
-    lif = nn.Leaky(4, beta=beta, threshold=1.0, reset=reset)
+    lif = nn.Leaky(4, beta=beta, threshold=1.0, reset=reset, reset_delay=delay)
     lif.reset_state(3)
     xs = RNG.uniform(0, 0.8, size=(30, 3, 4)).astype(np.float32)
     out = _run(lif, xs)
     V, S, ref = np.zeros((3, 4)), np.zeros((3, 4)), []
+    do_reset = {"subtract": lambda v, s: v - s * 1.0, "zero": lambda v, s: v * (1 - s), "none": lambda v, s: v}[reset]
     for t in range(30):
-        base = beta * V + xs[t]
-        V = {"subtract": base - S * 1.0, "zero": base * (1 - S), "none": base}[reset]
-        S = (V >= 1.0).astype(np.float64)
+        if delay:  # snnTorch's default: the previous spike resets while integrating, undecayed
+            V = do_reset(beta * V + xs[t], S)
+            S = (V >= 1.0).astype(np.float64)
+        else:  # reset right after the spike; the next step decays the reset membrane
+            V = beta * V + xs[t]
+            S = (V >= 1.0).astype(np.float64)
+            V = do_reset(V, S)
         ref.append(S)
     np.testing.assert_array_equal(out, np.stack(ref))
     np.testing.assert_allclose(lif.V.value, V, rtol=1e-5, atol=1e-6)
@@ -219,3 +225,18 @@ def test_boolean_spikes_without_surrogate():
     lif.reset_state()
     out = [bool(lif(jnp.array([0.6, 0.2]))[0]) for _ in range(4)]
     assert out == [False, True, False, True] and lif.spike.dtype == jnp.bool_
+
+
+def test_delay_layer_shifts_each_channel():
+    d = nn.Delay(3, steps=np.array([0, 1, 3]))
+    d.reset_state(2)
+    xs = RNG.normal(size=(8, 2, 3)).astype(np.float32)
+    out = _run(d, xs)
+    ref = np.zeros_like(xs)
+    for c, k in enumerate([0, 1, 3]):
+        ref[k:, :, c] = xs[:8 - k, :, c]
+    np.testing.assert_array_equal(out, ref)
+    with pytest.raises(ValueError, match=r"Delay: steps must be ints >= 0, got \[1, -1\]"):
+        nn.Delay(2, steps=np.array([1, -1]))
+    with pytest.raises(ValueError, match=r"Delay\(3\) expects inputs of shape \(2, 3\), got \(4, 3\)"):
+        d(jnp.ones((4, 3)))

@@ -20,4 +20,4 @@ from ._synapses import COBA, CUBA, Alpha, DualExpon, Expon, Synapse, SynOut
 from ._readout import LeakyReadout, max_over_time, mean_over_time, rate_regularizer, spike_count
 
 # -- discrete-time spiking layers in the ML idiom (snnTorch / spyx conventions) --
-from ._spiking import Leaky, LeakyIntegrator, RLeaky, RSynaptic, Synaptic
+from ._spiking import Delay, Leaky, LeakyIntegrator, RLeaky, RSynaptic, Synaptic

@@ -17,7 +17,10 @@ for ``Leaky`` at step ``t`` with input ``I[t]``::
 
 So a neuron spikes at the same step its membrane crosses the threshold; the
 reset is applied while integrating the *next* step and is not decayed by
-``beta``; a subtractive reset removes exactly ``thr``. ``detach_reset=True``
+``beta``; a subtractive reset removes exactly ``thr``. With
+``reset_delay=False`` (snnTorch's option of that name, and NIR's semantics)
+the reset is applied right after the spike, so the next step decays the
+reset membrane: ``V[t] = beta (V[t-1] - S[t-1] thr) + I[t]``. ``detach_reset=True``
 (the default, as in snnTorch, where the reset term is computed from a
 detached copy) stops the gradient through ``R``. snnTorch tests ``V > thr``
 and neurodyn ``V >= thr``: they differ only when ``V`` equals the threshold
@@ -48,7 +51,7 @@ from .._surrogate import ArcTan
 from ._layers import Linear
 from ._neurons import NeuronGroup, _state_shape, reset_var
 
-__all__ = ["Leaky", "Synaptic", "RLeaky", "RSynaptic", "LeakyIntegrator"]
+__all__ = ["Leaky", "Synaptic", "RLeaky", "RSynaptic", "LeakyIntegrator", "Delay"]
 
 _RESETS = ("subtract", "zero", "none")
 _DEFAULT = object()
@@ -105,6 +108,9 @@ class Leaky(NeuronGroup):
             snnTorch); ``None`` gives boolean spikes for simulation.
         detach_reset: stop the gradient through the reset term.
         learn_beta, learn_threshold: wrap ``beta`` / ``threshold`` in a TrainVar.
+        reset_delay: apply the reset at the next step (True, snnTorch's
+            default) or right after the spike (False; ``V`` then holds the
+            reset membrane).
 
     Example:
         >>> lif = nn.Leaky(256, beta=0.9, spike_fn=surrogate.FastSigmoid(25.))
@@ -116,7 +122,7 @@ class Leaky(NeuronGroup):
 
     def __init__(self, size: int, beta: Any, threshold: Any = 1.0, reset: str = "subtract",
                  spike_fn: Callable | None = _DEFAULT, detach_reset: bool = True,  # type: ignore[assignment]
-                 learn_beta: bool = False, learn_threshold: bool = False) -> None:
+                 learn_beta: bool = False, learn_threshold: bool = False, reset_delay: bool = True) -> None:
         if spike_fn is _DEFAULT:
             spike_fn = ArcTan()
         super().__init__(size, spike_fn, detach_reset)
@@ -124,6 +130,7 @@ class Leaky(NeuronGroup):
         if reset not in _RESETS:
             raise ValueError(f"{name}: reset must be one of {_RESETS}, got {reset!r}")
         self.reset = reset
+        self.reset_delay = bool(reset_delay)
         self.beta = _coef(name, "beta", beta, self.size, learn_beta, (0.0, 1.0))
         self.threshold = _coef(name, "threshold", threshold, self.size, learn_threshold)
         self.V = Variable(jnp.zeros((self.size,), jnp.float32))
@@ -134,15 +141,25 @@ class Leaky(NeuronGroup):
         reset_var(self.V, jnp.zeros(shape, jnp.float32))
 
     # -- pieces shared with the subclasses ---------------------------------------------
-    def _reset_term(self, V_new: jax.Array, thr: Any) -> jax.Array:
+    def _reset(self, V: jax.Array, s: Any, thr: Any) -> jax.Array:
         if self.reset == "none":
-            return V_new
-        r = self.spike.value.astype(V_new.dtype)
+            return V
+        r = s.astype(V.dtype)
         if self.detach_reset:
             r = jax.lax.stop_gradient(r)
         if self.reset == "subtract":
-            return V_new - r * thr
-        return V_new * (1 - r)
+            return V - r * thr
+        return V * (1 - r)
+
+    def _fire_and_reset(self, V: jax.Array, thr: Any) -> jax.Array:
+        """Reset (by the previous spike, or by this one with reset_delay=False), spike, store V."""
+        if self.reset_delay:
+            V = self._reset(V, self.spike.value, thr)
+            self.V.value = V
+            return self._spike(V, thr)
+        s = self._spike(V, thr)
+        self.V.value = self._reset(V, s, thr)
+        return s
 
     def _spike(self, V: jax.Array, thr: Any) -> jax.Array:
         if self.spike_fn is None:
@@ -156,11 +173,8 @@ class Leaky(NeuronGroup):
         return self.sum_inputs(self.V.value, x)
 
     def update(self, x: Any = 0.0) -> jax.Array:
-        thr = _read(self.threshold, False)
         V = _read(self.beta, True) * self.V.value + self._current(x)
-        V = self._reset_term(V, thr)
-        self.V.value = V
-        return self._spike(V, thr)
+        return self._fire_and_reset(V, _read(self.threshold, False))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, reset={self.reset!r})"
@@ -177,7 +191,7 @@ class Synaptic(Leaky):
 
     Args:
         size, beta, threshold, reset, spike_fn, detach_reset, learn_beta,
-            learn_threshold: as :class:`Leaky`.
+            learn_threshold, reset_delay: as :class:`Leaky`.
         alpha: synaptic decay per step in ``[0, 1]`` (number, array or TrainVar).
         learn_alpha: wrap ``alpha`` in a TrainVar.
 
@@ -188,8 +202,10 @@ class Synaptic(Leaky):
 
     def __init__(self, size: int, alpha: Any, beta: Any, threshold: Any = 1.0, reset: str = "subtract",
                  spike_fn: Callable | None = _DEFAULT, detach_reset: bool = True,  # type: ignore[assignment]
-                 learn_alpha: bool = False, learn_beta: bool = False, learn_threshold: bool = False) -> None:
-        super().__init__(size, beta, threshold, reset, spike_fn, detach_reset, learn_beta, learn_threshold)
+                 learn_alpha: bool = False, learn_beta: bool = False, learn_threshold: bool = False,
+                 reset_delay: bool = True) -> None:
+        super().__init__(size, beta, threshold, reset, spike_fn, detach_reset, learn_beta, learn_threshold,
+                         reset_delay)
         self.alpha = _coef(type(self).__name__, "alpha", alpha, self.size, learn_alpha, (0.0, 1.0))
         self.syn = Variable(jnp.zeros((self.size,), jnp.float32))
 
@@ -199,13 +215,10 @@ class Synaptic(Leaky):
         reset_var(self.syn, jnp.zeros(_state_shape(self.size, batch_size), jnp.float32))
 
     def update(self, x: Any = 0.0) -> jax.Array:
-        thr = _read(self.threshold, False)
         syn = _read(self.alpha, True) * self.syn.value + self._current(x)
         self.syn.value = syn
         V = _read(self.beta, True) * self.V.value + syn
-        V = self._reset_term(V, thr)
-        self.V.value = V
-        return self._spike(V, thr)
+        return self._fire_and_reset(V, _read(self.threshold, False))
 
 
 class _Recurrent:
@@ -233,7 +246,7 @@ class RLeaky(_Recurrent, Leaky):
 
     Args:
         size, beta, threshold, reset, spike_fn, detach_reset, learn_beta,
-            learn_threshold: as :class:`Leaky`.
+            learn_threshold, reset_delay: as :class:`Leaky`.
         recurrent_bias: give the recurrent Linear a bias.
         w_init: initializer of the recurrent weights (default: ``nn.Linear``'s).
 
@@ -244,9 +257,10 @@ class RLeaky(_Recurrent, Leaky):
 
     def __init__(self, size: int, beta: Any, threshold: Any = 1.0, reset: str = "subtract",
                  spike_fn: Callable | None = _DEFAULT, detach_reset: bool = True,  # type: ignore[assignment]
-                 learn_beta: bool = False, learn_threshold: bool = False, recurrent_bias: bool = False,
-                 w_init: Any = None) -> None:
-        Leaky.__init__(self, size, beta, threshold, reset, spike_fn, detach_reset, learn_beta, learn_threshold)
+                 learn_beta: bool = False, learn_threshold: bool = False, reset_delay: bool = True,
+                 recurrent_bias: bool = False, w_init: Any = None) -> None:
+        Leaky.__init__(self, size, beta, threshold, reset, spike_fn, detach_reset, learn_beta, learn_threshold,
+                       reset_delay)
         self._make_recurrent(recurrent_bias, w_init)
 
 
@@ -263,9 +277,9 @@ class RSynaptic(_Recurrent, Synaptic):
     def __init__(self, size: int, alpha: Any, beta: Any, threshold: Any = 1.0, reset: str = "subtract",
                  spike_fn: Callable | None = _DEFAULT, detach_reset: bool = True,  # type: ignore[assignment]
                  learn_alpha: bool = False, learn_beta: bool = False, learn_threshold: bool = False,
-                 recurrent_bias: bool = False, w_init: Any = None) -> None:
+                 reset_delay: bool = True, recurrent_bias: bool = False, w_init: Any = None) -> None:
         Synaptic.__init__(self, size, alpha, beta, threshold, reset, spike_fn, detach_reset,
-                          learn_alpha, learn_beta, learn_threshold)
+                          learn_alpha, learn_beta, learn_threshold, reset_delay)
         self._make_recurrent(recurrent_bias, w_init)
 
 
@@ -312,3 +326,59 @@ class LeakyIntegrator(Module):
 
     def __repr__(self) -> str:
         return f"LeakyIntegrator(size={self.size})"
+
+
+class Delay(Module):
+    """Delay each channel by a whole number of steps: ``y[t] = x[t - d]`` (zero before that).
+
+    A ring buffer of ``max(d) + 1`` steps held in a Variable; ``steps`` is one
+    int for every channel or one per channel. NIR's ``Delay`` node maps to
+    this layer (``d = delay / dt``).
+
+    Args:
+        size: number of channels.
+        steps: delay in steps, an int >= 0 or a ``(size,)`` array of them.
+
+    Example:
+        >>> delay = nn.Delay(3, steps=[0, 1, 2])
+        >>> delay.reset_state(8); y = delay(x_t)      # (8, 3)
+    """
+
+    reset_state_per_batch = True
+
+    def __init__(self, size: int, steps: Any) -> None:
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"Delay: size must be a positive int, got {size!r}")
+        self.size = int(size)
+        d = np.asarray(steps)
+        if d.ndim not in (0, 1) or (d.ndim == 1 and d.shape[0] != self.size):
+            raise ValueError(f"Delay: steps must be an int or have shape ({self.size},), got shape {d.shape}")
+        if not np.issubdtype(d.dtype, np.integer) or np.any(d < 0):
+            raise ValueError(f"Delay: steps must be ints >= 0, got {d.tolist()}")
+        self.steps = np.broadcast_to(d, (self.size,)).astype(np.int32)
+        self.buffer = Variable(jnp.zeros((int(self.steps.max()) + 1, self.size), jnp.float32))
+        self.pos = Variable(jnp.zeros((), jnp.int32))
+
+    def reset_state(self, batch_size: int | None = None) -> None:
+        """Empty the buffer; state shape ``(max_delay + 1, [batch_size,] size)``."""
+        shape = (int(self.steps.max()) + 1, *_state_shape(self.size, batch_size))
+        reset_var(self.buffer, jnp.zeros(shape, jnp.float32))
+        reset_var(self.pos, jnp.zeros((), jnp.int32))
+
+    def update(self, x: Any) -> jax.Array:
+        x = jnp.asarray(x, jnp.float32)
+        if x.shape != self.buffer.shape[1:]:
+            raise ValueError(f"Delay({self.size}) expects inputs of shape {tuple(self.buffer.shape[1:])}, got "
+                             f"{tuple(x.shape)}; call reset_state(batch_size) first (outside compiled code)")
+        n = self.buffer.shape[0]
+        pos = self.pos.value
+        buf = self.buffer.value.at[pos].set(x)
+        read = (pos - jnp.asarray(self.steps)) % n                       # (size,)
+        idx = jnp.broadcast_to(read, x.shape)[None]
+        out = jnp.take_along_axis(buf, idx, axis=0)[0]
+        self.buffer.value = buf
+        self.pos.value = (pos + 1) % n
+        return out
+
+    def __repr__(self) -> str:
+        return f"Delay(size={self.size}, max_steps={int(self.steps.max())})"
