@@ -43,6 +43,14 @@ def _is_array_dataset(data: Any) -> bool:
     return isinstance(data, Mapping) and bool(data) and all(_is_array(x) for x in data.values())
 
 
+def _needs_reset(model: Module) -> bool:
+    """Whether a model's state is reset before every batch by default (decided once, at construction)."""
+    own = getattr(model, "reset_state_per_batch", None)
+    if own is not None:
+        return bool(own)
+    return any(getattr(m, "reset_state_per_batch", False) for m in model.modules().values())
+
+
 class Trainer:
     """Train a Module with compiled steps that carry every piece of state automatically.
 
@@ -80,7 +88,9 @@ class Trainer:
         reset_state: call ``model.reset_state(batch_size)`` at the start of
             every step, inside the compiled step (e.g. recurrent or spiking
             models trained with BPTT). ``None`` follows the model's
-            ``reset_state_per_batch`` attribute (default False). When the batch
+            ``reset_state_per_batch`` attribute if it has one, and otherwise
+            resets when any submodule sets it (the discrete spiking layers
+            ``nn.Leaky``, ``nn.RLeaky``, ``nn.LeakyIntegrator``, ... do). When the batch
             size changes, the reset also runs once outside compiled code, so
             ``reset_state`` may use ``Variable.reset_value`` for new shapes and
             must assign in place (``v.value = ...``) otherwise.
@@ -153,6 +163,7 @@ class Trainer:
         self.steps_per_call = int(steps_per_call)
         self.stop_on_nan = stop_on_nan
         self.reset_state = reset_state
+        self._auto_reset = _needs_reset(model)
         self.before_step = before_step
         self.log_every = max(int(log_every), 1)
         self.batch_axis = batch_axis
@@ -240,7 +251,7 @@ class Trainer:
     # -- the compiled bodies ---------------------------------------------------------
     def _wants_reset(self) -> bool:
         r = self.reset_state
-        return bool(getattr(self.model, "reset_state_per_batch", False) if r is None else r)
+        return self._auto_reset if r is None else bool(r)
 
     def _axes(self, n: int) -> tuple[int, ...]:
         ax = self.batch_axis

@@ -20,3 +20,6 @@ from ._synapses import COBA, CUBA, Alpha, Delta, DualExpon, Expon, Synapse, SynO
 
 # -- training spiking networks (issue 5) --
 from ._readout import LeakyReadout, max_over_time, mean_over_time, rate_regularizer, spike_count
+
+# -- discrete-time spiking layers in the ML idiom (snnTorch / spyx conventions) --
+from ._spiking import Delay, Leaky, LeakyIntegrator, RLeaky, RSynaptic, Synaptic
