@@ -17,7 +17,7 @@ from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
 from ._checkpoint import load, save
 from ._trainer import Trainer
-from . import distributed, encoders, nn, optim, visualize
+from . import analysis, distributed, encoders, nn, optim, visualize
 
 __version__ = "0.1.0"
 
@@ -28,5 +28,5 @@ __all__ = [
     "Runner", "Monitors",
     "graph", "random", "set_dt", "get_dt", "context", "share",
     "surrogate", "integrators", "odeint",
-    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders",
+    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis",
 ]

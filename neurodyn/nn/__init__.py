@@ -7,8 +7,8 @@ from ._norm import BatchNorm1d, LayerNorm
 from ._recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
 
 # -- spiking dynamics: neurons, synapses, connectivity, projections (issue 4) --
-from ._connectivity import (AllToAll, Connector, FixedPostNum, FixedPreNum, FixedProb, OneToOne,
-                            sample_without_replacement)
+from ._connectivity import (AllToAll, Connector, FixedPostNum, FixedPreNum, FixedProb, FixedTotalNum,
+                            OneToOne, sample_without_replacement)
 from ._inputs import (ConstantInput, PoissonGroup, PoissonInput, TimedInput, binomial_table, constant_input,
                       ramp_input, section_input)
 from ._neurons import (ALIF, HH, LIF, AdEx, Constant, Group, Izhikevich, NeuronGroup, Normal, Uniform,

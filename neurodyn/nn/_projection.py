@@ -245,7 +245,7 @@ class Projection(Module):
         # passed to compiled code instead of being embedded in it.
         if mode == "dense":
             mat = np.zeros((n_pre, n_post), np.float32)
-            mat[pre_ids, indices] = 1.0
+            np.add.at(mat, (pre_ids, indices), 1.0)  # multapses count once each
             self.conn_matrix = Variable(jnp.asarray(mat))
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
         else:
@@ -369,7 +369,7 @@ class Projection(Module):
         if self.homogeneous:
             return self._weight() * jnp.dot(sf, self.conn_matrix.value, precision=hp)
         rows, cols = self._pos
-        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].set(self._weight())
+        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].add(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
     def _weight_rows(self) -> Callable[[jax.Array | None], jax.Array] | None:
