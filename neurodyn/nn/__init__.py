@@ -18,3 +18,7 @@ from ._synapses import COBA, CUBA, Alpha, DualExpon, Expon, Synapse, SynOut
 
 # -- training spiking networks (issue 5) --
 from ._readout import LeakyReadout, max_over_time, mean_over_time, rate_regularizer, spike_count
+
+# -- plasticity on the event-driven path (issue 13) --
+from ._plasticity import (Plasticity, RewardSTDP, STDP, Trace, TripletSTDP, TsodyksMarkram, VogelsSTDP,
+                          weight_histogram, weight_mean)

@@ -27,6 +27,7 @@ from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
 from ._neurons import Group, NeuronGroup
+from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
 __all__ = ["Projection", "Network"]
@@ -104,6 +105,10 @@ class Projection(Module):
             event mode (default: 1% of ``pre.size``, at least 16); steps with
             more spikes take an exact but slower path.
         name: the name of the registered input on ``post``.
+        plasticity: a plasticity rule (e.g. ``nn.STDP()``; see ``nn.Plasticity``), or
+            None. The projection then holds one weight per synapse in the Variable
+            ``weight`` (a number is broadcast) and takes its own event-driven path
+            (``mode`` 'auto' means 'event'; 'dense' is refused). Delays are axonal.
 
     Example:
         >>> E = nn.LIF(3200, V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
@@ -113,7 +118,7 @@ class Projection(Module):
     def __init__(self, pre: Any, post: NeuronGroup, conn: Connector, weight: Any, syn: Synapse,
                  out: SynOut, delay: float | None = None, mode: str = "auto",
                  max_spikes: int | None = None, n_blocks: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, plasticity: Any = None) -> None:
         if not (hasattr(pre, "size") and isinstance(getattr(pre, "spike", None), Variable)):
             raise TypeError(f"Projection: pre must be a group with `size` and a `spike` Variable, "
                             f"got {type(pre).__name__}")
@@ -129,6 +134,8 @@ class Projection(Module):
             raise TypeError(f"Projection: out must be a synaptic output (nn.CUBA(), nn.COBA(E)), got {type(out).__name__}")
         if mode not in ("auto", "event", "dense"):
             raise ValueError(f"Projection: mode must be 'auto', 'event' or 'dense', got {mode!r}")
+        if plasticity is not None and mode == "dense":
+            raise ValueError("Projection: a plastic projection propagates event-driven; got mode='dense'")
         self.pre, self.post, self.conn, self.syn, self.out = pre, post, conn, syn, out
         n_pre, n_post = int(pre.size), int(post.size)
         self.n_pre, self.n_post = n_pre, n_post
@@ -146,6 +153,8 @@ class Projection(Module):
         else:
             self.weight = weight if self.homogeneous else jnp.asarray(weight, jnp.float32)
 
+        if mode == "auto" and plasticity is not None:
+            mode = "event"
         if mode == "auto":
             size = n_pre * n_post
             dense = size <= _DENSE_MAX_ELEMS or (size <= _DENSE_LIMIT and nnz >= _DENSE_MIN_DENSITY * size)
@@ -175,6 +184,9 @@ class Projection(Module):
 
         self.delay = None if delay is None else float(delay)
         self._setup_delay(None)
+        self.plasticity = plasticity
+        if plasticity is not None:
+            _attach_plasticity(self, plasticity)
 
         if name is None:
             i = len(post.current_inputs)
@@ -205,6 +217,8 @@ class Projection(Module):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
+        if self.plasticity is not None:
+            self.plasticity.reset_state(batch_size)  # first: it refuses a batch
         self.syn.reset_state(batch_size)
         self._setup_delay(batch_size)
 
@@ -278,6 +292,8 @@ class Projection(Module):
 
     def update(self) -> jax.Array:
         """Propagate this step's (delayed) presynaptic spikes and update the synapse."""
+        if self.plasticity is not None:
+            return _plastic_update(self)
         return self.syn.update(self.propagate(self._delayed_spikes()))
 
     def __repr__(self) -> str:
@@ -291,7 +307,7 @@ def _fusable(p: Projection) -> bool:
     cls = type(p)
     # Boolean spikes only: summing exact counts makes the result independent of
     # the scatter order, so fused and separate propagation agree bit for bit.
-    return (p.mode == "event" and p.delay_steps == 0 and p.homogeneous
+    return (p.mode == "event" and p.delay_steps == 0 and p.homogeneous and p.plasticity is None
             and p.pre.spike.ndim == 1 and p.pre.spike.dtype == jnp.bool_
             and cls.update is Projection.update and cls.propagate is Projection.propagate
             and cls._event is Projection._event)
@@ -551,7 +567,7 @@ class Network(Module):
         # group share one spike compaction and one branch (same numbers, fewer operations).
         shared: dict[int, list[Projection]] = {}
         for p in projs:
-            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 0
+            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 0 and p.plasticity is None
                     and p.pre.spike.ndim == 1 and type(p).update is Projection.update
                     and type(p).propagate is Projection.propagate):
                 shared.setdefault(id(p.pre), []).append(p)
