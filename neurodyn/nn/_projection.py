@@ -36,6 +36,7 @@ from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
 from ._neurons import Group, NeuronGroup, init_value
+from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
 __all__ = ["Projection", "Network", "delay_steps"]
@@ -172,6 +173,10 @@ class Projection(Module):
             event mode (default: 1% of ``pre.size``, at least 16); steps with
             more spikes take an exact but slower path.
         name: the name of the registered input on ``post``.
+        plasticity: a plasticity rule (e.g. ``nn.STDP()``; see ``nn.Plasticity``), or
+            None. The projection then holds one weight per synapse in the Variable
+            ``weight`` (a number is broadcast) and takes its own event-driven path
+            (``mode`` 'auto' means 'event'; 'dense' is refused). Delays are axonal.
 
     Example:
         >>> E = nn.LIF(3200, V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
@@ -182,7 +187,7 @@ class Projection(Module):
     def __init__(self, pre: Any, post: NeuronGroup, conn: Connector, weight: Any, syn: Synapse,
                  out: SynOut, delay: Any = None, mode: str = "auto",
                  max_spikes: int | None = None, n_blocks: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, plasticity: Any = None) -> None:
         if not (hasattr(pre, "size") and isinstance(getattr(pre, "spike", None), Variable)):
             raise TypeError(f"Projection: pre must be a group with `size` and a `spike` Variable, "
                             f"got {type(pre).__name__}")
@@ -206,6 +211,8 @@ class Projection(Module):
         self.name = name
         what = (f"Projection '{name}' ({type(pre).__name__}({int(pre.size)}) -> "
                 f"{type(post).__name__}({int(post.size)}))")
+        if plasticity is not None and mode == "dense":
+            raise ValueError(f"{what}: a plastic projection propagates event-driven; got mode='dense'")
         self.pre, self.post, self.conn, self.syn, self.out = pre, post, conn, syn, out
         n_pre, n_post = int(pre.size), int(post.size)
         self.n_pre, self.n_post = n_pre, n_post
@@ -235,6 +242,8 @@ class Projection(Module):
         if self.heterogeneous_delay and mode == "dense":
             raise ValueError(f"{what}: per-synapse delays need mode='event' (or 'auto'), got mode='dense'")
 
+        if mode == "auto" and plasticity is not None:
+            mode = "event"
         if mode == "auto":
             size = n_pre * n_post
             dense = size <= _DENSE_MAX_ELEMS or (size <= _DENSE_LIMIT and nnz >= _DENSE_MIN_DENSITY * size)
@@ -265,6 +274,11 @@ class Projection(Module):
 
         self._what = what
         self._setup_delay(None)
+        self.plasticity = plasticity
+        if plasticity is not None:
+            if self.heterogeneous_delay:
+                raise ValueError(f"{what}: plasticity with per-synapse delays is not supported; use a scalar delay")
+            _attach_plasticity(self, plasticity)
         post.add_input(name, self._current)
 
     # -- state --------------------------------------------------------------------
@@ -315,6 +329,8 @@ class Projection(Module):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
+        if self.plasticity is not None:
+            self.plasticity.reset_state(batch_size)  # first: it refuses a batch
         self.syn.reset_state(batch_size)
         self._setup_delay(batch_size)
 
@@ -440,6 +456,8 @@ class Projection(Module):
 
     def update(self) -> jax.Array:
         """Propagate the presynaptic spikes arriving this step and update the synapse."""
+        if self.plasticity is not None:
+            return _plastic_update(self)
         if self.heterogeneous_delay:
             return self.syn.update(self._heterogeneous_input())
         return self.syn.update(self.propagate(self._delayed_spikes()))
@@ -456,7 +474,7 @@ def _fusable(p: Projection) -> bool:
     cls = type(p)
     # Boolean spikes only: summing exact counts makes the result independent of
     # the scatter order, so fused and separate propagation agree bit for bit.
-    return (p.mode == "event" and not p.heterogeneous_delay
+    return (p.mode == "event" and not p.heterogeneous_delay and p.plasticity is None
             and p.pre.spike.ndim == 1 and p.pre.spike.dtype == jnp.bool_
             and cls.update is Projection.update and cls.propagate is Projection.propagate
             and cls._event is Projection._event)
@@ -757,7 +775,7 @@ class Network(Module):
         # group share one spike compaction and one branch (same numbers, fewer operations).
         shared: dict[int, list[Projection]] = {}
         for p in projs:
-            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 1
+            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 1 and p.plasticity is None
                     and not p.heterogeneous_delay and p.pre.spike.ndim == 1 and type(p).update is Projection.update
                     and type(p).propagate is Projection.propagate):
                 shared.setdefault(id(p.pre), []).append(p)
