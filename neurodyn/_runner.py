@@ -366,6 +366,9 @@ class Runner:
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Runner needs an nd.Module, got {type(model).__name__}")
+        if type(model).update is Module.update and type(model).forward is Module.forward:
+            raise TypeError(f"Runner: {type(model).__name__} defines no update(); the Runner calls "
+                            "model.update() once per step")
         self.model = model
         self.dt = float(dt) if dt is not None else get_dt()
         if not (self.dt > 0 and math.isfinite(self.dt)):

@@ -462,3 +462,112 @@ def test_variables_are_accepted_as_input_targets_and_monitors():
     np.testing.assert_array_equal(mon["x"][:, 0], [2., 4., 6.])
     with pytest.raises(TypeError, match="an input target is a dotted path or a Variable, got 3"):
         nd.Runner(m, inputs=[(3, 2.)])
+
+
+# -- threads sharing nd.random ----------------------------------------------------------------------
+def test_threads_drawing_from_the_default_random_state_never_share_a_key():
+    nd.random.seed(0)
+    f = nd.jit(lambda: nd.random.normal(size=(4,)))
+    f()
+    draws, barrier = [], threading.Barrier(3)
+
+    def work(compiled):
+        barrier.wait()
+        out = [f() if compiled else nd.random.normal(size=(4,)) for _ in range(150)]
+        draws.extend(np.asarray(x)[0] for x in out)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in (True, True, False)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(draws) == 450 and len(set(draws)) == 450
+    # one thread, seeded: the same numbers as before (a key split per draw)
+    nd.random.seed(7)
+    a = [np.asarray(f()) for _ in range(3)]
+    key = jax.random.PRNGKey(7)
+    for x in a:
+        key, sub = jax.random.split(key)
+        np.testing.assert_array_equal(x, jax.random.normal(sub, (4,)))
+
+
+# -- stale constants ----------------------------------------------------------------------------------
+class _Scaled(nd.Module):
+    def __init__(self):
+        self.w = nd.Variable(jnp.ones(2))
+        self.scale = 2.0
+
+    def update(self, x):
+        return x * self.w * self.scale
+
+
+class _Holder(nd.Module):
+    """A container module with no Variables of its own; its plain attribute is read."""
+
+    def __init__(self):
+        self.inner = _Scaled()
+        self.offset = 0.0
+
+    def update(self, x):
+        return self.inner(x) + self.offset
+
+
+_GLOBAL_NS = types.SimpleNamespace(m=_Scaled())
+
+
+def test_plain_attributes_reached_through_plain_objects_containers_and_globals_are_never_stale():
+    x = jnp.ones(2)
+    ns = types.SimpleNamespace(m=_Scaled())
+
+    class Box:
+        def __init__(self):
+            self.models = [{"a": _Scaled()}]
+
+    box = Box()
+    hold = types.SimpleNamespace(h=_Holder())
+    cases = {
+        "attribute of a plain object": (nd.jit(lambda x: ns.m(x)), lambda: ns.m),
+        "container in a plain object": (nd.jit(lambda x: box.models[0]["a"](x)), lambda: box.models[0]["a"]),
+        "global plain object": (nd.jit(lambda x: _GLOBAL_NS.m(x)), lambda: _GLOBAL_NS.m),
+    }
+    for name, (f, get) in cases.items():
+        np.testing.assert_array_equal(f(x), [2., 2.], err_msg=name)
+        get().scale = 5.0
+        np.testing.assert_array_equal(f(x), [5., 5.], err_msg=name)
+        n = f.trace_count
+        f(x)
+        assert f.trace_count == n, name  # no re-trace once the new value is compiled in
+    # a module without Variables of its own, whose child's Variables the trace touched
+    g = nd.jit(lambda x: hold.h(x))
+    np.testing.assert_array_equal(g(x), [2., 2.])
+    hold.h.offset = 1.0
+    np.testing.assert_array_equal(g(x), [3., 3.])
+    hold.h.inner.scale = 3.0
+    np.testing.assert_array_equal(g(x), [4., 4.])
+
+
+# -- small ones ------------------------------------------------------------------------------------
+def test_small_input_checks():
+    with pytest.raises(TypeError, match=r"nd.jit\(dyn_vars=...\): expected Variables or Modules .* got int 3"):
+        nd.jit(lambda: 0, dyn_vars=[3])
+    with pytest.raises(TypeError, match=r"child_objs=...\): .* got str 'model'"):
+        nd.jit(lambda: 0, child_objs={"m": "model"})
+    with pytest.raises(TypeError, match="Linear: in_features must be a positive int, got float 3.5"):
+        nn.Linear(3.5, 2)
+    with pytest.raises(ValueError, match="Linear: out_features must be a positive int, got -2"):
+        nn.Linear(3, -2)
+    assert nn.Linear(np.int64(3), 2).weight.shape == (3, 2)
+
+    class NoStep(nd.Module):
+        pass
+
+    with pytest.raises(NotImplementedError, match="NoStep defines neither update"):
+        NoStep().update()
+    with pytest.raises(TypeError, match="Runner: NoStep defines no update"):
+        nd.Runner(NoStep())
+
+    class OnlyForward(nd.Module):
+        def forward(self, x=1.):
+            return x
+
+    assert OnlyForward().update(3.) == 3.
