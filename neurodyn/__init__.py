@@ -12,6 +12,7 @@ from ._environ import context, get_dt, set_dt, share
 from ._jit import JittedFunction, jit
 from ._module import Module
 from ._random import RandomState
+from ._monitors import SpikeMonitor, SpikeRecord
 from ._runner import Monitors, Runner
 from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
@@ -25,7 +26,7 @@ __all__ = [
     "Variable", "TrainVar", "RandomState", "Module",
     "jit", "JittedFunction", "grad", "value_and_grad",
     "for_loop", "cond", "while_loop", "vmap", "in_trace",
-    "Runner", "Monitors",
+    "Runner", "Monitors", "SpikeMonitor", "SpikeRecord",
     "graph", "random", "set_dt", "get_dt", "context", "share",
     "surrogate", "integrators", "odeint",
     "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis",
