@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import random as _nd_random
 from .._environ import get as _get_shared
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._integrators import get_method
 from .._module import Module
 from .._state import Variable, in_trace
@@ -59,8 +59,8 @@ class Constant:
     def __init__(self, value: float) -> None:
         self.value = float(value)
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-        return jnp.full(shape, self.value, dtype)
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        return jnp.full(shape, self.value, dtype or float_dtype())
 
     def __repr__(self) -> str:
         return f"Constant({self.value})"
@@ -78,8 +78,8 @@ class Normal:
             raise ValueError(f"Normal: std must be >= 0, got {std}")
         self.mean, self.std = float(mean), float(std)
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-        return _nd_random.normal(self.mean, self.std, size=shape, dtype=dtype)
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        return _nd_random.normal(self.mean, self.std, size=shape, dtype=dtype or float_dtype())
 
     def __repr__(self) -> str:
         return f"Normal({self.mean}, {self.std})"
@@ -97,8 +97,8 @@ class Uniform:
             raise ValueError(f"Uniform: high ({high}) must be >= low ({low})")
         self.low, self.high = float(low), float(high)
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-        return _nd_random.uniform(self.low, self.high, size=shape, dtype=dtype)
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        return _nd_random.uniform(self.low, self.high, size=shape, dtype=dtype or float_dtype())
 
     def __repr__(self) -> str:
         return f"Uniform({self.low}, {self.high})"
@@ -116,7 +116,7 @@ def _required_positional(fn: Callable) -> int:
                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
 
 
-def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float32,
+def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
                what: str = "initializer") -> jax.Array:
     """Evaluate an initializer for ``shape``.
 
@@ -124,9 +124,12 @@ def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float
     ``init(shape)`` (like :class:`Normal`), or a ``jax.nn.initializers``-style
     ``init(key, shape, dtype)``, which gets a key from ``nd.random``.
 
+    ``dtype`` defaults to ``nd.float_dtype()``.
+
     Example:
         >>> init_value(jax.nn.initializers.normal(1.), (3,))
     """
+    dtype = float_dtype() if dtype is None else dtype
     if callable(init):
         if isinstance(init, _OWN_INITS) or _required_positional(init) < 2:
             out = init(shape)
@@ -217,12 +220,12 @@ class NeuronGroup(Group):
         self.spike_fn = spike_fn
         self.detach_reset = bool(detach_reset)
         self.current_inputs: dict[str, Callable] = {}
-        self.input = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.input = Variable(jnp.zeros((self.size,), float_dtype()))
         self.spike.reset_value(jnp.zeros((self.size,), self._spike_dtype))
 
     @property
     def _spike_dtype(self) -> Any:
-        return bool if self.spike_fn is None else jnp.float32
+        return bool if self.spike_fn is None else float_dtype()
 
     # -- inputs ---------------------------------------------------------------------
     def add_input(self, name: str, fn: Callable[[jax.Array], Any]) -> None:
@@ -316,7 +319,7 @@ class NeuronGroup(Group):
 
     def _reset_common(self, batch_size: int | None) -> tuple[int, ...]:
         shape = _state_shape(self.size, batch_size)
-        reset_var(self.input, jnp.zeros(shape, jnp.float32))
+        reset_var(self.input, jnp.zeros(shape, float_dtype()))
         reset_var(self.spike, jnp.zeros(shape, self._spike_dtype))
         return shape
 
@@ -413,13 +416,13 @@ class ALIF(NeuronGroup):
         self.tau_ref = float(tau_ref)
         self.V_initializer = V_rest if V_initializer is None else V_initializer
         self.V = Variable(init_value(self.V_initializer, (self.size,), what="ALIF V_initializer"))
-        self.a = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.a = Variable(jnp.zeros((self.size,), float_dtype()))
         self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = self._reset_common(batch_size)
         reset_var(self.V, init_value(self.V_initializer, shape, what="ALIF V_initializer"))
-        reset_var(self.a, jnp.zeros(shape, jnp.float32))
+        reset_var(self.a, jnp.zeros(shape, float_dtype()))
         reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     @property
@@ -470,8 +473,8 @@ class Izhikevich(NeuronGroup):
         self.method = get_method(method)
         self.V_initializer = Constant(-65.0) if V_initializer is None else V_initializer
         self.u_initializer = u_initializer
-        self.V = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.u = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.V = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.u = Variable(jnp.zeros((self.size,), float_dtype()))
         self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
         self.reset_state()
 
@@ -480,7 +483,7 @@ class Izhikevich(NeuronGroup):
         V = init_value(self.V_initializer, shape, what="Izhikevich V_initializer")
         reset_var(self.V, V)
         u = self.b * V if self.u_initializer is None else init_value(self.u_initializer, shape)
-        reset_var(self.u, jnp.broadcast_to(jnp.asarray(u, jnp.float32), shape))
+        reset_var(self.u, jnp.broadcast_to(jnp.asarray(u, float_dtype()), shape))
         reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
@@ -535,10 +538,10 @@ class HH(NeuronGroup):
         self.g_Na, self.g_K, self.g_L, self.C, self.V_th = g_Na, g_K, g_L, C, V_th
         self.method = get_method(method)
         self.V_initializer = Constant(-65.0) if V_initializer is None else V_initializer
-        self.V = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.m = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.h = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.n = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.V = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.m = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.h = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.n = Variable(jnp.zeros((self.size,), float_dtype()))
         self.reset_state()
 
     @staticmethod
@@ -608,13 +611,13 @@ class AdEx(NeuronGroup):
         self.method = get_method(method)
         self.V_initializer = V_rest if V_initializer is None else V_initializer
         self.V = Variable(init_value(self.V_initializer, (self.size,), what="AdEx V_initializer"))
-        self.w = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.w = Variable(jnp.zeros((self.size,), float_dtype()))
         self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = self._reset_common(batch_size)
         reset_var(self.V, init_value(self.V_initializer, shape, what="AdEx V_initializer"))
-        reset_var(self.w, jnp.zeros(shape, jnp.float32))
+        reset_var(self.w, jnp.zeros(shape, float_dtype()))
         reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:

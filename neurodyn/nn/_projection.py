@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
@@ -144,7 +144,7 @@ class Projection(Module):
         if isinstance(weight, Variable):
             self.weight = weight
         else:
-            self.weight = weight if self.homogeneous else jnp.asarray(weight, jnp.float32)
+            self.weight = weight if self.homogeneous else jnp.asarray(weight, float_dtype())
 
         if mode == "auto":
             size = n_pre * n_post
@@ -155,7 +155,7 @@ class Projection(Module):
         # Held in Variables (not compile-time constants) so large index arrays are
         # passed to compiled code instead of being embedded in it.
         if mode == "dense":
-            mat = np.zeros((n_pre, n_post), np.float32)
+            mat = np.zeros((n_pre, n_post), float_dtype())
             mat[pre_ids, indices] = 1.0
             self.conn_matrix = Variable(jnp.asarray(mat))
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
@@ -234,7 +234,7 @@ class Projection(Module):
     def propagate(self, spikes: Any) -> jax.Array:
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``."""
         s = jnp.asarray(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         if self.mode == "dense":
             return self._dense(sf)
         if sf.ndim == 1:
@@ -246,7 +246,7 @@ class Projection(Module):
         if self.homogeneous:
             return self._weight() * jnp.dot(sf, self.conn_matrix.value, precision=hp)
         rows, cols = self._pos
-        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].set(self._weight())
+        W = jnp.zeros((self.n_pre, self.n_post), float_dtype()).at[rows, cols].set(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
     def _scatter_fn(self) -> Callable[[jax.Array, Any], jax.Array]:
@@ -259,7 +259,7 @@ class Projection(Module):
             w_pad = None
         else:
             rows, cols = self._pos
-            w_pad = jnp.zeros(targets.shape, jnp.float32).at[rows, cols].set(w)
+            w_pad = jnp.zeros(targets.shape, float_dtype()).at[rows, cols].set(w)
 
         def scatter(vals: jax.Array, idx: jax.Array | None) -> jax.Array:
             tg = targets if idx is None else targets[idx]
@@ -267,7 +267,7 @@ class Projection(Module):
             if w_pad is not None:
                 contrib = contrib * (w_pad if idx is None else w_pad[idx])
             # Padding slots hold n_post, out of range: mode='drop' discards them.
-            out = jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+            out = jnp.zeros((n_post,), float_dtype()).at[tg].add(contrib, mode="drop")
             # A scalar weight multiplies exact spike counts: order independent.
             return out if w_pad is not None else w * out
 
@@ -401,10 +401,10 @@ class _Fusion:
         """The number of presynaptic spikes onto every slot this step (float32)."""
         spikes = [g.spike.value for g in self.pres]
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         table = self.table.value
         n_out = self.n_out
-        zeros = jnp.zeros((n_out,), jnp.float32)
+        zeros = jnp.zeros((n_out,), float_dtype())
 
         def scatter(idx: jax.Array) -> jax.Array:
             # unused slots gather the all-padding row: every entry is dropped
@@ -557,7 +557,7 @@ class Network(Module):
                 shared.setdefault(id(p.pre), []).append(p)
         for peers in shared.values():
             if len(peers) > 1:
-                sf = peers[0].pre.spike.value.astype(jnp.float32)
+                sf = peers[0].pre.spike.value.astype(float_dtype())
                 for q, x in zip(peers, _event_many(peers, sf)):
                     inputs[id(q)] = x
         # Synapses update in attribute order (two projections may share one).

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import Variable
 from ._drive import Conductance, Jump
@@ -45,7 +45,7 @@ class Synapse(Module):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"{type(self).__name__}: size must be a positive int, got {size!r}")
         self.size = size
-        self.g = Variable(jnp.zeros((size,), jnp.float32))
+        self.g = Variable(jnp.zeros((size,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = _state_shape(self.size, batch_size)
@@ -90,7 +90,7 @@ class Alpha(Synapse):
     def __init__(self, size: int, tau: float = 8.0) -> None:
         super().__init__(size)
         self.tau = _tau("Alpha", "tau", tau)
-        self.h = Variable(jnp.zeros((size,), jnp.float32))
+        self.h = Variable(jnp.zeros((size,), float_dtype()))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
@@ -122,8 +122,8 @@ class DualExpon(Synapse):
             t_peak = tr * td / (td - tr) * math.log(td / tr)
             A = 1.0 / (math.exp(-t_peak / td) - math.exp(-t_peak / tr))
         self.A = float(A)
-        self.g_rise = Variable(jnp.zeros((size,), jnp.float32))
-        self.g_decay = Variable(jnp.zeros((size,), jnp.float32))
+        self.g_rise = Variable(jnp.zeros((size,), float_dtype()))
+        self.g_decay = Variable(jnp.zeros((size,), float_dtype()))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
