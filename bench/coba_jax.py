@@ -27,7 +27,8 @@ Per step, exactly in this order (the float op order is part of the contract):
     solved exactly over the step with g held constant);
     is_ref = refractory > 0; V_new = where(is_ref, V, V_new);
     spike = (V_new >= V_th) & ~is_ref; V = where(spike, V_reset, V_new);
-    refractory = where(spike, n_ref, maximum(refractory - 1, 0)).
+    refractory = where(spike, n_ref - 1, maximum(refractory - 1, 0)): the neuron is released
+    at t_spike + tau_ref (Brian2's convention; the spiking step is the first of n_ref).
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ class _Const(NamedTuple):
 def _consts(dt: float) -> _Const:
     P = PARAMS
     return _Const(
-        n_ref=int(round(P["tau_ref"] / dt)),
+        n_ref=int(math.floor(P["tau_ref"] / dt + 0.5 + 1e-9)),  # rounded half up
         decay={name: math.exp(-dt / (P["tau_e"] if exc else P["tau_i"])) for name, _, _, exc in PROJECTIONS},
         dt_tau_m=dt / P["tau_m"],
     )
@@ -299,7 +300,7 @@ def _lif(V, ref, g_e, g_i, inp, c: _Const):
     V_new = jnp.where(is_ref, V, V_new)
     spike = (V_new >= P["V_th"]) & ~is_ref
     V = jnp.where(spike, P["V_reset"], V_new)
-    ref = jnp.where(spike, c.n_ref, jnp.maximum(ref - 1, 0))
+    ref = jnp.where(spike, c.n_ref - 1, jnp.maximum(ref - 1, 0))
     return V, ref, spike
 
 
