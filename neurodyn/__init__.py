@@ -8,7 +8,8 @@ and finds every Variable they use by itself.
 from . import graph, random, surrogate
 from . import _integrators as integrators
 from ._integrators import odeint
-from ._environ import context, get_dt, set_dt, share
+from ._environ import (context, float_dtype, get_dt, get_precision, set_dt, set_precision, share,
+                       time_to_steps)
 from ._jit import JittedFunction, jit
 from ._module import Module
 from ._random import RandomState
@@ -28,6 +29,7 @@ __all__ = [
     "for_loop", "cond", "while_loop", "vmap", "in_trace",
     "Runner", "Monitors", "SpikeMonitor", "SpikeRecord",
     "graph", "random", "set_dt", "get_dt", "context", "share",
+    "set_precision", "get_precision", "float_dtype", "time_to_steps",
     "surrogate", "integrators", "odeint",
     "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis",
 ]

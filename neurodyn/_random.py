@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._environ import float_dtype
 from ._state import CTX, Variable
 
 __all__ = ["RandomState"]
@@ -99,17 +100,17 @@ class RandomState(Variable):
     def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
         """Gaussian samples ``loc + scale * N(0, 1)`` of shape ``size``."""
         shape = _shape(size, loc, scale)
-        return loc + scale * jax.random.normal(self.split_key(), shape, dtype or jnp.float32)
+        return loc + scale * jax.random.normal(self.split_key(), shape, dtype or float_dtype())
 
     def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
         """Uniform samples in ``[low, high)``."""
         shape = _shape(size, low, high)
-        u = jax.random.uniform(self.split_key(), shape, dtype or jnp.float32)
+        u = jax.random.uniform(self.split_key(), shape, dtype or float_dtype())
         return low + (high - low) * u
 
     def random(self, size: Any = None) -> jax.Array:
         """Uniform samples in ``[0, 1)`` (``numpy.random.random``)."""
-        return jax.random.uniform(self.split_key(), _shape(size), jnp.float32)
+        return jax.random.uniform(self.split_key(), _shape(size), float_dtype())
 
     def randint(self, low: int, high: int | None = None, size: Any = None, dtype: Any = jnp.int32) -> jax.Array:
         """Integers in ``[low, high)`` (``[0, low)`` when ``high`` is None)."""

@@ -57,7 +57,7 @@ def test_coba_single_neuron_against_hand_written_integration():
     dt = 0.1
     V, ge, gi, ref = -58.0, 0.0, 0.0, 0
     V_ref, s_ref = [], []
-    n_ref = 50
+    n_clamped = 49  # released at t_spike + 5 ms: the spiking step is the first of 50
     for k in range(2000):
         prev = spikes[k]  # set on the sources just before the network's step
         ge = ge * math.exp(-dt / 5.0) + 0.3 * prev[0]
@@ -70,7 +70,7 @@ def test_coba_single_neuron_against_hand_written_integration():
             V_new = V
         spike = V_new >= -50.0 and not is_ref
         V = -60.0 if spike else V_new
-        ref = n_ref if spike else max(ref - 1, 0)
+        ref = n_clamped if spike else max(ref - 1, 0)
         V_ref.append(V)
         s_ref.append(spike)
     assert sum(s_ref) > 5

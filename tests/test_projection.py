@@ -149,7 +149,7 @@ def reference_coba(net, n_steps, dt=0.1):
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
         spike = (V_new >= -50.0) & ~is_ref
-        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref, jnp.maximum(ref - 1, 0)), spike
+        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref - 1, jnp.maximum(ref - 1, 0)), spike
 
     def step(c, _):
         VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII = c

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import random as _random
+from .._environ import float_dtype
 from .._module import Module
 from .._state import TrainVar
 
@@ -20,7 +21,7 @@ __all__ = [
 Initializer = Callable[..., jax.Array]
 
 
-def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float32,
+def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
                name: str = "parameter") -> TrainVar:
     """A ``TrainVar`` drawn with a ``jax.nn.initializers`` function and a key from ``nd.random``.
 
@@ -30,7 +31,7 @@ def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float
     if not callable(init):
         raise TypeError(f"{name}: the initializer must be a jax.nn.initializers function "
                         f"(key, shape, dtype) -> array, got {type(init).__name__}")
-    value = init(_random.split_key(), shape, dtype)
+    value = init(_random.split_key(), shape, float_dtype() if dtype is None else dtype)
     if tuple(value.shape) != tuple(shape):
         raise ValueError(f"{name}: the initializer returned shape {tuple(value.shape)}, expected {tuple(shape)}")
     return TrainVar(value)
@@ -60,7 +61,7 @@ class Linear(Module):
         bias: add a trainable bias.
         w_init, b_init: any ``jax.nn.initializers`` function; keys come from
             ``nd.random`` so ``nd.random.seed(s)`` makes the draw reproducible.
-        dtype: the parameters' dtype.
+        dtype: the parameters' dtype (default ``nd.float_dtype()``).
 
     Example:
         >>> fc = nn.Linear(3, 2)
@@ -70,7 +71,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  w_init: Initializer = jax.nn.initializers.lecun_normal(),
-                 b_init: Initializer = jax.nn.initializers.zeros, dtype: Any = jnp.float32) -> None:
+                 b_init: Initializer = jax.nn.initializers.zeros, dtype: Any = None) -> None:
         self.in_features = _size("Linear", "in_features", in_features)
         self.out_features = _size("Linear", "out_features", out_features)
         self.weight = init_param(w_init, (self.in_features, self.out_features), dtype, "Linear.weight")

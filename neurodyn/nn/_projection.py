@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
@@ -113,7 +113,7 @@ def _per_connection(value: Any, nnz: int, what: str, name: str) -> Any:
     """A scalar, one value per connection (shape ``(nnz,)``), a Variable of either shape, or an
     initializer (drawn once, for ``(nnz,)``)."""
     if callable(value) and not isinstance(value, Variable):
-        value = init_value(value, (nnz,), jnp.float32, what=f"{what}: {name} initializer")
+        value = init_value(value, (nnz,), float_dtype(), what=f"{what}: {name} initializer")
     shape = tuple(np.shape(value.value if isinstance(value, Variable) else value))
     if shape not in ((), (nnz,)):
         raise ValueError(f"{what}: {name} must be a scalar, have one value per connection "
@@ -226,7 +226,7 @@ class Projection(Module):
         if isinstance(weight, Variable):
             self.weight = weight
         else:
-            self.weight = weight if self.homogeneous else jnp.asarray(weight, jnp.float32)
+            self.weight = weight if self.homogeneous else jnp.asarray(weight, float_dtype())
         if not isinstance(weight, Variable) and not np.all(np.isfinite(np.asarray(self.weight))):
             raise ValueError(f"{what}: weight has non-finite values (nan or inf)")
 
@@ -253,7 +253,7 @@ class Projection(Module):
         # Held in Variables (not compile-time constants) so large index arrays are
         # passed to compiled code instead of being embedded in it.
         if mode == "dense":
-            mat = np.zeros((n_pre, n_post), np.float32)
+            mat = np.zeros((n_pre, n_post), float_dtype())
             np.add.at(mat, (pre_ids, indices), 1.0)  # multapses count once each
             self.conn_matrix = Variable(jnp.asarray(mat))
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
@@ -308,7 +308,7 @@ class Projection(Module):
             valid = pos >= 0
             offsets[valid] = (steps - 1)[pos[valid]]
             for attr, value in (("delay_offsets", jnp.asarray(offsets)),
-                                ("delay_buffer", jnp.zeros((self.n_post, R), jnp.float32)),
+                                ("delay_buffer", jnp.zeros((self.n_post, R), float_dtype())),
                                 ("delay_pos", jnp.zeros((), jnp.int32))):
                 var = self.__dict__.get(attr)
                 if isinstance(var, Variable):
@@ -373,7 +373,7 @@ class Projection(Module):
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``
         (without delay)."""
         s = jnp.asarray(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         if self.mode == "dense":
             return self._dense(sf)
         if sf.ndim == 1:
@@ -385,7 +385,7 @@ class Projection(Module):
         if self.homogeneous:
             return self._weight() * jnp.dot(sf, self.conn_matrix.value, precision=hp)
         rows, cols = self._pos
-        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].add(self._weight())
+        W = jnp.zeros((self.n_pre, self.n_post), float_dtype()).at[rows, cols].add(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
     def _weight_rows(self) -> Callable[[jax.Array | None], jax.Array] | None:
@@ -393,8 +393,8 @@ class Projection(Module):
         zero on padding; None for a scalar weight."""
         if self.homogeneous:
             return None
-        w_ext = jnp.concatenate([jnp.asarray(self._weight(), jnp.float32).reshape(-1),
-                                 jnp.zeros((1,), jnp.float32)])
+        w_ext = jnp.concatenate([jnp.asarray(self._weight(), float_dtype()).reshape(-1),
+                                 jnp.zeros((1,), float_dtype())])
         widx = self.weight_index.value
         return lambda idx: w_ext[widx if idx is None else widx[idx]]
 
@@ -412,7 +412,7 @@ class Projection(Module):
             if w_rows is not None:
                 contrib = contrib * w_rows(idx)
             # Padding slots hold n_post, out of range: mode='drop' discards them.
-            out = jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+            out = jnp.zeros((n_post,), float_dtype()).at[tg].add(contrib, mode="drop")
             # A scalar weight multiplies exact spike counts: order independent.
             return out if w_rows is not None else w * out
 
@@ -430,7 +430,7 @@ class Projection(Module):
         targets, offsets = self.targets.value, self.delay_offsets.value
         buf, pos = self.delay_buffer.value, self.delay_pos.value
         w_rows = self._weight_rows()
-        sf = self.pre.spike.value.astype(jnp.float32)
+        sf = self.pre.spike.value.astype(float_dtype())
 
         def scatter(vals: jax.Array, idx: jax.Array | None) -> jax.Array:
             tg = targets if idx is None else targets[idx]
@@ -450,7 +450,7 @@ class Projection(Module):
             new = jax.lax.cond(fits, lambda: scatter(vals, idx), lambda: scatter(sf, None))
         x = jax.lax.dynamic_index_in_dim(new, pos, axis=1, keepdims=False)
         self.delay_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            new, jnp.zeros((n_post,), jnp.float32), pos, axis=1)
+            new, jnp.zeros((n_post,), float_dtype()), pos, axis=1)
         self.delay_pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
         return x if w_rows is not None else self._weight() * x
 
@@ -607,13 +607,13 @@ class _Fusion:
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         table = self.table.value
         n_out = self.n_out
-        zeros = jnp.zeros((n_out,), jnp.float32)
+        zeros = jnp.zeros((n_out,), float_dtype())
         if self.weighted:
-            w_cat = jnp.concatenate([jnp.ones((1,), jnp.float32)] + [
-                jnp.asarray(p._weight(), jnp.float32).reshape(-1) for p in self.projs if not p.homogeneous])
+            w_cat = jnp.concatenate([jnp.ones((1,), float_dtype())] + [
+                jnp.asarray(p._weight(), float_dtype()).reshape(-1) for p in self.projs if not p.homogeneous])
             widx = self.weight_index.value
 
         def scatter(idx: jax.Array) -> jax.Array:
@@ -781,7 +781,7 @@ class Network(Module):
                 shared.setdefault(id(p.pre), []).append(p)
         for peers in shared.values():
             if len(peers) > 1:
-                sf = peers[0].pre.spike.value.astype(jnp.float32)
+                sf = peers[0].pre.spike.value.astype(float_dtype())
                 for q, x in zip(peers, _event_many(peers, sf)):
                     inputs[id(q)] = x
         # Synapses update in attribute order (two projections may share one).
