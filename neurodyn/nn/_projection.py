@@ -35,7 +35,7 @@ from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
-from ._neurons import Group, NeuronGroup, init_value
+from ._neurons import Group, NeuronGroup, init_value, reset_var
 from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
@@ -147,8 +147,9 @@ class Projection(Module):
     ``D >= 1``. ``delay=None`` is one step (``D = 1``); ``delay=d`` ms is
     ``D = floor(d / dt + 0.5)`` steps (half up, as in Brian2 and NEST), and a
     delay giving ``D < 1`` (below half a step, or 0) is an error. A scalar
-    delay keeps the last ``D - 1`` presynaptic spike vectors in a ring buffer
-    (``spike_buffer``, shape ``(pre.size, D - 1)``). Per-synapse delays (one
+    delay keeps the last ``D - 1`` presynaptic spike vectors (boolean spikes:
+    as bits, ``spike_history``, ``(pre.size, ceil(D / 32))`` uint32;
+    float spikes: ``spike_buffer``, ``(pre.size, D - 1)``). Per-synapse delays (one
     value per connection, in CSR order like the weights, or a distribution
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
     construction) add each spike, at its emission, into a ring buffer of the
@@ -317,15 +318,22 @@ class Projection(Module):
                     setattr(self, attr, Variable(value))
             return
         L = self.delay_steps - 1
-        if L > 0 or isinstance(self.__dict__.get("spike_buffer"), Variable):
-            shape = (self.n_pre, L) if batch_size is None else (batch_size, self.n_pre, L)
-            buf = jnp.zeros(shape, self.pre.spike.dtype)
-            if isinstance(self.__dict__.get("spike_buffer"), Variable):
-                self.spike_buffer.reset_value(buf)
-                self.buffer_pos.reset_value(jnp.zeros((), jnp.int32))
+        bits = self.pre.spike.dtype == jnp.bool_
+        attr = "spike_history" if bits else "spike_buffer"
+        if L > 0 or isinstance(self.__dict__.get(attr), Variable):
+            # boolean spikes: the last L + 1 spike vectors as bits of uint32 words per
+            # neuron (bit j: read j steps ago), shifted elementwise each step; other spikes: a
+            # shift register of L values per neuron. Both are rewritten as a whole each
+            # step: XLA:CPU copies a loop-carried buffer that is read and updated in place
+            # at a dynamic slot, which would cost more.
+            last = (-(-(L + 1) // 32),) if bits else (L,)
+            shape = (self.n_pre,) + last if batch_size is None else (batch_size, self.n_pre) + last
+            buf = jnp.zeros(shape, jnp.uint32 if bits else self.pre.spike.dtype)
+            var = self.__dict__.get(attr)
+            if isinstance(var, Variable):
+                reset_var(var, buf)
             else:
-                self.spike_buffer = Variable(buf)
-                self.buffer_pos = Variable(jnp.zeros((), jnp.int32))
+                setattr(self, attr, Variable(buf))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
@@ -350,7 +358,7 @@ class Projection(Module):
 
     def _delayed_spikes(self) -> jax.Array:
         """The presynaptic spikes that reach the synapses this step (emitted ``delay_steps`` ago);
-        advances the ring buffer, so call it once per step."""
+        advances the spike history, so call it once per step."""
         if self.heterogeneous_delay:
             raise RuntimeError(f"{self._what}: with per-synapse delays, spikes reach different synapses "
                                f"at different steps; there is no single delayed spike vector")
@@ -359,15 +367,24 @@ class Projection(Module):
         if L == 0:
             return spikes
         self._check_dt()
-        pos = self.buffer_pos.value
-        buf = self.spike_buffer.value
-        # slot ``pos`` holds the spike vector read L steps ago (emitted L + 1 = D steps ago);
-        # read it, then overwrite it in place with the current one
-        out = jax.lax.dynamic_index_in_dim(buf, pos, axis=buf.ndim - 1, keepdims=False)
-        self.spike_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            buf, spikes.astype(buf.dtype), pos, axis=buf.ndim - 1)
-        self.buffer_pos.value = jnp.where(pos + 1 == L, 0, pos + 1).astype(jnp.int32)
-        return out
+        if spikes.dtype != jnp.bool_:
+            buf = self.spike_buffer.value
+            self.spike_buffer.value = jnp.concatenate(
+                [spikes[..., None].astype(buf.dtype), buf[..., :-1]], axis=-1)
+            return buf[..., -1]
+        h = self.spike_history.value
+        W = h.shape[-1]
+        # shift in this step's spikes; bit L then holds those read L steps ago (emitted
+        # D = L + 1 steps ago)
+        carry_in = jnp.concatenate([spikes[..., None].astype(jnp.uint32), h[..., :-1] >> 31], axis=-1)
+        new = (h << 1) | carry_in
+        word, bit = divmod(L, 32)
+        if (L + 1) % 32:
+            keep = np.full((W,), 0xFFFFFFFF, np.uint32)
+            keep[-1] = (1 << ((L + 1) % 32)) - 1
+            new = new & jnp.asarray(keep)
+        self.spike_history.value = new
+        return ((new[..., word] >> bit) & 1).astype(jnp.bool_)
 
     def propagate(self, spikes: Any) -> jax.Array:
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``
@@ -448,9 +465,11 @@ class Projection(Module):
         else:
             vals, idx, fits = _compact(sf, self.max_spikes, self.n_blocks)
             new = jax.lax.cond(fits, lambda: scatter(vals, idx), lambda: scatter(sf, None))
-        x = jax.lax.dynamic_index_in_dim(new, pos, axis=1, keepdims=False)
-        self.delay_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            new, jnp.zeros((n_post,), float_dtype()), pos, axis=1)
+        # A masked pass rather than a dynamic slice and update: XLA:CPU then keeps the
+        # loop-carried buffer in place instead of copying it every step.
+        due = (jnp.arange(R) == pos)[None, :]
+        x = jnp.sum(jnp.where(due, new, 0.0), axis=1)
+        self.delay_buffer.value = jnp.where(due, 0.0, new)
         self.delay_pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
         return x if w_rows is not None else self._weight() * x
 
@@ -669,7 +688,7 @@ class Network(Module):
     (or no) delay and the stock ``Projection`` dynamics are propagated
     together, with one spike compaction over the concatenated spike vectors
     they read (each presynaptic group, delayed by each distinct delay: the
-    output of the projections' spike ring buffers), one row gather and one
+    output of the projections' spike histories), one row gather and one
     scatter-add into a single vector, from a combined target table the Network
     builds on the host when a projection is assigned (and again in
     ``reset_state()`` or an eager ``update()`` if the projections'
