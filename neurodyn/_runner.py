@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -591,6 +592,13 @@ class Runner:
     def _check_memory(self, n: int, initial: bool) -> None:
         sizes = self._record_bytes(n, initial)
         streamed = {m.name for m in self._monitors} if self.record_to is not None else set()
+        if streamed:
+            on_disk = sum(sizes[k] for k in streamed)
+            os.makedirs(self.record_to, exist_ok=True)
+            free = shutil.disk_usage(self.record_to).free
+            if on_disk > free:
+                raise MemoryError(f"Runner.run: the records streamed to '{self.record_to}' need {_fmt(on_disk)}, "
+                                  f"but the disk has {_fmt(free)} free; nothing was run")
         in_memory = {k: v for k, v in sizes.items() if k not in streamed}
         total = sum(in_memory.values())
         if not total:
@@ -796,8 +804,8 @@ class _Sink:
         for m in runner._monitors:
             dtype = np.dtype(np.int32) if m.count else m.dtype
             if runner.record_to is not None:
-                self.files[m.name] = _NpyWriter(os.path.join(runner.record_to, f"{m.name}.npy"),
-                                                dtype, m.shape, rows_total)
+                fname = m.name.replace(os.sep, "_") + ".npy"
+                self.files[m.name] = _NpyWriter(os.path.join(runner.record_to, fname), dtype, m.shape, rows_total)
             else:
                 self.dense[m.name] = np.empty((rows_total,) + m.shape, dtype)
         self.events = {e.name: ([], []) for e in runner._events}
@@ -875,7 +883,9 @@ class _NpyWriter:
     def __init__(self, path: str, dtype: np.dtype, shape: tuple, rows: int) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path, self.dtype, self.shape = path, np.dtype(dtype), tuple(shape)
-        self.f = open(path, "wb")
+        # written under another name and moved into place when done: a record of an earlier
+        # run still mapped from the old file stays valid
+        self.f = open(path + ".partial", "wb")
         self._header(rows)
 
     def _header(self, rows: int) -> None:
@@ -893,6 +903,7 @@ class _NpyWriter:
     def close(self, rows: int) -> np.ndarray:
         self._header(rows)
         self.f.close()
+        os.replace(self.path + ".partial", self.path)
         return np.load(self.path, mmap_mode="r")
 
 

@@ -176,3 +176,13 @@ def test_synchronous_volleys_larger_than_the_per_step_block_are_all_kept():
     mon = r.run(20.)
     assert mon["d"].sum() > 300 * 25
     np.testing.assert_array_equal(mon["ev"].to_dense(), mon["d"])
+
+
+def test_streamed_records_of_an_earlier_run_stay_valid_after_the_next_run(tmp_path):
+    nd.random.seed(3)
+    r = _runner(Net(), monitors=["E.V"], record_to=tmp_path)
+    first = r.run(2.)
+    keep = np.array(first["E.V"])
+    second = r.run(3.)
+    np.testing.assert_array_equal(first["E.V"], keep)  # still readable, unchanged
+    assert second["E.V"].shape == (30, 40) and sorted(p.name for p in tmp_path.iterdir()) == ["E.V.npy"]
