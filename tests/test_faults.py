@@ -347,7 +347,7 @@ m = Leak(4000)
 r = nd.Runner(m, monitors=["V"], progress_bar=False)
 r.run(1.)
 used = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:")][0]
-resource.setrlimit(resource.RLIMIT_AS, (used + 700 * 2**20, resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_AS, (used + 900 * 2**20, resource.RLIM_INFINITY))
 before = np.asarray(m.V.value).copy()
 try:
     r.run(10000.)                         # 1e5 steps x 4000 float32 = 1.6 GB
