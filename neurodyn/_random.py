@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Sequence
 
 import jax
@@ -9,9 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._environ import float_dtype
-from ._state import Variable
+from ._state import CTX, Variable
 
 __all__ = ["RandomState"]
+
+# Held while a key is read and its successor written outside compiled code (an eager draw,
+# or a compiled call that advances a RandomState), so no two threads get the same key.
+KEY_LOCK = threading.RLock()
 
 Size = "int | Sequence[int] | None"
 
@@ -76,7 +81,13 @@ class RandomState(Variable):
         self.value = _key_from_seed(seed)
 
     def split_key(self, num: int | None = None) -> jax.Array:
-        """Return a fresh subkey (or ``num`` of them) and advance the state."""
+        """Return a fresh subkey (or ``num`` of them) and advance the state (thread-safe)."""
+        if CTX.frames:  # inside a trace: the frame is private to this thread
+            return self._split(num)
+        with KEY_LOCK:
+            return self._split(num)
+
+    def _split(self, num: int | None) -> jax.Array:
         if num is None:
             key, sub = jax.random.split(self.value)
         else:

@@ -77,10 +77,11 @@ def test_delay_shifts_by_exactly_the_delay(mode):
     spikes = random_spikes(40, 300, 0.03)
     pre0, _, p0 = make(mode)
     pre1, _, p1 = make(mode, delay=1.0)  # 10 steps at dt = 0.1
-    assert p1.delay_steps == 10
+    assert p0.delay_steps == 1 and p1.delay_steps == 10
     g0, g1 = drive(pre0, p0, spikes), drive(pre1, p1, spikes)
-    np.testing.assert_array_equal(g1[:10], 0.0)
-    np.testing.assert_array_equal(g1[10:], g0[:-10])
+    # no delay is the minimal one-step transmission: 1 ms arrives 9 steps after it
+    np.testing.assert_array_equal(g1[:9], 0.0)
+    np.testing.assert_array_equal(g1[9:], g0[:-9])
 
 
 def test_current_reaches_post_and_network_order():
@@ -182,7 +183,7 @@ def test_coba_network_matches_hand_written_reference(mode):
 # -- the Network's fused event-driven propagation --------------------------------------------
 def _fused_net(fuse, max_spikes, spike_fn=None):
     """Two sources (one float-valued with spike_fn) -> two LIF groups, 5 projections: 3 fusable
-    event ones, one dense (never fused), one with per-synapse weights (never fused)."""
+    event ones, one dense (never fused), one with per-synapse weights (fused with the others)."""
     A, B = Source(150), Source(90)
     if spike_fn is not None:
         B.spike.reset_value(jnp.zeros(90, jnp.float32))
@@ -223,7 +224,7 @@ def test_fused_network_equals_unfused_in_every_tier():
     for fuse in (True, False):
         net = _fused_net(fuse, max_spikes=24)
         if fuse:
-            assert net._fusion.projs == [net.AX, net.AY, net.BX]
+            assert net._fusion.projs == [net.AX, net.AY, net.BX, net.AXw]
             assert (net._fusion.k1, net._fusion.k2) == (16, 48)
         else:
             assert net._fusion is None
@@ -236,7 +237,7 @@ def test_fused_network_equals_unfused_in_every_tier():
 def test_float_spikes_are_not_fused():
     # surrogate (float) spikes: sums of non-integers would depend on the scatter order
     net = _fused_net(True, max_spikes=24, spike_fn=True)
-    assert net._fusion.projs == [net.AX, net.AY]
+    assert net._fusion.projs == [net.AX, net.AY, net.AXw]
     assert (net._fusion.k1, net._fusion.k2) == (16, 24)
 
 

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import random as _random
 from .._environ import float_dtype
@@ -43,6 +44,15 @@ def _check_features(layer: str, x: Any, n: int) -> None:
                          f"shape {tuple(shape)} dtype {jnp.result_type(x)}")
 
 
+def _size(cls: str, name: str, value: Any) -> int:
+    """A layer size: a positive int (NumPy ints too), never a float truncated in silence."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{cls}: {name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{cls}: {name} must be a positive int, got {value}")
+    return int(value)
+
+
 class Linear(Module):
     """A dense layer ``y = x @ weight + bias``; ``weight`` has shape ``(in, out)``.
 
@@ -62,8 +72,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  w_init: Initializer = jax.nn.initializers.lecun_normal(),
                  b_init: Initializer = jax.nn.initializers.zeros, dtype: Any = None) -> None:
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = _size("Linear", "in_features", in_features)
+        self.out_features = _size("Linear", "out_features", out_features)
         self.weight = init_param(w_init, (self.in_features, self.out_features), dtype, "Linear.weight")
         self.bias = init_param(b_init, (self.out_features,), dtype, "Linear.bias") if bias else None
 
