@@ -272,6 +272,11 @@ class NeuronGroup(Group):
         ...         return self.spike.value
     """
 
+    #: ``'brian2'`` (default): after a spike in step k, V is clamped in steps k+1 ... k+n-1
+    #: (n = tau_ref / dt rounded half up), as Brian2; ``'nest'``: in steps k+1 ... k+n, as
+    #: NEST. Set it on a group (or on the class) before compiling.
+    refractory_convention: str = "brian2"
+
     def __init__(self, size: int, spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
         super().__init__(size)
         if spike_fn is not None and not callable(spike_fn):
@@ -417,15 +422,16 @@ class NeuronGroup(Group):
     def refractory_step(self, V: jax.Array, V_new: jax.Array) -> tuple[jax.Array, Any]:
         """Clamp refractory neurons: returns ``(V_new with refractory neurons kept at V, can_spike)``.
 
-        Convention (Brian2's; see docs/conventions.md): a neuron that spikes at
-        step k (the step labelled ``t_k = k dt``) is released at
-        ``t_k + tau_ref``: it is clamped during steps k+1 ... k+n-1 and
-        integrates freely again from step k+n, with ``n = tau_ref / dt``
-        rounded half up. The spiking step counts as the first refractory
-        step, so ``tau_ref <= dt`` clamps nothing. The ``refractory`` Variable
-        counts the clamped steps still to come. Call :meth:`fire` after this
-        with ``can_spike``; it restarts the counter of neurons that spike.
-        ``can_spike`` is None when no neuron is ever clamped.
+        With ``n = tau_ref / dt`` rounded half up, a neuron that spikes in
+        step k is clamped during the next ``n - 1`` steps and integrates freely
+        again from step ``k + n`` (:attr:`refractory_convention` ``'brian2'``,
+        the default: Brian2's spike times; the spiking step counts as the
+        first refractory step, so ``tau_ref <= dt`` clamps nothing), or during
+        the next ``n`` steps (``'nest'``: NEST's, one step longer). The
+        ``refractory`` Variable counts the clamped steps still to come. Call
+        :meth:`fire` after this with ``can_spike``; it restarts the counter of
+        neurons that spike. ``can_spike`` is None when no neuron is ever
+        clamped. See docs/conventions.md.
         """
         if self._clamped_steps() is None:
             return V_new, None
@@ -435,11 +441,17 @@ class NeuronGroup(Group):
         return jnp.where(is_ref, V, V_new), ~is_ref
 
     def _clamped_steps(self) -> Any:
-        """The number of clamped steps after a spike (``n - 1``), or None if it is always 0."""
+        """The number of clamped steps after a spike, or None if it is always 0."""
         if "tau_ref" not in self.__dict__:
             return None
+        conv = self.refractory_convention
+        if conv not in ("brian2", "nest"):
+            raise ValueError(f"{type(self).__name__}: refractory_convention must be 'brian2' or 'nest', "
+                             f"got {conv!r}")
         n = _ref_steps(self.tau_ref, get_dt())
-        return None if np.max(n) <= 1 else n - 1
+        if conv == "brian2":
+            n = n - 1
+        return None if np.max(n) <= 0 else n
 
     def fire(self, V_new: jax.Array, V_th: Any, V_reset: Any, can_spike: Any = None) -> tuple[jax.Array, jax.Array]:
         """Spike where ``V_new >= V_th`` (and ``can_spike``); return ``(V after reset, spike bool)``.
