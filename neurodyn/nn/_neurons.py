@@ -525,8 +525,8 @@ class LIF(NeuronGroup):
 
     def __init__(self, size: int, V_rest: Any = 0.0, V_reset: Any = -5.0, V_th: Any = 20.0,
                  tau: Any = 10.0, R: Any = 1.0, tau_ref: Any = 0.0,
-                 V_initializer: Initializer = None, refractory_initializer: Initializer = 0,
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 V_initializer: Initializer = None, spike_fn: Callable | None = None,
+                 detach_reset: bool = False, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
         self.V_th, self.R = self.param("V_th", V_th), self.param("R", R)
@@ -559,9 +559,9 @@ class ALIF(NeuronGroup):
 
     def __init__(self, size: int, V_rest: Any = 0.0, V_reset: Any = 0.0, V_th: Any = 1.0,
                  tau: Any = 20.0, tau_a: Any = 200.0, beta: Any = 1.8, R: Any = 1.0,
-                 tau_ref: Any = 0.0, V_initializer: Initializer = None, a_initializer: Initializer = 0.0,
-                 refractory_initializer: Initializer = 0,
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 tau_ref: Any = 0.0, V_initializer: Initializer = None,
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 a_initializer: Initializer = 0.0, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
         self.V_th, self.R, self.beta = self.param("V_th", V_th), self.param("R", R), self.param("beta", beta)
@@ -605,9 +605,9 @@ class Izhikevich(NeuronGroup):
 
     def __init__(self, size: int, a: Any = 0.02, b: Any = 0.2, c: Any = -65.0, d: Any = 8.0,
                  V_th: Any = 30.0, tau_ref: Any = 0.0, V_initializer: Initializer = None,
-                 u_initializer: Initializer = None, refractory_initializer: Initializer = 0,
-                 method: str | Callable = "exp_euler",
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 u_initializer: Initializer = None, method: str | Callable = "exp_euler",
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.a, self.b = self.param("a", a), self.param("b", b)
         self.c, self.d, self.V_th = self.param("c", c), self.param("d", d), self.param("V_th", V_th)
@@ -675,9 +675,10 @@ class HH(NeuronGroup):
 
     def __init__(self, size: int, E_Na: Any = 50.0, E_K: Any = -77.0, E_L: Any = -54.387,
                  g_Na: Any = 120.0, g_K: Any = 36.0, g_L: Any = 0.3, C: Any = 1.0,
-                 V_th: Any = 20.0, V_initializer: Initializer = None, m_initializer: Initializer = None,
-                 h_initializer: Initializer = None, n_initializer: Initializer = None,
-                 method: str | Callable = "exp_euler", spike_fn: Callable | None = None) -> None:
+                 V_th: Any = 20.0, V_initializer: Initializer = None,
+                 method: str | Callable = "exp_euler", spike_fn: Callable | None = None,
+                 m_initializer: Initializer = None, h_initializer: Initializer = None,
+                 n_initializer: Initializer = None) -> None:
         super().__init__(size, spike_fn, False)
         self.E_Na, self.E_K, self.E_L = self.param("E_Na", E_Na), self.param("E_K", E_K), self.param("E_L", E_L)
         self.g_Na, self.g_K = self.param("g_Na", g_Na, nonneg=True), self.param("g_K", g_K, nonneg=True)
@@ -746,9 +747,9 @@ class AdEx(NeuronGroup):
     def __init__(self, size: int, V_rest: Any = -65.0, V_reset: Any = -68.0, V_th: Any = -30.0,
                  V_T: Any = -59.9, delta_T: Any = 3.48, a: Any = 1.0, b: Any = 1.0,
                  tau: Any = 10.0, tau_w: Any = 30.0, R: Any = 1.0, tau_ref: Any = 0.0,
-                 V_initializer: Initializer = None, w_initializer: Initializer = 0.0,
-                 refractory_initializer: Initializer = 0, method: str | Callable = "exp_euler",
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 V_initializer: Initializer = None, method: str | Callable = "exp_euler",
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 w_initializer: Initializer = 0.0, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
         self.V_th, self.V_T = self.param("V_th", V_th), self.param("V_T", V_T)
