@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import random as _nd_random
 from .._environ import get as _get_shared
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._random import RandomState
 from .._state import Variable
@@ -50,12 +50,12 @@ def section_input(values: Sequence[Any], durations: Sequence[float], dt: float |
     if len(values) != len(durations):
         raise ValueError(f"section_input: {len(values)} values but {len(durations)} durations")
     dt = get_dt() if dt is None else float(dt)
-    arrays = [np.asarray(v, np.float32) for v in values]
+    arrays = [np.asarray(v, float_dtype()) for v in values]
     shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
     pieces = [np.broadcast_to(a, (_steps("section_input", d, dt),) + shape)
               for a, d in zip(arrays, durations)]
     if not pieces:
-        return jnp.zeros((0,), jnp.float32)
+        return jnp.zeros((0,), float_dtype())
     return jnp.asarray(np.concatenate(pieces, axis=0))
 
 
@@ -81,9 +81,9 @@ def ramp_input(c_start: float, c_end: float, duration: float, t_start: float = 0
     t_end = duration if t_end is None else t_end
     n = _steps("ramp_input", duration, dt)
     i0, i1 = _steps("ramp_input", t_start, dt), _steps("ramp_input", t_end, dt)
-    out = np.zeros(n, np.float32)
+    out = np.zeros(n, float_dtype())
     if i1 > i0:
-        out[i0:i1] = np.linspace(c_start, c_end, i1 - i0, endpoint=False, dtype=np.float32)
+        out[i0:i1] = np.linspace(c_start, c_end, i1 - i0, endpoint=False, dtype=float_dtype())
     return jnp.asarray(out)
 
 
@@ -98,7 +98,7 @@ class ConstantInput(Module):
     def __init__(self, target: NeuronGroup, value: Any, name: str | None = None) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"ConstantInput: target must be a NeuronGroup, got {type(target).__name__}")
-        self.value = jnp.asarray(value, jnp.float32)
+        self.value = jnp.asarray(value, float_dtype())
         self.name = name or f"const{len(target.current_inputs)}"
         target.add_input(self.name, self._current)
 
@@ -122,7 +122,7 @@ class TimedInput(Module):
     def __init__(self, target: NeuronGroup, currents: Any, name: str | None = None) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"TimedInput: target must be a NeuronGroup, got {type(target).__name__}")
-        currents = jnp.asarray(currents, jnp.float32)
+        currents = jnp.asarray(currents, float_dtype())
         if currents.ndim == 0:
             raise ValueError("TimedInput: currents needs a leading time axis (one row per step), got a scalar")
         self.currents = Variable(currents)
@@ -299,4 +299,4 @@ class PoissonInput(Module):
         return _inverse_cdf(jax.random.bits(rng.split_key(), shape, jnp.uint32), k0, T)
 
     def _current(self, V: Any) -> jax.Array:
-        return self.weight * self.counts(jnp.shape(V)).astype(jnp.float32)
+        return self.weight * self.counts(jnp.shape(V)).astype(float_dtype())

@@ -32,11 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
 from ._neurons import Group, NeuronGroup, init_value, reset_var
+from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
 __all__ = ["Projection", "Network", "delay_steps"]
@@ -113,7 +114,7 @@ def _per_connection(value: Any, nnz: int, what: str, name: str) -> Any:
     """A scalar, one value per connection (shape ``(nnz,)``), a Variable of either shape, or an
     initializer (drawn once, for ``(nnz,)``)."""
     if callable(value) and not isinstance(value, Variable):
-        value = init_value(value, (nnz,), jnp.float32, what=f"{what}: {name} initializer")
+        value = init_value(value, (nnz,), float_dtype(), what=f"{what}: {name} initializer")
     shape = tuple(np.shape(value.value if isinstance(value, Variable) else value))
     if shape not in ((), (nnz,)):
         raise ValueError(f"{what}: {name} must be a scalar, have one value per connection "
@@ -174,6 +175,10 @@ class Projection(Module):
             event mode (default: 1% of ``pre.size``, at least 16); steps with
             more spikes take an exact but slower path.
         name: the name of the registered input on ``post``.
+        plasticity: a plasticity rule (e.g. ``nn.STDP()``; see ``nn.Plasticity``), or
+            None. The projection then holds one weight per synapse in the Variable
+            ``weight`` (a number is broadcast) and takes its own event-driven path
+            (``mode`` 'auto' means 'event'; 'dense' is refused). Delays are axonal.
 
     Example:
         >>> E = nn.LIF(3200, V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
@@ -184,7 +189,7 @@ class Projection(Module):
     def __init__(self, pre: Any, post: NeuronGroup, conn: Connector, weight: Any, syn: Synapse,
                  out: SynOut, delay: Any = None, mode: str = "auto",
                  max_spikes: int | None = None, n_blocks: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, plasticity: Any = None) -> None:
         if not (hasattr(pre, "size") and isinstance(getattr(pre, "spike", None), Variable)):
             raise TypeError(f"Projection: pre must be a group with `size` and a `spike` Variable, "
                             f"got {type(pre).__name__}")
@@ -208,6 +213,8 @@ class Projection(Module):
         self.name = name
         what = (f"Projection '{name}' ({type(pre).__name__}({int(pre.size)}) -> "
                 f"{type(post).__name__}({int(post.size)}))")
+        if plasticity is not None and mode == "dense":
+            raise ValueError(f"{what}: a plastic projection propagates event-driven; got mode='dense'")
         self.pre, self.post, self.conn, self.syn, self.out = pre, post, conn, syn, out
         n_pre, n_post = int(pre.size), int(post.size)
         self.n_pre, self.n_post = n_pre, n_post
@@ -221,7 +228,7 @@ class Projection(Module):
         if isinstance(weight, Variable):
             self.weight = weight
         else:
-            self.weight = weight if self.homogeneous else jnp.asarray(weight, jnp.float32)
+            self.weight = weight if self.homogeneous else jnp.asarray(weight, float_dtype())
         if not isinstance(weight, Variable) and not np.all(np.isfinite(np.asarray(self.weight))):
             raise ValueError(f"{what}: weight has non-finite values (nan or inf)")
 
@@ -237,6 +244,8 @@ class Projection(Module):
         if self.heterogeneous_delay and mode == "dense":
             raise ValueError(f"{what}: per-synapse delays need mode='event' (or 'auto'), got mode='dense'")
 
+        if mode == "auto" and plasticity is not None:
+            mode = "event"
         if mode == "auto":
             size = n_pre * n_post
             dense = size <= _DENSE_MAX_ELEMS or (size <= _DENSE_LIMIT and nnz >= _DENSE_MIN_DENSITY * size)
@@ -246,8 +255,8 @@ class Projection(Module):
         # Held in Variables (not compile-time constants) so large index arrays are
         # passed to compiled code instead of being embedded in it.
         if mode == "dense":
-            mat = np.zeros((n_pre, n_post), np.float32)
-            mat[pre_ids, indices] = 1.0
+            mat = np.zeros((n_pre, n_post), float_dtype())
+            np.add.at(mat, (pre_ids, indices), 1.0)  # multapses count once each
             self.conn_matrix = Variable(jnp.asarray(mat))
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
         else:
@@ -267,6 +276,11 @@ class Projection(Module):
 
         self._what = what
         self._setup_delay(None)
+        self.plasticity = plasticity
+        if plasticity is not None:
+            if self.heterogeneous_delay:
+                raise ValueError(f"{what}: plasticity with per-synapse delays is not supported; use a scalar delay")
+            _attach_plasticity(self, plasticity)
         post.add_input(name, self._current)
 
     # -- state --------------------------------------------------------------------
@@ -296,7 +310,7 @@ class Projection(Module):
             valid = pos >= 0
             offsets[valid] = (steps - 1)[pos[valid]]
             for attr, value in (("delay_offsets", jnp.asarray(offsets)),
-                                ("delay_buffer", jnp.zeros((self.n_post, R), jnp.float32)),
+                                ("delay_buffer", jnp.zeros((self.n_post, R), float_dtype())),
                                 ("delay_pos", jnp.zeros((), jnp.int32))):
                 var = self.__dict__.get(attr)
                 if isinstance(var, Variable):
@@ -324,6 +338,8 @@ class Projection(Module):
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
+        if self.plasticity is not None:
+            self.plasticity.reset_state(batch_size)  # first: it refuses a batch
         self.syn.reset_state(batch_size)
         self._setup_delay(batch_size)
 
@@ -375,7 +391,7 @@ class Projection(Module):
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``
         (without delay)."""
         s = jnp.asarray(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         if self.mode == "dense":
             return self._dense(sf)
         if sf.ndim == 1:
@@ -387,7 +403,7 @@ class Projection(Module):
         if self.homogeneous:
             return self._weight() * jnp.dot(sf, self.conn_matrix.value, precision=hp)
         rows, cols = self._pos
-        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].set(self._weight())
+        W = jnp.zeros((self.n_pre, self.n_post), float_dtype()).at[rows, cols].add(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
     def _weight_rows(self) -> Callable[[jax.Array | None], jax.Array] | None:
@@ -395,8 +411,8 @@ class Projection(Module):
         zero on padding; None for a scalar weight."""
         if self.homogeneous:
             return None
-        w_ext = jnp.concatenate([jnp.asarray(self._weight(), jnp.float32).reshape(-1),
-                                 jnp.zeros((1,), jnp.float32)])
+        w_ext = jnp.concatenate([jnp.asarray(self._weight(), float_dtype()).reshape(-1),
+                                 jnp.zeros((1,), float_dtype())])
         widx = self.weight_index.value
         return lambda idx: w_ext[widx if idx is None else widx[idx]]
 
@@ -414,7 +430,7 @@ class Projection(Module):
             if w_rows is not None:
                 contrib = contrib * w_rows(idx)
             # Padding slots hold n_post, out of range: mode='drop' discards them.
-            out = jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+            out = jnp.zeros((n_post,), float_dtype()).at[tg].add(contrib, mode="drop")
             # A scalar weight multiplies exact spike counts: order independent.
             return out if w_rows is not None else w * out
 
@@ -432,7 +448,7 @@ class Projection(Module):
         targets, offsets = self.targets.value, self.delay_offsets.value
         buf, pos = self.delay_buffer.value, self.delay_pos.value
         w_rows = self._weight_rows()
-        sf = self.pre.spike.value.astype(jnp.float32)
+        sf = self.pre.spike.value.astype(float_dtype())
 
         def scatter(vals: jax.Array, idx: jax.Array | None) -> jax.Array:
             tg = targets if idx is None else targets[idx]
@@ -460,6 +476,8 @@ class Projection(Module):
 
     def update(self) -> jax.Array:
         """Propagate the presynaptic spikes arriving this step and update the synapse."""
+        if self.plasticity is not None:
+            return _plastic_update(self)
         if self.heterogeneous_delay:
             return self.syn.update(self._heterogeneous_input())
         return self.syn.update(self.propagate(self._delayed_spikes()))
@@ -476,7 +494,7 @@ def _fusable(p: Projection) -> bool:
     cls = type(p)
     # Boolean spikes only: summing exact counts makes the result independent of
     # the scatter order, so fused and separate propagation agree bit for bit.
-    return (p.mode == "event" and not p.heterogeneous_delay
+    return (p.mode == "event" and not p.heterogeneous_delay and p.plasticity is None
             and p.pre.spike.ndim == 1 and p.pre.spike.dtype == jnp.bool_
             and cls.update is Projection.update and cls.propagate is Projection.propagate
             and cls._event is Projection._event)
@@ -618,13 +636,13 @@ class _Fusion:
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         table = self.table.value
         n_out = self.n_out
-        zeros = jnp.zeros((n_out,), jnp.float32)
+        zeros = jnp.zeros((n_out,), float_dtype())
         if self.weighted:
-            w_cat = jnp.concatenate([jnp.ones((1,), jnp.float32)] + [
-                jnp.asarray(p._weight(), jnp.float32).reshape(-1) for p in self.projs if not p.homogeneous])
+            w_cat = jnp.concatenate([jnp.ones((1,), float_dtype())] + [
+                jnp.asarray(p._weight(), float_dtype()).reshape(-1) for p in self.projs if not p.homogeneous])
             widx = self.weight_index.value
 
         def scatter(idx: jax.Array) -> jax.Array:
@@ -812,13 +830,13 @@ class Network(Module):
         # group share one spike compaction and one branch (same numbers, fewer operations).
         shared: dict[int, list[Projection]] = {}
         for p in projs:
-            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 1
+            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 1 and p.plasticity is None
                     and not p.heterogeneous_delay and p.pre.spike.ndim == 1 and type(p).update is Projection.update
                     and type(p).propagate is Projection.propagate):
                 shared.setdefault(id(p.pre), []).append(p)
         for peers in shared.values():
             if len(peers) > 1:
-                sf = peers[0].pre.spike.value.astype(jnp.float32)
+                sf = peers[0].pre.spike.value.astype(float_dtype())
                 for q, x in zip(peers, _event_many(peers, sf)):
                     inputs[id(q)] = x
         # Synapses update in attribute order (two projections may share one).
