@@ -18,6 +18,7 @@ from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
 from ._checkpoint import load, save
 from ._trainer import Trainer
 from . import distributed, encoders, nn, optim, visualize
+from . import nir
 
 __version__ = "0.1.0"
 
@@ -28,5 +29,5 @@ __all__ = [
     "Runner", "Monitors",
     "graph", "random", "set_dt", "get_dt", "context", "share",
     "surrogate", "integrators", "odeint",
-    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders",
+    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "nir",
 ]
