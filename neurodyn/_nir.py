@@ -16,7 +16,8 @@ as ``LI``; ``nn.Synaptic`` as ``CubaLIF`` (``tau_syn = dt / (1 - alpha)``,
 ``(out, in)``); ``nn.Delay`` as ``Delay`` (``delay = steps dt``); and a
 recurrent layer as a subgraph with a cycle. Import inverts this, for any
 ``r``, ``v_leak`` and ``v_reset`` (an input gain and offset in front of the
-layer, and a shifted membrane, where needed).
+layer, and a membrane shifted by ``v_reset``, where needed); spiking
+membranes start at ``v_reset``, integrators at 0.
 
 NIR's ``LIF`` resets to ``v_reset`` right after a spike (neurodyn's
 ``reset='zero', reset_delay=False``). neurodyn's other reset conventions
