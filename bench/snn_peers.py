@@ -23,7 +23,9 @@ included: the only torch wheel reachable here needs CUDA libraries (it fails to 
 ``--malloc`` runs every system with ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 raised (see bench/README.md); ``--malloc both`` runs each twice.
 
-Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax] [--malloc off|on|both]``
+Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax] [--malloc off|on|both]``;
+``--same-process`` times nd, nd-step, jax and jax-epoch in one process instead, alternating
+epochs (``--epochs`` rounds), which is the better comparison on a loaded machine.
 """
 
 from __future__ import annotations
@@ -66,7 +68,18 @@ def peak_rss_mb() -> float:
 
 
 # -- the systems (each run in a child process) -------------------------------------------------------
-def run_jax(params, x, y, xt, yt, epochs, whole_epoch):
+def timed_epochs(epoch, n, epochs):
+    """Run ``epoch(order)`` (returns the epoch's mean loss, blocked on) for each epoch's order."""
+    times, losses = [], []
+    for order in orders(n, epochs):
+        t0 = time.perf_counter()
+        losses.append(epoch(order))
+        times.append(time.perf_counter() - t0)
+    return times, losses
+
+
+def setup_jax(params, x, y, whole_epoch):
+    """Hand-written JAX: (gradient on the first batch, epoch(order) -> mean loss, accuracy(x, y))."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -96,8 +109,8 @@ def run_jax(params, x, y, xt, yt, epochs, whole_epoch):
 
     tx = optax.adam(LR)
     p = {k: jnp.asarray(v) for k, v in params.items()}
-    grads = jax.grad(loss_fn)(p, x[:BS], y[:BS])
-    state = tx.init(p)
+    grads = {k: np.asarray(v) for k, v in jax.grad(loss_fn)(p, x[:BS], y[:BS]).items()}
+    st = {"p": p, "s": tx.init(p)}
 
     def train_step(p, s, xb, yb):
         loss, g = jax.value_and_grad(loss_fn)(p, xb, yb)
@@ -109,33 +122,33 @@ def run_jax(params, x, y, xt, yt, epochs, whole_epoch):
     @jax.jit
     def epoch_fn(p, s, xd, yd, idx):
         def body(c, i):
-            p, s = c
-            p, s, loss = train_step(p, s, xd[i], yd[i])
+            p, s, loss = train_step(c[0], c[1], xd[i], yd[i])
             return (p, s), loss
         (p, s), losses = jax.lax.scan(body, (p, s), idx)
         return p, s, losses
 
-    times, losses = [], []
-    xd, yd = (jax.device_put(x), jax.device_put(y)) if whole_epoch else (None, None)
-    for order in orders(len(x), epochs):
-        t0 = time.perf_counter()
-        nb = len(x) // BS
+    nb = len(x) // BS
+
+    def epoch(order):
         if whole_epoch:
-            p, state, ls = epoch_fn(p, state, xd, yd, order[:nb * BS].reshape(nb, BS))
+            xd, yd = jax.device_put(x), jax.device_put(y)  # once per epoch, as the Trainer does per fit
+            st["p"], st["s"], ls = epoch_fn(st["p"], st["s"], xd, yd, order[:nb * BS].reshape(nb, BS))
         else:
             ls = []
             for k in range(nb):
                 idx = order[k * BS:(k + 1) * BS]
-                p, state, l = step(p, state, x[idx], y[idx])
+                st["p"], st["s"], l = step(st["p"], st["s"], x[idx], y[idx])
                 ls.append(l)
-        ls = np.asarray(jax.device_get(ls))
-        times.append(time.perf_counter() - t0)
-        losses.append(float(ls.mean()))
-    acc = float(np.mean(np.asarray(jax.jit(forward)(p, xt)).argmax(-1) == yt))
-    return {k: np.asarray(v) for k, v in grads.items()}, times, losses, acc
+        return float(np.mean(jax.device_get(ls)))
+
+    def accuracy(xt, yt):
+        return float(np.mean(np.asarray(jax.jit(forward)(st["p"], xt)).argmax(-1) == yt))
+
+    return grads, epoch, accuracy
 
 
-def run_nd(params, x, y, xt, yt, epochs, steps_per_call):
+def setup_nd(params, x, y, steps_per_call):
+    """neurodyn: nn.Sequential of the discrete layers and the Trainer."""
     sys.path.insert(0, ROOT)
     import jax
     import jax.numpy as jnp
@@ -146,8 +159,8 @@ def run_nd(params, x, y, xt, yt, epochs, steps_per_call):
 
     net = nn.Sequential(nn.Linear(N_IN, N_HID), nn.Leaky(N_HID, beta=BETA, spike_fn=surrogate.FastSigmoid(SLOPE)),
                         nn.Linear(N_HID, N_OUT), nn.LeakyIntegrator(N_OUT, beta=BETA_OUT))
-    for name, key in (("layers.0.weight", "w1"), ("layers.0.bias", "b1"), ("layers.2.weight", "w2"),
-                      ("layers.2.bias", "b2")):
+    names = {"w1": "layers.0.weight", "b1": "layers.0.bias", "w2": "layers.2.weight", "b2": "layers.2.bias"}
+    for key, name in names.items():
         net.get(name).value = jnp.asarray(params[key])
 
     def loss_fn(model, batch):
@@ -157,19 +170,49 @@ def run_nd(params, x, y, xt, yt, epochs, steps_per_call):
 
     net.reset_state(BS)
     g = nd.grad(lambda b: loss_fn(net, b), grad_vars=net.train_vars())((x[:BS], y[:BS]))
-    grads = {"w1": g["layers.0.weight"], "b1": g["layers.0.bias"], "w2": g["layers.2.weight"], "b2": g["layers.2.bias"]}
+    grads = {key: np.asarray(g[name]) for key, name in names.items()}
     trainer = nd.Trainer(net, loss_fn, optim.Adam(LR), progress_bar=False, steps_per_call=steps_per_call)
-    times, losses = [], []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
+
+    def epoch(order):  # the Trainer draws the same order itself (seed 0, its epoch counter)
         trainer.fit((x, y), epochs=1, batch_size=BS, seed=0, drop_last=True)
-        jax.block_until_ready(net.get("layers.0.weight").value)
-        times.append(time.perf_counter() - t0)
-        losses.append(trainer.history["loss"][-1])
-    net.reset_state(len(xt))
-    logits = nd.for_loop(net, jnp.swapaxes(jnp.asarray(xt, jnp.float32), 0, 1))
-    acc = float(np.mean(np.asarray(logits.mean(0)).argmax(-1) == yt))
-    return {k: np.asarray(v) for k, v in grads.items()}, times, losses, acc
+        jax.block_until_ready(net.get(names["w1"]).value)
+        return trainer.history["loss"][-1]
+
+    def accuracy(xt, yt):
+        net.reset_state(len(xt))
+        V = nd.for_loop(net, jnp.swapaxes(jnp.asarray(xt, jnp.float32), 0, 1))
+        return float(np.mean(np.asarray(V.mean(0)).argmax(-1) == yt))
+
+    return grads, epoch, accuracy
+
+
+def run_setup(setup, x, xt, yt, epochs):
+    grads, epoch, accuracy = setup
+    times, losses = timed_epochs(epoch, len(x), epochs)
+    return grads, times, losses, accuracy(xt, yt)
+
+
+def run_jax(params, x, y, xt, yt, epochs, whole_epoch):
+    return run_setup(setup_jax(params, x, y, whole_epoch), x, xt, yt, epochs)
+
+
+def run_nd(params, x, y, xt, yt, epochs, steps_per_call):
+    return run_setup(setup_nd(params, x, y, steps_per_call), x, xt, yt, epochs)
+
+
+def same_process(params, data, rounds):
+    """neurodyn (both modes) and hand-written JAX (both) in one process, alternating epochs."""
+    x, y, _, _ = data
+    setups = {"nd": setup_nd(params, x, y, None), "nd-step": setup_nd(params, x, y, 1),
+              "jax": setup_jax(params, x, y, False), "jax-epoch": setup_jax(params, x, y, True)}
+    times = {k: [] for k in setups}
+    for r, order in enumerate(orders(len(x), rounds)):
+        names = list(setups) if r % 2 == 0 else list(setups)[::-1]
+        for k in names:
+            t0 = time.perf_counter()
+            setups[k][1](order)
+            times[k].append(time.perf_counter() - t0)
+    return times
 
 
 def run_system(system, params, data, epochs):
@@ -289,6 +332,9 @@ def jax_grads(params, xb, yb, spyx_convention=False):
 def child(args):
     params = dict(np.load(args.params))
     data = make_data(args.n_train, args.n_test)
+    if args.system == "same-process":
+        print(json.dumps(same_process(params, data, args.epochs)))
+        return
     t0 = time.perf_counter()
     grads, times, losses, acc, *ref = run_system(args.system, params, data, args.epochs)
     np.savez(args.out, **{k: np.asarray(v) for k, v in grads.items()},
@@ -302,9 +348,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--systems", default="jax,nd,nd-step,jax-epoch,spyx")
-    p.add_argument("--malloc", choices=["off", "on", "both"], default="off")
+    p.add_argument("--malloc", choices=["off", "on", "both"], default="both")
     p.add_argument("--n-train", type=int, default=4096)
     p.add_argument("--n-test", type=int, default=1024)
+    p.add_argument("--same-process", action="store_true",
+                   help="instead: nd, nd-step, jax and jax-epoch in one process, alternating --epochs rounds")
     p.add_argument("--peer-python", default="/work/venv-ml-peers/bin/python",
                    help="interpreter for spyx and snnTorch (a separate environment)")
     p.add_argument("--system", help=argparse.SUPPRESS)
@@ -327,6 +375,21 @@ def main():
           f"batch {BS}, {N_STEPS} steps, {N_IN}-{N_HID}-{N_OUT}; {args.epochs} epochs per system, each in its "
           f"own process")
     mallocs = {"off": [False], "on": [True], "both": [False, True]}[args.malloc]
+    if args.same_process:
+        for malloc in mallocs:
+            env = dict(os.environ, PYTHONPATH=ROOT, **(MALLOC_ENV if malloc else {}))
+            cmd = [sys.executable, os.path.abspath(__file__), "--system", "same-process", "--params", pfile,
+                   "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", str(args.n_test)]
+            times = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                              check=True).stdout.strip().splitlines()[-1])
+            print(f"one process, {args.epochs} alternating rounds{' +malloc' if malloc else ''} "
+                  "(first round includes compilation):")
+            ref_med, ref_min = statistics.median(times["jax"][1:]), min(times["jax"][1:])
+            for k, t in times.items():
+                med, lo = statistics.median(t[1:]), min(t[1:])
+                print(f"{k:>12}: first {t[0]:.2f} s, median {med:.3f} s ({med / ref_med:.3f}x jax), "
+                      f"min {lo:.3f} s ({lo / ref_min:.3f}x jax)  {[round(v, 2) for v in t]}", flush=True)
+        return
     results, ref_grads = [], None
     for system in args.systems.split(","):
         for malloc in mallocs:
