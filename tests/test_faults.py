@@ -188,7 +188,9 @@ def test_interrupted_fit_resumes_at_the_batch_reached(tmp_path):
 
     def make():
         nd.random.seed(0)
-        return nd.Trainer(nn.Linear(5, 1), _mse, optim.Adam(1e-2), progress_bar=False, log_every=2)
+        # one host batch per call: the test interrupts Trainer._step
+        return nd.Trainer(nn.Linear(5, 1), _mse, optim.Adam(1e-2), progress_bar=False, log_every=2,
+                          steps_per_call=1)
 
     straight = make()
     straight.fit((x, y), epochs=2, batch_size=10, seed=3)
