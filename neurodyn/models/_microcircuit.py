@@ -172,26 +172,33 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
             grp.add_input("synapses", self._current_fn(lo, hi, factor, float(dc[i])))
             setattr(self, name, grp)
 
-        # Connectivity of all 64 projections in one table (host side, NumPy).
-        blocks = []
-        for t in range(8):
-            for s in range(8):
+        # Connectivity of all 64 projections in one table, built on the host one source
+        # population at a time (bounded peak memory).
+        seeds = rng.integers(2**31 - 1, size=(8, 8))
+
+        def parts(s: int) -> list:
+            out = []
+            for t in range(8):
                 num = int(self.num_synapses[t, s])
                 if num == 0:
                     continue
-                conn = nn.FixedTotalNum(num, seed=int(rng.integers(2**31 - 1)))
+                conn = nn.FixedTotalNum(num, seed=int(seeds[t, s]))
                 indptr, post = conn.csr(int(n[s]), int(n[t]))
-                pre = np.repeat(np.arange(n[s], dtype=np.int32), np.diff(indptr))
-                mean = w_mean[t, s]
-                sd = abs(mean) * 0.1
-                w = _redraw_normal(rng, mean, sd, num, 0.0 if mean > 0 else -np.inf, np.inf if mean > 0 else 0.0)
-                d_mean = 1.5 if s % 2 == 0 else 0.75
-                d = _redraw_normal(rng, d_mean, 0.5 * d_mean, num, dt, np.inf)
-                blocks.append((int(offsets[s]), int(offsets[t]), pre, post, w, d))
                 conn._cache.clear()
+                pre = np.repeat(np.arange(n[s], dtype=np.int32), np.diff(indptr))
+                part_rng = np.random.default_rng(int(seeds[t, s]) + 1)
+                mean = w_mean[t, s]
+                sign_ok = (0.0, np.inf) if mean > 0 else (-np.inf, 0.0)
+                w = _redraw_normal(part_rng, mean, abs(mean) * 0.1, num, *sign_ok)
+                d_mean = 1.5 if s % 2 == 0 else 0.75
+                d = _redraw_normal(part_rng, d_mean, 0.5 * d_mean, num, dt, np.inf)
+                out.append((int(offsets[t]), pre, post, w, d))
+            return out
+
         total = int(offsets[-1])
-        self.synapses = DelayedCurrents(total, blocks, name="PotjansDiesmann2014")
-        del blocks
+        sources = ((int(offsets[s]), int(n[s]), parts(s)) for s in range(8))
+        self.synapses = DelayedCurrents(total, sources, nnz=int(self.num_synapses.sum()),
+                                        name="PotjansDiesmann2014")
         self.I_syn = Variable(jnp.zeros((total,), jnp.float32))
         self.I_now = Variable(jnp.zeros((total,), jnp.float32))
         self._p11 = math.exp(-dt / tau_syn)
