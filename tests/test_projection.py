@@ -94,8 +94,9 @@ def test_current_reaches_post_and_network_order():
     pre.spike.value = jnp.ones(10, bool).at[3:].set(False)  # 3 spikes "from the previous step"
     nd.jit(net)()
     g = 0.5 * 3
-    e = math.exp(-0.1 / 10.0)
-    V_inf = g * (10.0 - 0.0)
+    # exponential Euler: tau dV/dt = -V + g (10 - V), solved exactly with g constant
+    e = math.exp(-0.1 * (1 + g) / 10.0)
+    V_inf = g * 10.0 / (1 + g)
     np.testing.assert_allclose(post.V.value, V_inf * (1 - e), rtol=1e-6)
 
 
@@ -134,21 +135,21 @@ def build_coba(mode):
 def reference_coba(net, n_steps, dt=0.1):
     C = {k: jnp.asarray(net.get(k).conn.dense(net.get(k).n_pre, net.get(k).n_post), jnp.float32)
          for k in ("EE", "EI", "IE", "II")}
-    dm = math.exp(-dt / 20.0)
     de, di = math.exp(-dt / 5.0), math.exp(-dt / 10.0)
     n_ref = int(round(5.0 / dt))
 
     def lif(V, ref, g_e, g_i):
-        I = jnp.full_like(V, 20.0)
-        I = I + g_e * (0.0 - V)
-        I = I + g_i * (-80.0 - V)
-        I = I + 0.0
-        V_inf = -60.0 + 1.0 * I
-        V_new = V_inf + (V - V_inf) * dm
+        # exponential Euler: the conductances join the leak (tau = 20 ms)
+        I = jnp.full_like(V, 20.0) + 0.0
+        g = g_e + g_i
+        gE = g_e * 0.0 + g_i * -80.0
+        a = 1.0 + 1.0 * g
+        V_inf = (-60.0 + 1.0 * (I + gE)) / a
+        V_new = V_inf + (V - V_inf) * jnp.exp(a * (-dt / 20.0))
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
         spike = (V_new >= -50.0) & ~is_ref
-        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref, jnp.maximum(ref - 1, 0)), spike
+        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref - 1, jnp.maximum(ref - 1, 0)), spike
 
     def step(c, _):
         VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII = c

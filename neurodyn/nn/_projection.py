@@ -31,11 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
-from ._neurons import Group, NeuronGroup, init_value
+from ._neurons import Group, NeuronGroup, init_value, reset_var
+from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
 __all__ = ["Projection", "Network", "delay_steps"]
@@ -112,7 +113,7 @@ def _per_connection(value: Any, nnz: int, what: str, name: str) -> Any:
     """A scalar, one value per connection (shape ``(nnz,)``), a Variable of either shape, or an
     initializer (drawn once, for ``(nnz,)``)."""
     if callable(value) and not isinstance(value, Variable):
-        value = init_value(value, (nnz,), jnp.float32, what=f"{what}: {name} initializer")
+        value = init_value(value, (nnz,), float_dtype(), what=f"{what}: {name} initializer")
     shape = tuple(np.shape(value.value if isinstance(value, Variable) else value))
     if shape not in ((), (nnz,)):
         raise ValueError(f"{what}: {name} must be a scalar, have one value per connection "
@@ -146,8 +147,9 @@ class Projection(Module):
     ``D >= 1``. ``delay=None`` is one step (``D = 1``); ``delay=d`` ms is
     ``D = floor(d / dt + 0.5)`` steps (half up, as in Brian2 and NEST), and a
     delay giving ``D < 1`` (below half a step, or 0) is an error. A scalar
-    delay keeps the last ``D - 1`` presynaptic spike vectors in a ring buffer
-    (``spike_buffer``, shape ``(pre.size, D - 1)``). Per-synapse delays (one
+    delay keeps the last ``D - 1`` presynaptic spike vectors (boolean spikes:
+    as bits, ``spike_history``, ``(pre.size, ceil(D / 32))`` uint32;
+    float spikes: ``spike_buffer``, ``(pre.size, D - 1)``). Per-synapse delays (one
     value per connection, in CSR order like the weights, or a distribution
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
     construction) add each spike, at its emission, into a ring buffer of the
@@ -172,6 +174,10 @@ class Projection(Module):
             event mode (default: 1% of ``pre.size``, at least 16); steps with
             more spikes take an exact but slower path.
         name: the name of the registered input on ``post``.
+        plasticity: a plasticity rule (e.g. ``nn.STDP()``; see ``nn.Plasticity``), or
+            None. The projection then holds one weight per synapse in the Variable
+            ``weight`` (a number is broadcast) and takes its own event-driven path
+            (``mode`` 'auto' means 'event'; 'dense' is refused). Delays are axonal.
 
     Example:
         >>> E = nn.LIF(3200, V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
@@ -182,7 +188,7 @@ class Projection(Module):
     def __init__(self, pre: Any, post: NeuronGroup, conn: Connector, weight: Any, syn: Synapse,
                  out: SynOut, delay: Any = None, mode: str = "auto",
                  max_spikes: int | None = None, n_blocks: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, plasticity: Any = None) -> None:
         if not (hasattr(pre, "size") and isinstance(getattr(pre, "spike", None), Variable)):
             raise TypeError(f"Projection: pre must be a group with `size` and a `spike` Variable, "
                             f"got {type(pre).__name__}")
@@ -206,6 +212,8 @@ class Projection(Module):
         self.name = name
         what = (f"Projection '{name}' ({type(pre).__name__}({int(pre.size)}) -> "
                 f"{type(post).__name__}({int(post.size)}))")
+        if plasticity is not None and mode == "dense":
+            raise ValueError(f"{what}: a plastic projection propagates event-driven; got mode='dense'")
         self.pre, self.post, self.conn, self.syn, self.out = pre, post, conn, syn, out
         n_pre, n_post = int(pre.size), int(post.size)
         self.n_pre, self.n_post = n_pre, n_post
@@ -219,7 +227,7 @@ class Projection(Module):
         if isinstance(weight, Variable):
             self.weight = weight
         else:
-            self.weight = weight if self.homogeneous else jnp.asarray(weight, jnp.float32)
+            self.weight = weight if self.homogeneous else jnp.asarray(weight, float_dtype())
         if not isinstance(weight, Variable) and not np.all(np.isfinite(np.asarray(self.weight))):
             raise ValueError(f"{what}: weight has non-finite values (nan or inf)")
 
@@ -235,6 +243,8 @@ class Projection(Module):
         if self.heterogeneous_delay and mode == "dense":
             raise ValueError(f"{what}: per-synapse delays need mode='event' (or 'auto'), got mode='dense'")
 
+        if mode == "auto" and plasticity is not None:
+            mode = "event"
         if mode == "auto":
             size = n_pre * n_post
             dense = size <= _DENSE_MAX_ELEMS or (size <= _DENSE_LIMIT and nnz >= _DENSE_MIN_DENSITY * size)
@@ -244,7 +254,7 @@ class Projection(Module):
         # Held in Variables (not compile-time constants) so large index arrays are
         # passed to compiled code instead of being embedded in it.
         if mode == "dense":
-            mat = np.zeros((n_pre, n_post), np.float32)
+            mat = np.zeros((n_pre, n_post), float_dtype())
             np.add.at(mat, (pre_ids, indices), 1.0)  # multapses count once each
             self.conn_matrix = Variable(jnp.asarray(mat))
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
@@ -265,6 +275,11 @@ class Projection(Module):
 
         self._what = what
         self._setup_delay(None)
+        self.plasticity = plasticity
+        if plasticity is not None:
+            if self.heterogeneous_delay:
+                raise ValueError(f"{what}: plasticity with per-synapse delays is not supported; use a scalar delay")
+            _attach_plasticity(self, plasticity)
         post.add_input(name, self._current)
 
     # -- state --------------------------------------------------------------------
@@ -294,7 +309,7 @@ class Projection(Module):
             valid = pos >= 0
             offsets[valid] = (steps - 1)[pos[valid]]
             for attr, value in (("delay_offsets", jnp.asarray(offsets)),
-                                ("delay_buffer", jnp.zeros((self.n_post, R), jnp.float32)),
+                                ("delay_buffer", jnp.zeros((self.n_post, R), float_dtype())),
                                 ("delay_pos", jnp.zeros((), jnp.int32))):
                 var = self.__dict__.get(attr)
                 if isinstance(var, Variable):
@@ -303,18 +318,27 @@ class Projection(Module):
                     setattr(self, attr, Variable(value))
             return
         L = self.delay_steps - 1
-        if L > 0 or isinstance(self.__dict__.get("spike_buffer"), Variable):
-            shape = (self.n_pre, L) if batch_size is None else (batch_size, self.n_pre, L)
-            buf = jnp.zeros(shape, self.pre.spike.dtype)
-            if isinstance(self.__dict__.get("spike_buffer"), Variable):
-                self.spike_buffer.reset_value(buf)
-                self.buffer_pos.reset_value(jnp.zeros((), jnp.int32))
+        bits = self.pre.spike.dtype == jnp.bool_
+        attr = "spike_history" if bits else "spike_buffer"
+        if L > 0 or isinstance(self.__dict__.get(attr), Variable):
+            # boolean spikes: the last L + 1 spike vectors as bits of uint32 words per
+            # neuron (bit j: read j steps ago), shifted elementwise each step; other spikes: a
+            # shift register of L values per neuron. Both are rewritten as a whole each
+            # step: XLA:CPU copies a loop-carried buffer that is read and updated in place
+            # at a dynamic slot, which would cost more.
+            last = (-(-(L + 1) // 32),) if bits else (L,)
+            shape = (self.n_pre,) + last if batch_size is None else (batch_size, self.n_pre) + last
+            buf = jnp.zeros(shape, jnp.uint32 if bits else self.pre.spike.dtype)
+            var = self.__dict__.get(attr)
+            if isinstance(var, Variable):
+                reset_var(var, buf)
             else:
-                self.spike_buffer = Variable(buf)
-                self.buffer_pos = Variable(jnp.zeros((), jnp.int32))
+                setattr(self, attr, Variable(buf))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
+        if self.plasticity is not None:
+            self.plasticity.reset_state(batch_size)  # first: it refuses a batch
         self.syn.reset_state(batch_size)
         self._setup_delay(batch_size)
 
@@ -334,7 +358,7 @@ class Projection(Module):
 
     def _delayed_spikes(self) -> jax.Array:
         """The presynaptic spikes that reach the synapses this step (emitted ``delay_steps`` ago);
-        advances the ring buffer, so call it once per step."""
+        advances the spike history, so call it once per step."""
         if self.heterogeneous_delay:
             raise RuntimeError(f"{self._what}: with per-synapse delays, spikes reach different synapses "
                                f"at different steps; there is no single delayed spike vector")
@@ -343,21 +367,30 @@ class Projection(Module):
         if L == 0:
             return spikes
         self._check_dt()
-        pos = self.buffer_pos.value
-        buf = self.spike_buffer.value
-        # slot ``pos`` holds the spike vector read L steps ago (emitted L + 1 = D steps ago);
-        # read it, then overwrite it in place with the current one
-        out = jax.lax.dynamic_index_in_dim(buf, pos, axis=buf.ndim - 1, keepdims=False)
-        self.spike_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            buf, spikes.astype(buf.dtype), pos, axis=buf.ndim - 1)
-        self.buffer_pos.value = jnp.where(pos + 1 == L, 0, pos + 1).astype(jnp.int32)
-        return out
+        if spikes.dtype != jnp.bool_:
+            buf = self.spike_buffer.value
+            self.spike_buffer.value = jnp.concatenate(
+                [spikes[..., None].astype(buf.dtype), buf[..., :-1]], axis=-1)
+            return buf[..., -1]
+        h = self.spike_history.value
+        W = h.shape[-1]
+        # shift in this step's spikes; bit L then holds those read L steps ago (emitted
+        # D = L + 1 steps ago)
+        carry_in = jnp.concatenate([spikes[..., None].astype(jnp.uint32), h[..., :-1] >> 31], axis=-1)
+        new = (h << 1) | carry_in
+        word, bit = divmod(L, 32)
+        if (L + 1) % 32:
+            keep = np.full((W,), 0xFFFFFFFF, np.uint32)
+            keep[-1] = (1 << ((L + 1) % 32)) - 1
+            new = new & jnp.asarray(keep)
+        self.spike_history.value = new
+        return ((new[..., word] >> bit) & 1).astype(jnp.bool_)
 
     def propagate(self, spikes: Any) -> jax.Array:
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``
         (without delay)."""
         s = jnp.asarray(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         if self.mode == "dense":
             return self._dense(sf)
         if sf.ndim == 1:
@@ -369,7 +402,7 @@ class Projection(Module):
         if self.homogeneous:
             return self._weight() * jnp.dot(sf, self.conn_matrix.value, precision=hp)
         rows, cols = self._pos
-        W = jnp.zeros((self.n_pre, self.n_post), jnp.float32).at[rows, cols].add(self._weight())
+        W = jnp.zeros((self.n_pre, self.n_post), float_dtype()).at[rows, cols].add(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
     def _weight_rows(self) -> Callable[[jax.Array | None], jax.Array] | None:
@@ -377,8 +410,8 @@ class Projection(Module):
         zero on padding; None for a scalar weight."""
         if self.homogeneous:
             return None
-        w_ext = jnp.concatenate([jnp.asarray(self._weight(), jnp.float32).reshape(-1),
-                                 jnp.zeros((1,), jnp.float32)])
+        w_ext = jnp.concatenate([jnp.asarray(self._weight(), float_dtype()).reshape(-1),
+                                 jnp.zeros((1,), float_dtype())])
         widx = self.weight_index.value
         return lambda idx: w_ext[widx if idx is None else widx[idx]]
 
@@ -396,7 +429,7 @@ class Projection(Module):
             if w_rows is not None:
                 contrib = contrib * w_rows(idx)
             # Padding slots hold n_post, out of range: mode='drop' discards them.
-            out = jnp.zeros((n_post,), jnp.float32).at[tg].add(contrib, mode="drop")
+            out = jnp.zeros((n_post,), float_dtype()).at[tg].add(contrib, mode="drop")
             # A scalar weight multiplies exact spike counts: order independent.
             return out if w_rows is not None else w * out
 
@@ -414,7 +447,7 @@ class Projection(Module):
         targets, offsets = self.targets.value, self.delay_offsets.value
         buf, pos = self.delay_buffer.value, self.delay_pos.value
         w_rows = self._weight_rows()
-        sf = self.pre.spike.value.astype(jnp.float32)
+        sf = self.pre.spike.value.astype(float_dtype())
 
         def scatter(vals: jax.Array, idx: jax.Array | None) -> jax.Array:
             tg = targets if idx is None else targets[idx]
@@ -432,14 +465,18 @@ class Projection(Module):
         else:
             vals, idx, fits = _compact(sf, self.max_spikes, self.n_blocks)
             new = jax.lax.cond(fits, lambda: scatter(vals, idx), lambda: scatter(sf, None))
-        x = jax.lax.dynamic_index_in_dim(new, pos, axis=1, keepdims=False)
-        self.delay_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            new, jnp.zeros((n_post,), jnp.float32), pos, axis=1)
+        # A masked pass rather than a dynamic slice and update: XLA:CPU then keeps the
+        # loop-carried buffer in place instead of copying it every step.
+        due = (jnp.arange(R) == pos)[None, :]
+        x = jnp.sum(jnp.where(due, new, 0.0), axis=1)
+        self.delay_buffer.value = jnp.where(due, 0.0, new)
         self.delay_pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
         return x if w_rows is not None else self._weight() * x
 
     def update(self) -> jax.Array:
         """Propagate the presynaptic spikes arriving this step and update the synapse."""
+        if self.plasticity is not None:
+            return _plastic_update(self)
         if self.heterogeneous_delay:
             return self.syn.update(self._heterogeneous_input())
         return self.syn.update(self.propagate(self._delayed_spikes()))
@@ -456,7 +493,7 @@ def _fusable(p: Projection) -> bool:
     cls = type(p)
     # Boolean spikes only: summing exact counts makes the result independent of
     # the scatter order, so fused and separate propagation agree bit for bit.
-    return (p.mode == "event" and not p.heterogeneous_delay
+    return (p.mode == "event" and not p.heterogeneous_delay and p.plasticity is None
             and p.pre.spike.ndim == 1 and p.pre.spike.dtype == jnp.bool_
             and cls.update is Projection.update and cls.propagate is Projection.propagate
             and cls._event is Projection._event)
@@ -589,13 +626,13 @@ class _Fusion:
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(jnp.float32)
+        sf = s.astype(float_dtype())
         table = self.table.value
         n_out = self.n_out
-        zeros = jnp.zeros((n_out,), jnp.float32)
+        zeros = jnp.zeros((n_out,), float_dtype())
         if self.weighted:
-            w_cat = jnp.concatenate([jnp.ones((1,), jnp.float32)] + [
-                jnp.asarray(p._weight(), jnp.float32).reshape(-1) for p in self.projs if not p.homogeneous])
+            w_cat = jnp.concatenate([jnp.ones((1,), float_dtype())] + [
+                jnp.asarray(p._weight(), float_dtype()).reshape(-1) for p in self.projs if not p.homogeneous])
             widx = self.weight_index.value
 
         def scatter(idx: jax.Array) -> jax.Array:
@@ -651,7 +688,7 @@ class Network(Module):
     (or no) delay and the stock ``Projection`` dynamics are propagated
     together, with one spike compaction over the concatenated spike vectors
     they read (each presynaptic group, delayed by each distinct delay: the
-    output of the projections' spike ring buffers), one row gather and one
+    output of the projections' spike histories), one row gather and one
     scatter-add into a single vector, from a combined target table the Network
     builds on the host when a projection is assigned (and again in
     ``reset_state()`` or an eager ``update()`` if the projections'
@@ -757,13 +794,13 @@ class Network(Module):
         # group share one spike compaction and one branch (same numbers, fewer operations).
         shared: dict[int, list[Projection]] = {}
         for p in projs:
-            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 1
+            if (id(p) not in inputs and p.mode == "event" and p.delay_steps == 1 and p.plasticity is None
                     and not p.heterogeneous_delay and p.pre.spike.ndim == 1 and type(p).update is Projection.update
                     and type(p).propagate is Projection.propagate):
                 shared.setdefault(id(p.pre), []).append(p)
         for peers in shared.values():
             if len(peers) > 1:
-                sf = peers[0].pre.spike.value.astype(jnp.float32)
+                sf = peers[0].pre.spike.value.astype(float_dtype())
                 for q, x in zip(peers, _event_many(peers, sf)):
                     inputs[id(q)] = x
         # Synapses update in attribute order (two projections may share one).
