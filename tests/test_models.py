@@ -192,7 +192,7 @@ def brunel_states():
     net = models.Brunel2000(regime="SR", scale=0.25, seed=1)
     runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
     out = {}
-    for regime in ("SR", "AI", "SI_fast", "SI_slow"):
+    for regime in ("SR", "SI_fast", "AI", "SI_slow"):
         net.set_regime(regime)
         runner.reset(reset_state=False)
         runner.run(300.0)
@@ -206,22 +206,23 @@ def brunel_states():
 
 def test_brunel_regimes_differ_as_in_fig8(brunel_states):
     s = brunel_states
-    # Rates against Brunel's mean-field theory (diffusion approximation: 327, 56, 38 Hz). It
-    # neglects the finite PSPs and, at this size (C_E / N_E = 0.4), the shared input: measured
-    # here 335, 62, 39 Hz; tolerance 10 % (SR, SI fast) and 20 % (AI).
+    # Rates against Brunel's mean-field theory (diffusion approximation: SR 327, SI fast 56,
+    # AI 38 Hz). It neglects the finite PSPs and, at this size (C_E / N_E = 0.4), the shared
+    # input: measured here 335, 62, 39 Hz; tolerance 10 % (SR, AI) and 20 % (SI fast, where the
+    # oscillation makes the stationary theory approximate).
     assert s["SR"]["rate"] == pytest.approx(_siegert_rate(3.0, 2.0), rel=0.1)
-    assert s["AI"]["rate"] == pytest.approx(_siegert_rate(6.0, 4.0), rel=0.2)
-    assert s["SI_fast"]["rate"] == pytest.approx(_siegert_rate(5.0, 2.0), rel=0.1)
+    assert s["AI"]["rate"] == pytest.approx(_siegert_rate(5.0, 2.0), rel=0.1)
+    assert s["SI_fast"]["rate"] == pytest.approx(_siegert_rate(6.0, 4.0), rel=0.2)
     # A, synchronous regular: neurons fire regularly near saturation, in synchrony.
     assert s["SR"]["rate"] > 200 and s["SR"]["cv"] < 0.1
     assert s["SR"]["chi"] > max(s[r]["chi"] for r in ("AI", "SI_fast", "SI_slow")) + 0.1
-    # B, asynchronous irregular: irregular single neurons (CV from ~12 intervals per neuron)
-    assert s["AI"]["cv"] > 0.6 and s["AI"]["cv"] > 1.5 * s["SI_fast"]["cv"]
-    # C, synchronous irregular, fast: population oscillation above 80 Hz, neurons skip cycles.
-    assert s["SI_fast"]["peak"] > 80 and s["SI_fast"]["rate"] < s["SI_fast"]["peak"] / 1.5
-    # D, synchronous irregular, slow: low rates and a slower oscillation than C.
-    assert s["SI_slow"]["rate"] < 10 and s["SI_slow"]["peak"] < s["SI_fast"]["peak"]
-    rates = [s[r]["rate"] for r in ("SR", "AI", "SI_fast", "SI_slow")]
+    # B, synchronous irregular, fast: a global oscillation near 180 Hz; irregular neurons
+    # fire well below it; more synchronous than the stationary state C.
+    assert 140 < s["SI_fast"]["peak"] < 220 and s["SI_fast"]["rate"] < s["SI_fast"]["peak"] / 2
+    assert s["SI_fast"]["cv"] > 0.6 and s["SI_fast"]["chi"] > s["AI"]["chi"]
+    # D, synchronous irregular, slow: very low rates, a slow oscillation.
+    assert s["SI_slow"]["rate"] < 10 and s["SI_slow"]["peak"] < s["SI_fast"]["peak"] / 2
+    rates = [s[r]["rate"] for r in ("SR", "SI_fast", "AI", "SI_slow")]
     assert rates == sorted(rates, reverse=True)
     assert s["traces"] <= 2  # the four regimes shared one compiled loop
 

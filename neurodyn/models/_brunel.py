@@ -55,10 +55,12 @@ class Brunel2000(PopulationsMixin, nn.Network):
     ``nu_thr = theta / (J C_E tau)``. LIF: ``tau = 20`` ms, ``theta = 20`` mV, ``V_r = 10`` mV,
     ``tau_rp = 2`` ms, ``V_rest = 0``.
 
-    The four states of the paper's Fig. 8 are :attr:`REGIMES`: ``'SR'`` (g = 3, eta = 2,
-    synchronous regular), ``'AI'`` (g = 6, eta = 4, asynchronous irregular), ``'SI_fast'``
-    (g = 5, eta = 2) and ``'SI_slow'`` (g = 4.5, eta = 0.9), synchronous irregular with fast
-    and slow oscillations; pass ``regime=`` or ``g`` and ``eta``.
+    The four states of the paper's Fig. 8 are :attr:`REGIMES`: A ``'SR'`` (g = 3, eta = 2:
+    synchronous regular, neurons fire regularly at high rates), B ``'SI_fast'`` (g = 6,
+    eta = 4: fast global oscillation, neurons fire irregularly below its frequency), C
+    ``'AI'`` (g = 5, eta = 2: stationary global activity, irregular neurons) and D
+    ``'SI_slow'`` (g = 4.5, eta = 0.9: slow oscillation, very low rates); pass ``regime=``
+    or ``g`` and ``eta``.
 
     ``scale`` changes the number of neurons only: the in-degrees, weights and drive stay, so
     the mean and variance of every neuron's input at given rates (``mu = C_E J tau (nu_ext +
@@ -76,7 +78,7 @@ class Brunel2000(PopulationsMixin, nn.Network):
     """
 
     population_names = ("E", "I")
-    REGIMES = {"SR": (3.0, 2.0), "AI": (6.0, 4.0), "SI_fast": (5.0, 2.0), "SI_slow": (4.5, 0.9)}
+    REGIMES = {"SR": (3.0, 2.0), "SI_fast": (6.0, 4.0), "AI": (5.0, 2.0), "SI_slow": (4.5, 0.9)}
     #: the largest eta that ``set_regime`` can switch to (sizes the Poisson tables)
     MAX_ETA = 4.0
 
