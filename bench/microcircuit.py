@@ -3,8 +3,9 @@
 neurodyn (``neurodyn.models.PotjansDiesmann2014``) at the given scale, and NEST 3
 (NEST's own PyNEST microcircuit, rebuilt here from its published parameters with
 ``iaf_psc_exp``, fixed_total_number connections and redrawn normal weights and delays)
-at ``--nest-scale`` where ``import nest`` works (e.g. from a separate venv:
-``--nest-python /work/venv-nest/bin/python``), with the same number of threads.
+at ``--nest-scale`` where ``import nest`` works (NEST installed in a separate venv:
+``--nest-site /work/venv-nest/lib/python3.11/site-packages``, or ``--nest-python`` with
+neurodyn's dependencies), in its own process, with the same number of threads.
 
 As NEST recommends for benchmarks, the background is DC (``--background dc``), no
 spikes are recorded during the timed run, and a short pre-simulation (``--presim``)
@@ -34,10 +35,10 @@ def run_neurodyn(scale: float, t_sim: float, presim: float, background: str, see
     import neurodyn as nd
     from neurodyn import analysis, models
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     net = models.PotjansDiesmann2014(scale=scale, background=background, seed=seed)
     jax.block_until_ready(net.synapses.weights.value)
-    build_s = time.perf_counter() - t0
+    build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
     rss_build = peak_rss_gb()
     # a short recorded run for the rates, then the timed run without monitors
     runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False, chunk_size=1000)
@@ -50,12 +51,12 @@ def run_neurodyn(scale: float, t_sim: float, presim: float, background: str, see
     timed = nd.Runner(net, progress_bar=False, chunk_size=1000)
     timed.run(10.0)  # compile the monitor-less loop
     jax.block_until_ready(net.I_syn.value)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     timed.run(t_sim)
     jax.block_until_ready(net.I_syn.value)
-    run_s = time.perf_counter() - t0
+    run_s, run_cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"simulator": "neurodyn", "scale": scale, "neurons": net.n_neurons, "synapses": net.n_synapses,
-            "build_s": build_s, "rss_after_build_gb": rss_build, "presim_s_incl_compile": presim_s,
+            "build_s": build_s, "build_cpu_s": build_cpu, "run_cpu_s": run_cpu, "rss_after_build_gb": rss_build, "presim_s_incl_compile": presim_s,
             "t_sim_ms": t_sim, "run_s": run_s, "rtf": run_s / (t_sim / 1000.0), "peak_rss_gb": peak_rss_gb(),
             "rates_hz_presim": rates, "threads": os.environ.get("XLA_FLAGS", "default")}
 
@@ -69,7 +70,7 @@ def run_nest(scale: float, t_sim: float, presim: float, background: str, threads
     nest.ResetKernel()
     nest.set_verbosity("M_ERROR")
     nest.SetKernelStatus({"local_num_threads": threads, "resolution": 0.1, "rng_seed": seed})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = np.round(N_FULL * scale).astype(int)
     prod = np.outer(N_FULL, N_FULL).astype(float)
     full_syn = np.log(1 - CONN_PROBS) / np.log((prod - 1) / prod)
@@ -109,14 +110,15 @@ def run_nest(scale: float, t_sim: float, presim: float, background: str, threads
             nest.Connect(pg, pops[i], "all_to_all", {"weight": w_ext, "delay": 1.5})
     nest.Prepare()
     nest.Run(0.1)
-    build_s = time.perf_counter() - t0
+    build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
     nest.Run(presim)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     nest.Run(t_sim)
-    run_s = time.perf_counter() - t0
+    run_s, run_cpu = time.perf_counter() - t0, time.process_time() - c0
     nest.Cleanup()
     return {"simulator": f"NEST {nest.__version__}", "scale": scale, "neurons": int(n.sum()),
-            "synapses": int(num.sum()), "build_s": build_s, "t_sim_ms": t_sim, "run_s": run_s,
+            "synapses": int(num.sum()), "build_s": build_s, "build_cpu_s": build_cpu, "run_cpu_s": run_cpu,
+            "t_sim_ms": t_sim, "run_s": run_s,
             "rtf": run_s / (t_sim / 1000.0), "peak_rss_gb": peak_rss_gb(), "threads": threads}
 
 
@@ -128,7 +130,8 @@ def main() -> None:
     ap.add_argument("--background", choices=["dc", "poisson"], default="dc")
     ap.add_argument("--seed", type=int, default=55)
     ap.add_argument("--nest-scale", type=float, default=None, help="also run NEST at this scale")
-    ap.add_argument("--nest-python", default=sys.executable, help="python with nest installed")
+    ap.add_argument("--nest-python", default=sys.executable, help="python to run NEST with")
+    ap.add_argument("--nest-site", default=None, help="site-packages holding nest (added to PYTHONPATH)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", choices=["neurodyn", "nest"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -143,7 +146,9 @@ def main() -> None:
         cmd = [args.nest_python, __file__, "--only", "nest", "--nest-scale", str(args.nest_scale),
                "--t-sim", str(args.t_sim), "--presim", str(args.presim), "--background", args.background,
                "--threads", str(args.threads), "--seed", str(args.seed)]
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+        path += [args.nest_site] if args.nest_site else []
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode == 0:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -151,8 +156,9 @@ def main() -> None:
             print(f"NEST run failed or NEST is not installed:\n{proc.stderr[-2000:]}")
     for r in results:
         print(f"{r['simulator']:>12s}  scale {r['scale']:<5g} {r['neurons']:>6,d} neurons {r['synapses']:>12,d} "
-              f"synapses  build {r['build_s']:6.1f} s  run {r['run_s']:7.2f} s for {r['t_sim_ms']:g} ms  "
-              f"RTF {r['rtf']:7.1f}  peak RSS {r['peak_rss_gb']:.2f} GB")
+              f"synapses  build {r['build_s']:6.1f} s (CPU {r['build_cpu_s']:.1f} s)  run {r['run_s']:7.2f} s "
+              f"(CPU {r['run_cpu_s']:.1f} s) for {r['t_sim_ms']:g} ms  RTF {r['rtf']:7.1f}  "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB")
     if len(results) == 2:
         a, b = results
         per_syn = (a["rtf"] / a["synapses"]) / (b["rtf"] / b["synapses"])

@@ -120,8 +120,8 @@ class DelayedCurrents(Module):
 
     Built on the host, one source population at a time, over a global numbering of ``n``
     neurons: ``sources`` yields ``(pre_offset, n_pre, parts)`` in increasing, contiguous
-    ``pre_offset`` order, each part ``(post_offset, pre, post, weight, delay_ms)`` with
-    ``pre`` sorted (local indices). Each step, ``update(spikes)`` takes the spikes of the
+    ``pre_offset`` order, each part ``(post_offset, pre, post, weight, delay)`` with ``pre``
+    sorted (local indices) and ``delay`` in ms (floats) or in steps (integers). Each step, ``update(spikes)`` takes the spikes of the
     previous step ``t - 1`` and adds the weights of the spiking neurons' synapses into a
     ring buffer of future inputs: a spike of step ``t - 1`` arrives at step ``t - 1 + D``
     (``D >= 1``, the delay in steps rounded half up as in ``nn.Projection``). It returns
@@ -162,17 +162,25 @@ class DelayedCurrents(Module):
                 pre = np.asarray(pre)
                 if pre.size and np.any(pre[1:] < pre[:-1]):
                     raise ValueError(f"{name}: presynaptic indices of each part must be sorted")
-                D = delay_steps(d, dt).astype(np.int64)
+                d = np.asarray(d)
+                D = d if np.issubdtype(d.dtype, np.integer) else delay_steps(d, dt)
                 if D.size and D.min() < 1:
                     raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
                 d_max = max(d_max, int(D.max(initial=1)))
+                idt = np.int32 if d_max * n < 2**31 else np.int64
+                # pre is sorted: a synapse's slot is its neuron's offset plus its rank in the part
                 part_start = np.zeros(n_pre + 1, np.int64)
                 np.cumsum(c, out=part_start[1:])
-                pos = seg + row_start[pre] + prior[pre] + (np.arange(pre.size) - part_start[pre])
-                comb[pos] = (D - 1) * n + (np.asarray(post, np.int64) + post_off)
+                offset = seg + row_start[:-1] + prior - part_start[:-1]
+                pos = offset[pre]
+                pos += np.arange(pre.size)
+                target = (D.astype(idt) - 1) * n
+                target += np.asarray(post).astype(idt, copy=False)
+                target += post_off
+                comb[pos] = target
                 weights[pos] = w
                 prior += c
-                del D, pos
+                del D, pos, target
             seg += int(row_start[-1])
             next_pre = pre_off + n_pre
         if next_pre != n or seg != nnz:

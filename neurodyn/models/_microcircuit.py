@@ -46,14 +46,24 @@ def psp_to_psc(C_m: float, tau_m: float, tau_syn: float) -> float:
     return 1.0 / peak
 
 
-def _redraw_normal(rng: np.random.Generator, mean: float, sd: float, size: int, low: float, high: float,
-                   dtype: Any = np.float32) -> np.ndarray:
-    """Normal values, values outside ``[low, high]`` redrawn (as NEST's ``redraw``)."""
-    x = rng.standard_normal(size, dtype=np.float32).astype(dtype) * sd + mean
-    bad = np.flatnonzero((x < low) | (x > high))
+def _redraw_normal(rng: np.random.Generator, mean: float, sd: float, size: int, low: float,
+                   high: float) -> np.ndarray:
+    """float32 normal values; those outside ``[low, high]`` are redrawn (as NEST's ``redraw``)."""
+    def draw(m: int) -> np.ndarray:
+        x = rng.standard_normal(m, dtype=np.float32)
+        x *= sd
+        x += mean
+        return x
+
+    def outside(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(x.shape, bool) if low == -np.inf else x < low
+        return out if high == np.inf else out | (x > high)
+
+    x = draw(size)
+    bad = np.flatnonzero(outside(x))
     while bad.size:
-        x[bad] = rng.standard_normal(bad.size, dtype=np.float32).astype(dtype) * sd + mean
-        bad = bad[(x[bad] < low) | (x[bad] > high)]
+        x[bad] = draw(bad.size)
+        bad = bad[outside(x[bad])]
     return x
 
 
@@ -192,7 +202,11 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
                 w = _redraw_normal(part_rng, mean, abs(mean) * 0.1, num, *sign_ok)
                 d_mean = 1.5 if s % 2 == 0 else 0.75
                 d = _redraw_normal(part_rng, d_mean, 0.5 * d_mean, num, dt, np.inf)
-                out.append((int(offsets[t]), pre, post, w, d))
+                d *= 1.0 / dt
+                d += 0.5
+                steps = np.floor(d, out=d).astype(np.int16 if d.max(initial=0) < 2**15 else np.int32)
+                del d
+                out.append((int(offsets[t]), pre, post, w, steps))
             return out
 
         total = int(offsets[-1])
