@@ -64,7 +64,8 @@ class PopulationsMixin:
     def spike_trains(self, runner: Any, key: str = "spikes") -> analysis.SpikeTrains:
         """The spikes recorded by :meth:`spike_monitor` in ``runner``'s last run, as an event record.
 
-        A spike of the step that starts at ``t`` has the time ``t`` (ms), as in ``runner.mon.ts``.
+        A spike has the time of its row in ``runner.mon.ts`` (the end of its step, as
+        ``nd.SpikeRecord``); the window is ``(mon.ts[0] - dt, mon.ts[-1]]``.
         """
         bits = np.asarray(runner.mon[key])
         ts = np.asarray(runner.mon.ts)
@@ -73,7 +74,8 @@ class PopulationsMixin:
                              f"record with monitors=net.spike_monitor()")
         dense = np.unpackbits(bits, axis=1, count=self.n_neurons).astype(bool)
         dt = runner.dt
-        return analysis.SpikeTrains.from_dense(dense, dt=dt, t_start=float(ts[0]) if ts.size else 0.0)
+        # rows are labelled with the end of their step (mon.ts[k] = (k + 1) dt after the start)
+        return analysis.SpikeTrains.from_dense(dense, dt=dt, t_start=float(ts[0]) - dt if ts.size else 0.0)
 
 
 def lif_jump_factor(tau_m: float, R: float, dt: float) -> float:
