@@ -40,7 +40,7 @@ import numpy as np
 
 from .._environ import get_dt
 from .._module import Module
-from .._state import CTX, Variable
+from .._state import CTX, TrainVar, Variable
 
 __all__ = ["Plasticity", "Trace", "STDP", "TripletSTDP", "RewardSTDP", "VogelsSTDP",
            "TsodyksMarkram", "weight_mean", "weight_histogram"]
@@ -91,19 +91,35 @@ def _rows(spikes: jax.Array, k: int) -> jax.Array:
     return jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
 
 
-def _events(spikes: jax.Array, k: int, work: Callable[[jax.Array], Any]) -> Any:
-    """``work(idx)`` on the indices of the spiking entries: a compacted buffer of
-    ``k`` slots when they fit, else all entries (silent ones masked to the
-    padding index ``len(spikes)``)."""
+def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
+                differentiable: bool) -> Any:
+    """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
+    (unused slots hold ``len(spikes)``, the tables' all-padding row).
+
+    A ``while_loop`` over batches of ``k`` (none in a silent step, more in a burst)
+    updates the large carried arrays in place. Reverse-mode differentiation cannot
+    pass a ``while_loop``, so the ``differentiable`` path is a switch between no
+    spikes, one batch and all entries at once; carrying the weights through a
+    conditional costs a copy of them per step (measured: ~20x slower at 200k synapses).
+    """
     n = spikes.shape[0]
+    if differentiable:
+        count = jnp.sum(spikes != 0, dtype=jnp.int32)
 
-    def full() -> Any:
-        return work(jnp.where(spikes != 0, jnp.arange(n, dtype=jnp.int32), n))
+        def full() -> Any:
+            return work(jnp.where(spikes != 0, jnp.arange(n, dtype=jnp.int32), n), carry)
 
-    if k >= n:
-        return full()
-    count = jnp.sum(spikes != 0, dtype=jnp.int32)
-    return jax.lax.cond(count <= k, lambda: work(_rows(spikes, k)), full)
+        if k >= n:
+            return jax.lax.cond(count > 0, full, lambda: carry)
+        which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
+        return jax.lax.switch(which, [lambda: carry, lambda: work(_rows(spikes, k), carry), full])
+
+    def body(c: tuple) -> tuple:
+        left, inner = c
+        idx = _rows(left, k)
+        return left.at[idx].set(False, mode="drop"), work(idx, inner)
+
+    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (spikes != 0, carry))[1]
 
 
 class Trace(Variable):
@@ -302,7 +318,7 @@ class _Tables(Module):
         pass
 
 
-def attach(proj: Any, rule: Any, max_post_spikes: int | None = None) -> None:
+def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes: int | None = None) -> None:
     """Set up ``proj`` (a Projection in construction) for plasticity ``rule``."""
     if not isinstance(rule, Plasticity):
         raise TypeError(f"Projection: plasticity must be an nn.Plasticity rule (e.g. nn.STDP()), "
@@ -321,19 +337,37 @@ def attach(proj: Any, rule: Any, max_post_spikes: int | None = None) -> None:
                              f"Variable. Pass a number (broadcast to all {proj.nnz} synapses) or a "
                              f"Variable of shape ({proj.nnz},)")
         proj.weight = Variable(jnp.full((proj.nnz,), wv, jnp.float32))
+    elif not isinstance(w, Variable):
+        proj.weight = Variable(jnp.asarray(wv))
     lo, hi = _concrete(rule.w_min), _concrete(rule.w_max)
     if wv.size and ((lo is not None and wv.min() < lo) or (hi is not None and wv.max() > hi)):
         raise ValueError(f"Projection: initial weights span [{wv.min()}, {wv.max()}], outside the bounds "
                          f"[{rule.w_min}, {rule.w_max}] of {type(rule).__name__}")
     proj.homogeneous = False
+    # Spikes are handled in batches of max_spikes (a burst takes several): small batches
+    # cost little in the common sparse step. The user's max_spikes is kept.
+    if max_spikes is None:
+        proj.max_spikes = int(min(max(8, math.ceil(0.0025 * proj.n_pre)), proj.n_pre))
     if max_post_spikes is None:
-        max_post_spikes = max(16, math.ceil(0.01 * proj.n_post))
+        max_post_spikes = max(8, math.ceil(0.0025 * proj.n_post))
     proj.max_post_spikes = int(min(max(1, max_post_spikes), proj.n_post))
     rule._bind(proj)
 
 
-def _gather(arr: jax.Array, syn: jax.Array) -> jax.Array:
-    return arr.at[syn].get(mode="fill", fill_value=0)
+_FEW = 64
+
+
+def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
+    """``table[idx]``; for a few rows as concatenated dynamic slices (cheaper than a gather on XLA:CPU)."""
+    if idx.shape[0] <= _FEW:
+        return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0) for j in range(idx.shape[0])])
+    return table[idx]
+
+
+def _differentiable(proj: Any) -> bool:
+    """Whether gradients may be taken: the weights or a rule parameter are TrainVars."""
+    rule = proj.plasticity
+    return isinstance(proj.weight, TrainVar) or any(isinstance(v, TrainVar) for v in rule.__dict__.values())
 
 
 def plastic_update(proj: Any) -> jax.Array:
@@ -357,33 +391,39 @@ def plastic_update(proj: Any) -> jax.Array:
     on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
     release = rule.release
 
-    def hook(fn: Callable, syn: jax.Array, w: jax.Array, state: dict, pre: jax.Array,
-             post: jax.Array) -> tuple[jax.Array, dict]:
-        ws = _gather(w, syn)
-        ss = {k: _gather(v, syn) for k, v in state.items()}
-        if names:
-            ws, ss = fn(ws, pre, post, ss)
-        else:
-            ws = fn(ws, pre, post)
-        return (w.at[syn].set(ws, mode="drop"),
-                {k: v.at[syn].set(ss[k], mode="drop") for k, v in state.items()})
+    nnz = tables.nnz
 
-    def rows(idx: jax.Array) -> tuple[jax.Array, jax.Array, dict]:
-        syn = row_syn[idx]                                   # (K, k); padding: nnz
-        post = row_post[idx]                                 # padding: n_post (dropped)
+    def read(arrays: tuple, syn: jax.Array) -> tuple:
+        # padding slots (syn == nnz) read the last synapse; what they compute is dropped on write
+        safe = jnp.minimum(syn, max(nnz - 1, 0))
+        return tuple(a[safe] for a in arrays)
+
+    def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
+        return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
+
+    def write(w_: jax.Array, state_: dict, syn: jax.Array, ws: jax.Array, ss: dict) -> tuple[jax.Array, dict]:
+        return (w_.at[syn].set(ws, mode="drop"),
+                {n: v.at[syn].set(ss[n], mode="drop") for n, v in state_.items()})
+
+    def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
+        x, w_, state_ = carry
+        syn = _take(row_syn, idx)                            # (K, k); padding: nnz
+        post = _take(row_post, idx)                          # padding: n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
-        w_, state_ = w, state
+        ws, *svals = read((w_, *state_.values()), syn)
+        ss = dict(zip(state_, svals))
         if names:
-            w_, state_ = hook(rule._catch_up, syn, w_, state_, pre, post_c)
-        amount = _gather(w_, syn) * sv[idx][:, None]
-        if release is not None:
-            amount = amount * release(idx)[:, None]
-        x = jnp.zeros((n_post,), jnp.float32).at[post].add(amount, mode="drop")
+            ws, ss = call(rule._catch_up, ws, ss, pre, post_c)
+        factor = sv[idx] if release is None else sv[idx] * release(idx)
+        x = x.at[post].add(ws * factor[:, None], mode="drop")
         if on_pre:
-            w_, state_ = hook(rule.on_pre, syn, w_, state_, pre, post_c)
+            ws, ss = call(rule.on_pre, ws, ss, pre, post_c)
+        if on_pre or names:
+            w_, state_ = write(w_, state_, syn, ws, ss)
         return x, w_, state_
 
-    x, w, state = _events(pre_s, proj.max_spikes, rows)
+    diff = _differentiable(proj)
+    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), jnp.float32), w, state), diff)
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
@@ -391,15 +431,18 @@ def plastic_update(proj: Any) -> jax.Array:
     if on_post:
         col_syn, col_pre = tables.col_syn.value, tables.col_pre.value
 
-        def cols(idx: jax.Array) -> tuple[jax.Array, dict]:
-            syn = col_syn[idx]
-            pre, post = jnp.minimum(col_pre[idx], n_pre - 1), idx[:, None]
-            w_, state_ = w, state
+        def cols(idx: jax.Array, carry: tuple) -> tuple[jax.Array, dict]:
+            w_, state_ = carry
+            syn = _take(col_syn, idx)
+            pre, post = jnp.minimum(_take(col_pre, idx), n_pre - 1), idx[:, None]
+            ws, *svals = read((w_, *state_.values()), syn)
+            ss = dict(zip(state_, svals))
             if names:
-                w_, state_ = hook(rule._catch_up, syn, w_, state_, pre, post)
-            return hook(rule.on_post, syn, w_, state_, pre, post)
+                ws, ss = call(rule._catch_up, ws, ss, pre, post)
+            ws, ss = call(rule.on_post, ws, ss, pre, post)
+            return write(w_, state_, syn, ws, ss)
 
-        w, state = _events(post_s, proj.max_post_spikes, cols)
+        w, state = _for_events(post_s, proj.max_post_spikes, cols, (w, state), diff)
     for t in traces.values():
         if t.side == "post":
             t.add(post_s)

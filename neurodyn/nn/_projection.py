@@ -134,6 +134,7 @@ class Projection(Module):
             raise TypeError(f"Projection: out must be a synaptic output (nn.CUBA(), nn.COBA(E)), got {type(out).__name__}")
         if mode not in ("auto", "event", "dense"):
             raise ValueError(f"Projection: mode must be 'auto', 'event' or 'dense', got {mode!r}")
+        requested_max_spikes = max_spikes
         if plasticity is not None and mode == "dense":
             raise ValueError("Projection: a plastic projection propagates event-driven; got mode='dense'")
         self.pre, self.post, self.conn, self.syn, self.out = pre, post, conn, syn, out
@@ -186,7 +187,7 @@ class Projection(Module):
         self._setup_delay(None)
         self.plasticity = plasticity
         if plasticity is not None:
-            _attach_plasticity(self, plasticity)
+            _attach_plasticity(self, plasticity, requested_max_spikes)
 
         if name is None:
             i = len(post.current_inputs)
