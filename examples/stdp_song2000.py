@@ -32,11 +32,13 @@ G_MAX = 0.01
 class Song2000(nn.Network):
     """``n_inputs`` Poisson inputs onto one LIF neuron with plastic COBA synapses."""
 
-    def __init__(self, n_inputs: int = 1000, rate: float = 15., g_max: float = G_MAX, seed: int = 0):
+    def __init__(self, n_inputs: int = 1000, rate: float = 15., g_max: float = G_MAX, seed: int = 0,
+                 A_plus: float = 0.01):
         nd.random.seed(seed)
         self.inputs = nn.PoissonGroup(n_inputs, freq=rate)
         self.neuron = nn.LIF(1, V_rest=-74., V_reset=-60., V_th=-54., tau=10., V_initializer=-74.)
-        stdp = nn.STDP(tau_pre=20., tau_post=20., A_plus=0.01 * g_max, A_minus=1.05 * 0.01 * g_max,
+        # A_plus in units of g_max; depression 5% stronger
+        stdp = nn.STDP(tau_pre=20., tau_post=20., A_plus=A_plus * g_max, A_minus=1.05 * A_plus * g_max,
                        w_min=0., w_max=g_max)
         w0 = np.random.default_rng(seed).uniform(0., g_max, n_inputs).astype(np.float32)
         # a conductance in units of the leak conductance: tau_m dV/dt = E_L - V + g (E_e - V)

@@ -490,3 +490,59 @@ def test_bad_projection_setups_are_clear_errors():
     np.testing.assert_array_equal(proj.plasticity.x_pre.value, x)
     with pytest.raises(ValueError, match="weight_mean: expected a Projection with plasticity"):
         nn.weight_mean(nn.Projection(Source(3), nn.LIF(3), nn.AllToAll(), 1., nn.Expon(3, 5.), nn.CUBA()))
+
+
+# -- Song, Miller & Abbott (2000), shortened ----------------------------------------------------------
+def _example():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("stdp_song2000", ROOT / "examples" / "stdp_song2000.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_song2000_weights_drift_towards_the_bounds():
+    # 10 s with a learning rate 2x the paper's (the full 100 s run is examples/stdp_song2000.py)
+    song = _example()
+    net = song.Song2000(A_plus=0.02)
+    w0 = np.asarray(net.syn.weight.value) / song.G_MAX
+    mon = nd.Runner(net, progress_bar=False, monitor_every=20000,
+                    monitors={"hist": nn.weight_histogram(net.syn, 10)}).run(10000.)
+    w = np.asarray(net.syn.weight.value) / song.G_MAX
+    ends = lambda h: (h[0] + h[-1]) / h.sum()
+    h0 = np.histogram(w0, bins=10, range=(0, 1))[0]
+    assert ends(h0) < 0.22 and ends(mon["hist"][-1]) > 0.25        # uniform -> mass at both bounds
+    assert np.all(np.diff([ends(h) for h in mon["hist"]]) > -0.01)  # a steady trend
+    assert w.std() > w0.std() + 0.01
+    assert w.min() >= 0 and w.max() <= 1
+
+
+# -- sharding: a 4-device subprocess -------------------------------------------------------------------
+SHARD_CHECK = """
+import importlib.util, json, numpy as np, jax
+import neurodyn as nd
+spec = importlib.util.spec_from_file_location("s", "examples/stdp_song2000.py")
+s = importlib.util.module_from_spec(spec); spec.loader.exec_module(s)
+out = []
+for mesh in (None, 4):
+    net = s.COBASTDP(scale=0.25, seed=5)
+    r = nd.Runner(net, monitors=["E.spike"], inputs=[("E.input", 20.), ("I.input", 20.)], progress_bar=False,
+                  mesh=mesh, chunk_size=100)
+    r.run(30.)
+    out.append((r.mon["E.spike"], np.asarray(net.E2E.weight.value), str(getattr(net.E2E.plasticity.x_pre.value.sharding, "spec", None))))
+print(json.dumps({"devices": jax.device_count(), "spikes": int(out[0][0].sum()),
+                  "same_spikes": bool(np.array_equal(out[0][0], out[1][0])),
+                  "moved": float(np.abs(out[0][1] - 0.6).max()),
+                  "same_weights": bool(np.array_equal(out[0][1], out[1][1])), "trace_spec": out[1][2]}))
+"""
+
+
+def test_sharded_run_with_plasticity_equals_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-c", SHARD_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["devices"] == 4 and r["spikes"] > 50 and r["moved"] > 0
+    assert r["same_spikes"] and r["same_weights"]
+    assert "neurons" in r["trace_spec"]                 # traces split along the neuron axis
