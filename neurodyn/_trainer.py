@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
@@ -12,14 +13,20 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._checkpoint import load as _load
-from ._checkpoint import save as _save
+from . import random as _nd_random
+from ._checkpoint import read_file as _read_file
+from ._checkpoint import write_file as _write_file
+from ._checkpoint import variables as _ckpt_variables
 from ._jit import jit as _jit
 from ._module import Module
+from ._random import RandomState
+from ._state import Frame, Variable, current_frame
 from ._sharding import Placement, as_mesh, check_spec, put_batch, spec_from
 from ._transforms import for_loop, value_and_grad
 
 __all__ = ["Trainer"]
+
+_SKIPPED = "_nd_skipped"  # per-step flag the compiled step returns to the host
 
 LossFn = Callable[[Module, Any], Any]
 
@@ -34,6 +41,14 @@ def _is_array_dataset(data: Any) -> bool:
     if isinstance(data, tuple) and data and all(_is_array(x) for x in data):
         return True
     return isinstance(data, Mapping) and bool(data) and all(_is_array(x) for x in data.values())
+
+
+def _needs_reset(model: Module) -> bool:
+    """Whether a model's state is reset before every batch by default (decided once, at construction)."""
+    own = getattr(model, "reset_state_per_batch", None)
+    if own is not None:
+        return bool(own)
+    return any(getattr(m, "reset_state_per_batch", False) for m in model.modules().values())
 
 
 class Trainer:
@@ -60,12 +75,22 @@ class Trainer:
         donate: donate the written Variables' buffers to the step (saves
             memory and copies; arrays you kept from ``var.value`` before a step
             become invalid).
-        stop_on_nan: raise ``FloatingPointError`` on a non-finite loss
-            (otherwise a warning names the step).
+        stop_on_nan: what happens when a step's loss or a gradient is not
+            finite. That step's update is always skipped on the device
+            (parameters, optimizer state and other model state stay as they
+            were; the random state moves on). ``False``: training goes on, one
+            warning names the step, epoch and batch, and ``history['skipped']``
+            counts the skipped steps per epoch. ``True``: every later step is
+            skipped on the device as well and :meth:`fit` raises
+            ``FloatingPointError`` when the losses are next fetched, with the
+            parameters as they were before the bad step (:meth:`step` checks at
+            once).
         reset_state: call ``model.reset_state(batch_size)`` at the start of
             every step, inside the compiled step (e.g. recurrent or spiking
             models trained with BPTT). ``None`` follows the model's
-            ``reset_state_per_batch`` attribute (default False). When the batch
+            ``reset_state_per_batch`` attribute if it has one, and otherwise
+            resets when any submodule sets it (the discrete spiking layers
+            ``nn.Leaky``, ``nn.RLeaky``, ``nn.LeakyIntegrator``, ... do). When the batch
             size changes, the reset also runs once outside compiled code, so
             ``reset_state`` may use ``Variable.reset_value`` for new shapes and
             must assign in place (``v.value = ...``) otherwise.
@@ -92,6 +117,12 @@ class Trainer:
             first match wins), or ``fn(path, var) -> PartitionSpec | None``
             (e.g. :func:`nd.distributed.shard_largest_axis`). The optimizer state
             of a parameter (optax moments mirror its shape) gets the same sharding.
+
+    An interrupted :meth:`fit` (Ctrl-C, an exception) resumes at the batch it
+    reached when called again with the same data and seed (``trainer.epoch`` and
+    ``trainer.batch_in_epoch`` tell where); set ``batch_in_epoch = 0`` to start
+    the epoch over. :meth:`save` keeps that position. State that is reset for
+    every batch (``reset_state``) is not saved: it is rebuilt by the next step.
 
     Example:
         >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
@@ -132,12 +163,16 @@ class Trainer:
         self.steps_per_call = int(steps_per_call)
         self.stop_on_nan = stop_on_nan
         self.reset_state = reset_state
+        self._auto_reset = _needs_reset(model)
         self.before_step = before_step
         self.log_every = max(int(log_every), 1)
         self.batch_axis = batch_axis
         self.epoch = 0
         self.global_step = 0
+        self.batch_in_epoch = 0
         self.history: dict[str, list[float]] = {}
+        self._partial: dict[str, float] = {}  # running sums of an interrupted epoch
+        self._halted = Variable(False)  # set on the device by a bad step under stop_on_nan
         self._spec: Any = None
         self._reset_bs: Any = object()
         self._first_epoch = 0
@@ -216,7 +251,7 @@ class Trainer:
     # -- the compiled bodies ---------------------------------------------------------
     def _wants_reset(self) -> bool:
         r = self.reset_state
-        return bool(getattr(self.model, "reset_state_per_batch", False) if r is None else r)
+        return self._auto_reset if r is None else bool(r)
 
     def _axes(self, n: int) -> tuple[int, ...]:
         ax = self.batch_axis
@@ -249,14 +284,33 @@ class Trainer:
         return loss, dict(aux)
 
     def _train_step(self, batch: Any) -> dict[str, Any]:
-        self._prepare(batch)
-        (loss, aux), grads = value_and_grad(self._loss, grad_vars=self._params, has_aux=True)(batch)
-        self.optimizer.update(grads)
+        # The step writes into a frame of its own; its writes reach the model only where
+        # the loss and every gradient are finite (a select on the device, so this holds for
+        # any number of steps inside one compiled call).
+        frame = Frame(current_frame())
+        with frame:
+            self._prepare(batch)
+            (loss, aux), grads = value_and_grad(self._loss, grad_vars=self._params, has_aux=True)(batch)
+            finite = jnp.isfinite(loss)
+            for g in jax.tree.leaves(grads):
+                finite = finite & jnp.all(jnp.isfinite(g))
+            self.optimizer.update(grads)
+        ok = finite & ~self._halted.value if self.stop_on_nan else finite
+        for i, var in frame.writes.items():
+            new = frame.values[i]
+            if i in frame.born:
+                var._value = new
+            elif isinstance(var, RandomState):
+                var.value = new
+            else:
+                var.value = jnp.where(ok, new, var.value)
+        if self.stop_on_nan:
+            self._halted.value = ~ok
         if self._placement is not None:
             # Pin the written state to its placement, so the next step sees the same shardings
             # (and a sharded parameter's update stays sharded rather than whatever XLA picks).
             self._placement.constrain()
-        return {"loss": loss, **aux}
+        return {"loss": loss, **aux, _SKIPPED: ~ok}
 
     def _train_steps(self, batches: Any) -> dict[str, Any]:
         return for_loop(self._train_step, batches)
@@ -327,6 +381,16 @@ class Trainer:
         Example:
             >>> out = trainer.step((x_batch, y_batch)); float(out["loss"])
         """
+        out = self._step(batch)
+        skipped = out.pop(_SKIPPED)
+        if self.stop_on_nan and bool(skipped):
+            self._halted.value = False
+            self.global_step -= 1
+            raise FloatingPointError(self._bad_step_message(self.global_step, None, out) +
+                                     "; the update was not applied (stop_on_nan=True)")
+        return out
+
+    def _step(self, batch: Any) -> dict[str, jax.Array]:
         self._check_batch(batch, f"batch of step {self.global_step}")
         if self._placement is not None:
             batch = self._put(batch, False, f"Trainer: batch of step {self.global_step}")
@@ -342,14 +406,35 @@ class Trainer:
         self.global_step += 1
         return out
 
+    def _bad_step_message(self, step: int, batch: int | None, out: Mapping[str, Any], k: int = 0) -> str:
+        loss = float(np.atleast_1d(np.asarray(out["loss"]))[k])
+        what = f"non-finite loss {loss}" if not math.isfinite(loss) else "non-finite gradient"
+        where = f"epoch {self.epoch}" + ("" if batch is None else f", batch {batch}")
+        return f"Trainer: {what} at training step {step} ({where})"
+
     def steps(self, batches: Any) -> dict[str, jax.Array]:
         """Several steps in one compiled call; ``batches`` are stacked on a new leading axis.
+
+        A step whose loss or gradient is not finite is skipped on the device
+        (``stop_on_nan`` as in :meth:`step`, checked after the call).
 
         Example:
             >>> out = trainer.steps((xs[:10].reshape(10, 32, -1), ys[:10].reshape(10, 32)))
             >>> out["loss"].shape
             (10,)
         """
+        g0 = self.global_step
+        out = self._steps(batches)
+        skipped = np.asarray(out.pop(_SKIPPED))
+        if self.stop_on_nan and skipped.any():
+            k = int(np.flatnonzero(skipped)[0])
+            self._halted.value = False
+            self.global_step = g0 + k
+            raise FloatingPointError(self._bad_step_message(g0 + k, None, out, k) +
+                                     "; it and every later step of the call were not applied (stop_on_nan=True)")
+        return out
+
+    def _steps(self, batches: Any) -> dict[str, jax.Array]:
         first = jax.tree.map(lambda a: a[0], batches)
         self._check_batch(first, f"stacked batches of step {self.global_step}")
         if self._placement is not None:
@@ -365,7 +450,7 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
     def _batches(self, data: Any, batch_size: int | None, shuffle: bool, seed: Any,
-                 epoch: int, drop_last: bool) -> tuple[Iterator[Any], int | None]:
+                 epoch: int, drop_last: bool, skip: int = 0) -> tuple[Iterator[Any], int | None]:
         if _is_array_dataset(data):
             leaves, treedef = jax.tree.flatten(data)
             leaves = [np.asarray(x) for x in leaves]
@@ -385,7 +470,7 @@ class Trainer:
             count = n // bs if drop_last else math.ceil(n / bs)
 
             def gen() -> Iterator[Any]:
-                for k in range(count):
+                for k in range(skip, count):
                     sl = slice(k * bs, min((k + 1) * bs, n))
                     idx = order[sl] if order is not None else sl
                     yield jax.tree.unflatten(treedef, [x[idx] for x in leaves])
@@ -403,6 +488,9 @@ class Trainer:
         if it is data and epoch > self._first_epoch:
             warnings.warn("Trainer: train_data is a one-shot iterator; pass a list, a re-iterable, or a "
                           "function returning a fresh iterator to train for several epochs", stacklevel=3)
+        if skip and it is not data:
+            # a fresh iterator of an interrupted epoch: pass over the batches already trained on
+            it = itertools.islice(it, skip, None)
         return it, total
 
     # -- fitting ------------------------------------------------------------------------------
@@ -415,64 +503,82 @@ class Trainer:
         number, so a resumed run sees the same order), or an iterable of
         batches (a list, a re-iterable, or a function returning an iterator).
         ``history`` holds per-epoch means: ``loss``, the aux entries, and
-        ``eval_*`` for ``eval_data``.
+        ``eval_*`` for ``eval_data``; ``skipped`` (steps whose update was
+        skipped for a non-finite loss or gradient) appears once one was.
+
+        If a previous ``fit`` was interrupted mid-epoch, the first epoch here
+        finishes that one, starting at ``trainer.batch_in_epoch``.
 
         Example:
             >>> trainer.fit((x, y), epochs=3, batch_size=32, eval_data=(x_val, y_val), seed=0)
         """
         self._first_epoch = self.epoch
         for _ in range(int(epochs)):
-            it, total = self._batches(train_data, batch_size, shuffle, seed, self.epoch, drop_last)
+            it, total = self._batches(train_data, batch_size, shuffle, seed, self.epoch, drop_last,
+                                      self.batch_in_epoch)
             stats = self._run_epoch(it, total)
             record = dict(stats)
             if eval_data is not None:
                 ev = self.evaluate(eval_data, batch_size=batch_size)
                 record.update({f"eval_{k}": v for k, v in ev.items()})
+            if record.get("skipped") or "skipped" in self.history:
+                self.history.setdefault("skipped", [0.0] * len(self.history.get("loss", [])))
+            else:
+                record.pop("skipped", None)
             for k, v in record.items():
                 self.history.setdefault(k, []).append(v)
             self.epoch += 1
+            self.batch_in_epoch = 0
         return self.history
 
     def _run_epoch(self, it: Iterator[Any], total: int | None) -> dict[str, float]:
-        bar = tqdm(total=total, desc=f"epoch {self.epoch + 1}", disable=not self.progress_bar,
-                   leave=True, dynamic_ncols=True)
+        batch_index = self.batch_in_epoch
+        bar = tqdm(total=total, initial=batch_index, desc=f"epoch {self.epoch + 1}",
+                   disable=not self.progress_bar, leave=True, dynamic_ncols=True)
         pending: list[tuple[int, int, dict]] = []  # (first global step, batch index, outputs)
-        sums: dict[str, float] = {}
-        n_done = 0
+        # an interrupted epoch's sums carry on (losses of steps whose update was applied)
+        sums: dict[str, float] = dict(self._partial) if batch_index else {}
+        n_done = int(sums.pop("_n", 0))
+        skipped_total = int(sums.pop("_skipped", 0))
         unfetched = 0
-        batch_index = 0
         group: list[Any] = []
+        stopped_at: int | None = None
 
         def fetch() -> None:
-            nonlocal n_done, unfetched
+            nonlocal n_done, unfetched, skipped_total, stopped_at
             if not pending:
                 return
             host = jax.device_get([p[2] for p in pending])
-            for (g0, b0, _), out in zip(pending, host):
-                losses = np.atleast_1d(out["loss"])
-                bad = np.flatnonzero(~np.isfinite(losses))
-                if bad.size:
-                    k = int(bad[0])
-                    msg = (f"Trainer: non-finite loss {losses[k]} at training step {g0 + k} "
-                           f"(epoch {self.epoch}, batch {b0 + k})")
-                    if self.stop_on_nan:
-                        bar.close()
-                        raise FloatingPointError(msg + "; training stopped (stop_on_nan=True)")
-                    warnings.warn(msg, RuntimeWarning, stacklevel=4)
-                for key, val in out.items():
-                    sums[key] = sums.get(key, 0.0) + float(np.sum(val))
-                n_done += losses.size
+            done = list(pending)
             pending.clear()
             unfetched = 0
+            for (g0, b0, _), out in zip(done, host):
+                skipped = np.atleast_1d(out.pop(_SKIPPED))
+                keep = ~skipped
+                for k in np.flatnonzero(skipped):
+                    k = int(k)
+                    msg = self._bad_step_message(g0 + k, b0 + k, out, k)
+                    if self.stop_on_nan:
+                        # this step and every later one were skipped on the device
+                        self._halted.value = False
+                        self.global_step = g0 + k
+                        self.batch_in_epoch = stopped_at = b0 + k
+                        raise FloatingPointError(msg + "; its update was not applied and training "
+                                                 "stopped (stop_on_nan=True)")
+                    warnings.warn(msg + "; its update was skipped", RuntimeWarning, stacklevel=5)
+                for key, val in out.items():
+                    sums[key] = sums.get(key, 0.0) + float(np.sum(np.atleast_1d(val)[keep]))
+                n_done += int(keep.sum())
+                skipped_total += int(skipped.sum())
             bar.set_postfix({k: f"{v / max(n_done, 1):.4g}" for k, v in sums.items()}, refresh=False)
 
         def run_group() -> None:
             nonlocal batch_index, unfetched
             if len(group) == 1:
-                pending.append((self.global_step, batch_index, self.step(group[0])))
+                pending.append((self.global_step, batch_index, self._step(group[0])))
             else:
                 stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *group)
-                pending.append((self.global_step, batch_index, self.steps(stacked)))
+                pending.append((self.global_step, batch_index, self._steps(stacked)))
             batch_index += len(group)
             unfetched += len(group)
             bar.update(len(group))
@@ -488,19 +594,36 @@ class Trainer:
                 run_group()
 
         K = self.steps_per_call
-        for batch in it:
-            # Only batches of one shape can be stacked (a short last batch runs on its own).
-            if K > 1 and group and self._signature(batch) != self._signature(group[0]):
-                run_singly()
-            group.append(batch)
-            if len(group) == K:
-                run_group()
-        run_singly()
-        fetch()
-        bar.close()
-        if n_done == 0:
+        try:
+            for batch in it:
+                # Only batches of one shape can be stacked (a short last batch runs on its own).
+                if K > 1 and group and self._signature(batch) != self._signature(group[0]):
+                    run_singly()
+                group.append(batch)
+                if len(group) == K:
+                    run_group()
+            run_singly()
+            fetch()
+        except BaseException:
+            # Interrupted (Ctrl-C, an error): every dispatched step has run on the device;
+            # keep their statistics and the position so that the next fit goes on from there.
+            if pending:
+                try:
+                    fetch()
+                except FloatingPointError:
+                    pass
+            if stopped_at is None:
+                self.batch_in_epoch = batch_index
+            self._partial = {**sums, "_n": n_done, "_skipped": skipped_total}
+            raise
+        finally:
+            bar.close()
+        self._partial = {}
+        if n_done + skipped_total == 0:
             raise ValueError("Trainer.fit: the training data yielded no batches")
-        return {k: v / n_done for k, v in sums.items()}
+        out = {k: v / max(n_done, 1) for k, v in sums.items()}
+        out["skipped"] = float(skipped_total)
+        return out
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
@@ -562,16 +685,51 @@ class Trainer:
             self.model.train(was_training)
 
     # -- checkpoints -------------------------------------------------------------------------------
+    def _per_batch_state(self) -> set[str]:
+        """Checkpoint names of the model Variables that ``reset_state`` rewrites for every batch.
+
+        Found by running the reset once outside compiled code and putting every
+        value back, so nothing changes (the random state included).
+        """
+        if not self._wants_reset():
+            return set()
+        model_vars = self.model.vars()
+        before = {p: v._value for p, v in model_vars.items()}
+        rng_before = _nd_random.DEFAULT._value
+        bs = self._reset_bs if isinstance(self._reset_bs, int) else None
+        try:
+            self.model.reset_state(bs)
+        finally:
+            changed = {p for p, v in model_vars.items() if v._value is not before[p]}
+            for p, v in model_vars.items():
+                v._value = before[p]
+            _nd_random.DEFAULT._value = rng_before
+        params = {id(v) for v in self._params.values()}
+        return {f"model/{p}" for p in changed if id(model_vars[p]) not in params}
+
+    def _checkpoint_vars(self) -> tuple[dict[str, Variable], set[str]]:
+        own = _ckpt_variables({"model": self.model, "optimizer": self.optimizer}, True)
+        skip = self._per_batch_state()
+        return {k: v for k, v in own.items() if k not in skip}, skip
+
     def save(self, path: str | os.PathLike) -> None:
-        """Atomically save model, optimizer, random state, epoch, step and history.
+        """Atomically save model, optimizer, random state, epoch, position, step and history.
+
+        State that ``reset_state`` rebuilds for every batch (neuron state of a
+        model trained with per-batch reset) is left out: it depends on the batch
+        size, and the next step resets it anyway.
 
         Example:
             >>> trainer.save("run/ckpt.npz")
         """
-        meta: dict[str, Any] = {"epoch": self.epoch, "global_step": self.global_step}
+        meta: dict[str, Any] = {"epoch": self.epoch, "global_step": self.global_step,
+                                "batch_in_epoch": self.batch_in_epoch}
         for k, v in self.history.items():
             meta[f"history/{k}"] = np.asarray(v, dtype=np.float64)
-        _save(path, {"model": self.model, "optimizer": self.optimizer}, rng=True, metadata=meta)
+        if self.batch_in_epoch:
+            meta["partial_epoch"] = {k: float(v) for k, v in self._partial.items()}
+        own, _ = self._checkpoint_vars()
+        _write_file(path, own, meta)
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint written by :meth:`save` (names and shapes are checked first).
@@ -579,11 +737,15 @@ class Trainer:
         Example:
             >>> trainer.load("run/ckpt.npz"); trainer.fit(data, epochs=1)   # continues
         """
-        meta = _load(path, {"model": self.model, "optimizer": self.optimizer}, rng=True)
+        own, skip = self._checkpoint_vars()
+        meta = _read_file(path, own, ignore=skip)
         if self._placement is not None:
             self._placement.place()
         self.epoch = int(meta.get("epoch", 0))
         self.global_step = int(meta.get("global_step", 0))
+        self.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
+        self._partial = dict(meta.get("partial_epoch", {}))
+        self._halted.value = False
+        self._reset_bs = object()  # the per-batch state is rebuilt for the next batch's size
         self.history = {k[len("history/"):]: [float(x) for x in v]
                         for k, v in meta.items() if k.startswith("history/")}
-

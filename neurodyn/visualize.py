@@ -32,14 +32,16 @@ def firing_rate(spikes: Any, dt: float, window: float | None = None) -> np.ndarr
     return rate
 
 
-def raster_plot(ts: Any, spikes: Any, path: str | None = None, title: str | None = None,
+def raster_plot(ts: Any, spikes: Any = None, path: str | None = None, title: str | None = None,
                 ax: Any = None, markersize: float = 1.0, show_rate: bool = True) -> Any:
     """Raster plot of a (time, neurons) spike array, with the population rate below.
 
+    ``ts`` may also be an ``nd.SpikeRecord`` (from ``nd.SpikeMonitor``), with no ``spikes``.
     Writes a PNG to ``path`` when given; returns the matplotlib figure.
 
     Example:
         >>> fig = raster_plot(mon.ts, mon['E.spike'], path='raster.png')
+        >>> fig = raster_plot(mon['E'], path='raster.png')      # an nd.SpikeRecord
     """
     try:
         import matplotlib
@@ -49,13 +51,22 @@ def raster_plot(ts: Any, spikes: Any, path: str | None = None, title: str | None
         import matplotlib.pyplot as plt
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("raster_plot needs matplotlib: pip install 'neurodyn[plot]'") from e
-    ts = np.asarray(ts)
-    spikes = np.asarray(spikes)
-    if spikes.ndim != 2 or spikes.shape[0] != ts.shape[0]:
-        raise ValueError(
-            f"raster_plot expects spikes of shape (len(ts), neurons) = ({ts.shape[0]}, n), got {spikes.shape}"
-        )
-    t_idx, n_idx = np.nonzero(spikes)
+    from ._monitors import SpikeRecord
+
+    record = ts if isinstance(ts, SpikeRecord) else None
+    if record is not None:
+        t_spk, n_idx = record.times, record.indices
+        t_lim = (record.t_start, record.t_stop)
+    else:
+        ts = np.asarray(ts)
+        spikes = np.asarray(spikes)
+        if spikes.ndim != 2 or spikes.shape[0] != ts.shape[0]:
+            raise ValueError(
+                f"raster_plot expects spikes of shape (len(ts), neurons) = ({ts.shape[0]}, n), got {spikes.shape}"
+            )
+        t_idx, n_idx = np.nonzero(spikes)
+        t_spk = ts[t_idx]
+        t_lim = (ts[0] if len(ts) else 0, ts[-1] if len(ts) else 1)
     if ax is None:
         rows = 2 if show_rate else 1
         fig, axes = plt.subplots(rows, 1, figsize=(8, 5 if show_rate else 4), sharex=True,
@@ -63,12 +74,18 @@ def raster_plot(ts: Any, spikes: Any, path: str | None = None, title: str | None
         ax, rate_ax = axes[0, 0], (axes[1, 0] if show_rate else None)
     else:
         fig, rate_ax = ax.figure, None
-    ax.plot(ts[t_idx], n_idx, ".", markersize=markersize, color="k")
+    ax.plot(t_spk, n_idx, ".", markersize=markersize, color="k")
     ax.set_ylabel("neuron")
-    ax.set_xlim(ts[0] if len(ts) else 0, ts[-1] if len(ts) else 1)
+    ax.set_xlim(*t_lim)
     if title:
         ax.set_title(title)
-    if rate_ax is not None and len(ts) > 1:
+    if rate_ax is not None and record is not None:
+        width = 5 * record.dt if record.dt >= 1 else 5.0
+        rate = record.population_rate(width)
+        rate_ax.plot(record.t_start + (np.arange(rate.size) + 0.5) * width, rate, lw=1)
+        rate_ax.set_ylabel("rate (Hz)")
+        rate_ax.set_xlabel("time (ms)")
+    elif rate_ax is not None and len(ts) > 1:
         dt = float(ts[1] - ts[0])
         rate_ax.plot(ts, firing_rate(spikes, dt, window=5 * dt if dt >= 1 else 5.0), lw=1)
         rate_ax.set_ylabel("rate (Hz)")

@@ -304,7 +304,9 @@ def test_event_driven_plasticity_equals_dense_reference(kind, p):
     M[rows, indices] = True
     W0 = np.zeros((n_pre, n_post))
     W0[rows, indices] = w_init
-    arrived = np.concatenate([np.zeros((delay, n_pre), bool), pre[:-delay]])
+    # delivered D = 3 steps after emission; a raster row is what the projection reads one step
+    # after emission (D = 1), so the rule sees presynaptic spikes D - 1 rows late
+    arrived = np.concatenate([np.zeros((delay - 1, n_pre), bool), pre[:-(delay - 1)]])
     ref = dense_reference(kind, p, M, W0, arrived, post, rewards, dt)[rows, indices]
     got = np.asarray(proj.weight.value)
     assert np.abs(ref - w_init).max() > 0.05          # the weights did move

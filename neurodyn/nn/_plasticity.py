@@ -21,12 +21,16 @@ Order of one step (the projection reads the spikes of the previous step):
    step count as pre-before-post, as in Brian2's STDP example);
 5. postsynaptic traces take this step's postsynaptic spikes.
 
-Delays are axonal: a rule sees a presynaptic spike when it arrives at the
-synapse (emission plus the projection's ``delay``) and a postsynaptic spike
-when it is emitted (no dendritic back-propagation delay), as Brian2 does by
-default. NEST's ``stdp_synapse`` treats the delay as dendritic instead, which
-shifts the STDP window by the delay. Per-synapse delays are not supported with
-plasticity.
+Delays are axonal. The projection reads postsynaptic spikes one step after
+they are emitted (as every projection reads its presynaptic spikes), and
+presynaptic spikes when they are delivered, ``D`` steps after emission
+(``delay=None``: ``D = 1``). So the rule's interval for a pair is
+``t_post - t_pre - (D - 1) dt``: the part of the delay beyond the one-step
+transmission of every projection counts as axonal, and with ``delay=None``
+spikes emitted in the same step are simultaneous for the rule (as in Brian2 with
+a zero delay, where ``on_pre`` runs in the step of the spike). NEST's
+``stdp_synapse`` treats the delay as dendritic instead, which shifts the STDP
+window by the delay. Per-synapse delays are refused with plasticity.
 """
 
 from __future__ import annotations
