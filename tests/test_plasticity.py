@@ -515,7 +515,8 @@ def test_song2000_weights_drift_towards_the_bounds():
     w = np.asarray(net.syn.weight.value) / song.G_MAX
     ends = lambda h: (h[0] + h[-1]) / h.sum()
     h0 = np.histogram(w0, bins=10, range=(0, 1))[0]
-    assert ends(h0) < 0.22 and ends(mon["hist"][-1]) > 0.25        # uniform -> mass at both bounds
+    # uniform -> mass gathering at both bounds (bimodal after the example's 100 s)
+    assert ends(h0) < 0.22 and ends(mon["hist"][-1]) > 0.23
     assert np.all(np.diff([ends(h) for h in mon["hist"]]) > -0.01)  # a steady trend
     assert w.std() > w0.std() + 0.01
     assert w.min() >= 0 and w.max() <= 1
