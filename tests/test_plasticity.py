@@ -483,6 +483,8 @@ def test_bad_projection_setups_are_clear_errors():
         plastic("stdp", 5, 5, nn.AllToAll())
     with pytest.raises(ValueError, match="needs one weight per synapse; got a scalar Variable"):
         plastic(nn.STDP(), 5, 5, nn.AllToAll(), weight=nd.Variable(0.5))
+    with pytest.raises(ValueError, match="plasticity with per-synapse delays is not supported"):
+        plastic(nn.STDP(), 5, 5, nn.AllToAll(), delay=np.linspace(0.1, 2., 25))
     rule = nn.STDP()
     plastic(rule, 5, 5, nn.AllToAll())
     with pytest.raises(ValueError, match="already belongs to another projection"):

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 
@@ -142,7 +142,7 @@ class Trace(Variable):
     def __init__(self, side: str, tau: Any, amount: float = 1.0, nearest: bool = False) -> None:
         if side not in ("pre", "post"):
             raise ValueError(f"Trace: side must be 'pre' or 'post', got {side!r}")
-        super().__init__(jnp.zeros((0,), jnp.float32))
+        super().__init__(jnp.zeros((0,), float_dtype()))
         self.side = side
         self.tau = _positive("Trace", "tau", tau)
         self.amount = float(amount)
@@ -154,7 +154,7 @@ class Trace(Variable):
 
     def add(self, spikes: jax.Array) -> None:
         """Take this step's spikes (``spikes`` of shape ``(size,)``)."""
-        s = spikes.astype(jnp.float32)
+        s = spikes.astype(float_dtype())
         if self.nearest:
             self.value = self.value * (1 - s) + self.amount * s
         else:
@@ -263,7 +263,7 @@ class Plasticity(Module):
         self._owner = True
         n_pre, n_post = proj.n_pre, proj.n_post
         for t in self.traces().values():
-            t.reset_value(jnp.zeros((n_pre if t.side == "pre" else n_post,), jnp.float32))
+            t.reset_value(jnp.zeros((n_pre if t.side == "pre" else n_post,), float_dtype()))
         self._resize(n_pre, n_post, proj.nnz)
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
@@ -327,20 +327,17 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
     if not isinstance(rule, Plasticity):
         raise TypeError(f"Projection: plasticity must be an nn.Plasticity rule (e.g. nn.STDP()), "
                         f"got {type(rule).__name__}")
-    if np.ndim(proj.delay) > 0 if proj.delay is not None else False:
-        raise ValueError("Projection: per-synapse delays are not supported with plasticity; "
-                         "give one scalar delay")
     indptr, indices = proj.conn.csr(proj.n_pre, proj.n_post)
     indptr, indices = np.asarray(indptr), np.asarray(indices)
     proj.plastic_index = _Tables(indptr, indices, proj.n_pre, proj.n_post)
     w = proj.weight
-    wv = np.asarray(w._value if isinstance(w, Variable) else w, np.float32)
+    wv = np.asarray(w._value if isinstance(w, Variable) else w, float_dtype())
     if wv.shape == ():
         if isinstance(w, Variable):
             raise ValueError("Projection: a plastic projection needs one weight per synapse; got a scalar "
                              f"Variable. Pass a number (broadcast to all {proj.nnz} synapses) or a "
                              f"Variable of shape ({proj.nnz},)")
-        proj.weight = Variable(jnp.full((proj.nnz,), wv, jnp.float32))
+        proj.weight = Variable(jnp.full((proj.nnz,), wv, float_dtype()))
     elif not isinstance(w, Variable):
         proj.weight = Variable(jnp.asarray(wv))
     lo, hi = _concrete(rule.w_min), _concrete(rule.w_max)
@@ -390,7 +387,7 @@ def plastic_update(proj: Any) -> jax.Array:
     names = tuple(rule.synapse_state)
     state = {k: getattr(rule, k).value for k in names}
     w = proj.weight.value
-    sv = jnp.concatenate([pre_s.astype(jnp.float32), jnp.zeros((1,), jnp.float32)])
+    sv = jnp.concatenate([pre_s.astype(float_dtype()), jnp.zeros((1,), float_dtype())])
     row_syn, row_post = tables.row_syn.value, tables.row_post.value
     on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
     release = rule.release
@@ -427,7 +424,7 @@ def plastic_update(proj: Any) -> jax.Array:
         return x, w_, state_
 
     diff = _differentiable(proj)
-    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), jnp.float32), w, state), diff)
+    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff)
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
@@ -598,12 +595,12 @@ class TsodyksMarkram(Plasticity):
         self.U = _check("TsodyksMarkram", "U", U, lambda c: 0 < c <= 1, "in (0, 1]")
         self.tau_d = _positive("TsodyksMarkram", "tau_d", tau_d)
         self.tau_f = _positive("TsodyksMarkram", "tau_f", tau_f)
-        self.u = Variable(jnp.zeros((0,), jnp.float32))
-        self.x = Variable(jnp.zeros((0,), jnp.float32))
+        self.u = Variable(jnp.zeros((0,), float_dtype()))
+        self.x = Variable(jnp.zeros((0,), float_dtype()))
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
-        self.u.reset_value(jnp.zeros((n_pre,), jnp.float32))
-        self.x.reset_value(jnp.ones((n_pre,), jnp.float32))
+        self.u.reset_value(jnp.zeros((n_pre,), float_dtype()))
+        self.x.reset_value(jnp.ones((n_pre,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         super().reset_state(batch_size)
@@ -620,7 +617,7 @@ class TsodyksMarkram(Plasticity):
 
     def release(self, pre: jax.Array) -> jax.Array:
         x, _, u_plus = self._at_spike()
-        r = jnp.concatenate([u_plus * x, jnp.zeros((1,), jnp.float32)])  # pre == n_pre: padding
+        r = jnp.concatenate([u_plus * x, jnp.zeros((1,), float_dtype())])  # pre == n_pre: padding
         return r[pre]
 
     def step(self, pre_spikes: jax.Array, post_spikes: jax.Array) -> None:
@@ -666,17 +663,17 @@ class RewardSTDP(Plasticity):
         self.x_pre = Trace("pre", tau_pre)
         self.x_post = Trace("post", tau_post)
         # per synapse: eligibility scaled by exp(t_ref_offset / tau_c), and D at its last event
-        self.c = Variable(jnp.zeros((0,), jnp.float32))
-        self.D_last = Variable(jnp.zeros((0,), jnp.float32))
+        self.c = Variable(jnp.zeros((0,), float_dtype()))
+        self.D_last = Variable(jnp.zeros((0,), float_dtype()))
         # the neuromodulator, D(t) = int_0^t exp(-s / tau_c) d(s) ds since the reference time,
         # and the steps since the reference time
-        self.d = Variable(jnp.zeros((), jnp.float32))
-        self.D = Variable(jnp.zeros((), jnp.float32))
+        self.d = Variable(jnp.zeros((), float_dtype()))
+        self.D = Variable(jnp.zeros((), float_dtype()))
         self.k = Variable(jnp.zeros((), jnp.int32))
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
-        self.c.reset_value(jnp.zeros((nnz,), jnp.float32))
-        self.D_last.reset_value(jnp.zeros((nnz,), jnp.float32))
+        self.c.reset_value(jnp.zeros((nnz,), float_dtype()))
+        self.D_last.reset_value(jnp.zeros((nnz,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Clear traces, eligibilities and the neuromodulator (bring weights up to date first: :meth:`sync`)."""
@@ -693,7 +690,7 @@ class RewardSTDP(Plasticity):
         self.d.value = self.d.value + amount
 
     def _scale(self) -> jax.Array:
-        return jnp.exp(self.k.value.astype(jnp.float32) * (get_dt() / self.tau_c))
+        return jnp.exp(self.k.value.astype(float_dtype()) * (get_dt() / self.tau_c))
 
     def _catch_up(self, w: jax.Array, pre: jax.Array, post: jax.Array, s: dict) -> tuple[jax.Array, dict]:
         D = self.D.value
@@ -711,7 +708,7 @@ class RewardSTDP(Plasticity):
         lam = 1.0 / self.tau_c + 1.0 / self.tau_d
         d = self.d.value
         # exact integral over this step of exp(-t / tau_c) d(t), d decaying with tau_d
-        D = self.D.value + d * jnp.exp(-self.k.value.astype(jnp.float32) * (dt / self.tau_c)) \
+        D = self.D.value + d * jnp.exp(-self.k.value.astype(float_dtype()) * (dt / self.tau_c)) \
             * (-math.expm1(-lam * dt) / lam)
         self.d.value = d * math.exp(-dt / self.tau_d)
         k = self.k.value + 1
@@ -719,7 +716,7 @@ class RewardSTDP(Plasticity):
 
         def rebase() -> tuple:
             w2 = self.clip(w + s["c"] * (D - s["D_last"]))
-            c2 = s["c"] * jnp.exp(-k.astype(jnp.float32) * (dt / self.tau_c))
+            c2 = s["c"] * jnp.exp(-k.astype(float_dtype()) * (dt / self.tau_c))
             return w2, c2, jnp.zeros_like(s["D_last"]), jnp.zeros_like(D), jnp.zeros_like(k)
 
         w, c, D_last, D, k = jax.lax.cond(k >= R, rebase, lambda: (w, s["c"], s["D_last"], D, k))
@@ -736,7 +733,7 @@ class RewardSTDP(Plasticity):
             raise ValueError("RewardSTDP.sync: the projection given does not use this rule")
         D = self.D.value
         proj.weight.value = self.clip(proj.weight.value + self.c.value * (D - self.D_last.value))
-        self.D_last.value = jnp.full(self.D_last.shape, D, jnp.float32)
+        self.D_last.value = jnp.full(self.D_last.shape, D, float_dtype())
 
 
 # -- weight monitors -------------------------------------------------------------------------------
