@@ -165,6 +165,12 @@ class Module:
                 "supported; do it outside the compiled call (the next call re-traces)."
             )
 
+    def __setstate__(self, state: dict) -> None:
+        # copy.deepcopy and pickle restore __dict__ without __setattr__: link the children here
+        self.__dict__.update(state)
+        for value in state.values():
+            _link_value(self, value)
+
     def __delattr__(self, name: str) -> None:
         if CTX.frames and not self.__dict__.get("_nd_local", False):
             raise RuntimeError(f"Deleting {type(self).__name__}.{name} inside compiled code is not supported.")

@@ -537,6 +537,13 @@ def test_plain_attributes_reached_through_plain_objects_containers_and_globals_a
         n = f.trace_count
         f(x)
         assert f.trace_count == n, name  # no re-trace once the new value is compiled in
+    # a deep copy reached through a plain object
+    import copy
+    dup = types.SimpleNamespace(m=copy.deepcopy(ns.m))
+    d = nd.jit(lambda x: dup.m(x))
+    np.testing.assert_array_equal(d(x), [5., 5.])
+    dup.m.scale = 7.0
+    np.testing.assert_array_equal(d(x), [7., 7.])
     # a module without Variables of its own, whose child's Variables the trace touched
     g = nd.jit(lambda x: hold.h(x))
     np.testing.assert_array_equal(g(x), [2., 2.])
