@@ -13,9 +13,9 @@ from ._inputs import (ConstantInput, PoissonGroup, PoissonInput, TimedInput, bin
                       ramp_input, section_input)
 from ._neurons import (ALIF, HH, LIF, AdEx, Constant, Group, Izhikevich, NeuronGroup, Normal, Uniform,
                        init_value)
+from ._distributions import TruncatedNormal
 from ._custom import NeuronModel
 from ._spikegen import SpikeGeneratorGroup
-from ._distributions import TruncatedNormal
 from ._drive import Conductance, Drive, Jump
 from ._projection import Network, Projection, delay_steps
 from ._synapses import COBA, CUBA, Alpha, Delta, DualExpon, Expon, Synapse, SynOut, VoltageJump

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import random as _nd_random
+from .._environ import float_dtype
 
 __all__ = ["TruncatedNormal"]
 
@@ -51,13 +52,14 @@ class TruncatedNormal:
                                  f"Normal({mean}, {std}); redrawing would never end in NEST")
         self.mean, self.std, self.low, self.high, self.mode = mean, std, low, high, mode
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        dtype = dtype or float_dtype()
         key = _nd_random.split_key()
         if self.mode == "clip" or self.std == 0:
-            x = self.mean + self.std * jax.random.normal(key, shape, jnp.float32)
+            x = self.mean + self.std * jax.random.normal(key, shape, dtype)
         else:
             lo, hi = ((b - self.mean) / self.std for b in (self.low, self.high))
-            x = self.mean + self.std * jax.random.truncated_normal(key, lo, hi, shape, jnp.float32)
+            x = self.mean + self.std * jax.random.truncated_normal(key, lo, hi, shape, dtype)
         # rounding of mean + std * z may step just outside a bound
         return jnp.clip(x, self.low, self.high).astype(dtype)
 

@@ -23,6 +23,7 @@ counts are summed exactly, then multiplied by the weight).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from typing import Any, Callable
@@ -35,7 +36,7 @@ from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
-from ._neurons import Group, NeuronGroup, init_value
+from ._neurons import Group, NeuronGroup, init_value, reset_var
 from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
@@ -147,8 +148,9 @@ class Projection(Module):
     ``D >= 1``. ``delay=None`` is one step (``D = 1``); ``delay=d`` ms is
     ``D = floor(d / dt + 0.5)`` steps (half up, as in Brian2 and NEST), and a
     delay giving ``D < 1`` (below half a step, or 0) is an error. A scalar
-    delay keeps the last ``D - 1`` presynaptic spike vectors in a ring buffer
-    (``spike_buffer``, shape ``(pre.size, D - 1)``). Per-synapse delays (one
+    delay keeps the last ``D - 1`` presynaptic spike vectors (boolean spikes:
+    as bits, ``spike_history``, ``(pre.size, ceil(D / 32))`` uint32;
+    float spikes: ``spike_buffer``, ``(pre.size, D - 1)``). Per-synapse delays (one
     value per connection, in CSR order like the weights, or a distribution
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
     construction) add each spike, at its emission, into a ring buffer of the
@@ -203,6 +205,7 @@ class Projection(Module):
             raise TypeError(f"Projection: out must be a synaptic output (nn.CUBA(), nn.COBA(E)), got {type(out).__name__}")
         if mode not in ("auto", "event", "dense"):
             raise ValueError(f"Projection: mode must be 'auto', 'event' or 'dense', got {mode!r}")
+        requested_max_spikes = max_spikes
         if name is None:
             i = len(post.current_inputs)
             while f"proj{i}" in post.current_inputs:
@@ -278,7 +281,7 @@ class Projection(Module):
         if plasticity is not None:
             if self.heterogeneous_delay:
                 raise ValueError(f"{what}: plasticity with per-synapse delays is not supported; use a scalar delay")
-            _attach_plasticity(self, plasticity)
+            _attach_plasticity(self, plasticity, requested_max_spikes)
         post.add_input(name, self._current)
 
     # -- state --------------------------------------------------------------------
@@ -317,15 +320,22 @@ class Projection(Module):
                     setattr(self, attr, Variable(value))
             return
         L = self.delay_steps - 1
-        if L > 0 or isinstance(self.__dict__.get("spike_buffer"), Variable):
-            shape = (self.n_pre, L) if batch_size is None else (batch_size, self.n_pre, L)
-            buf = jnp.zeros(shape, self.pre.spike.dtype)
-            if isinstance(self.__dict__.get("spike_buffer"), Variable):
-                self.spike_buffer.reset_value(buf)
-                self.buffer_pos.reset_value(jnp.zeros((), jnp.int32))
+        bits = self.pre.spike.dtype == jnp.bool_
+        attr = "spike_history" if bits else "spike_buffer"
+        if L > 0 or isinstance(self.__dict__.get(attr), Variable):
+            # boolean spikes: the last L + 1 spike vectors as bits of uint32 words per
+            # neuron (bit j: read j steps ago), shifted elementwise each step; other spikes: a
+            # shift register of L values per neuron. Both are rewritten as a whole each
+            # step: XLA:CPU copies a loop-carried buffer that is read and updated in place
+            # at a dynamic slot, which would cost more.
+            last = (-(-(L + 1) // 32),) if bits else (L,)
+            shape = (self.n_pre,) + last if batch_size is None else (batch_size, self.n_pre) + last
+            buf = jnp.zeros(shape, jnp.uint32 if bits else self.pre.spike.dtype)
+            var = self.__dict__.get(attr)
+            if isinstance(var, Variable):
+                reset_var(var, buf)
             else:
-                self.spike_buffer = Variable(buf)
-                self.buffer_pos = Variable(jnp.zeros((), jnp.int32))
+                setattr(self, attr, Variable(buf))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
@@ -350,7 +360,7 @@ class Projection(Module):
 
     def _delayed_spikes(self) -> jax.Array:
         """The presynaptic spikes that reach the synapses this step (emitted ``delay_steps`` ago);
-        advances the ring buffer, so call it once per step."""
+        advances the spike history, so call it once per step."""
         if self.heterogeneous_delay:
             raise RuntimeError(f"{self._what}: with per-synapse delays, spikes reach different synapses "
                                f"at different steps; there is no single delayed spike vector")
@@ -359,15 +369,24 @@ class Projection(Module):
         if L == 0:
             return spikes
         self._check_dt()
-        pos = self.buffer_pos.value
-        buf = self.spike_buffer.value
-        # slot ``pos`` holds the spike vector read L steps ago (emitted L + 1 = D steps ago);
-        # read it, then overwrite it in place with the current one
-        out = jax.lax.dynamic_index_in_dim(buf, pos, axis=buf.ndim - 1, keepdims=False)
-        self.spike_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            buf, spikes.astype(buf.dtype), pos, axis=buf.ndim - 1)
-        self.buffer_pos.value = jnp.where(pos + 1 == L, 0, pos + 1).astype(jnp.int32)
-        return out
+        if spikes.dtype != jnp.bool_:
+            buf = self.spike_buffer.value
+            self.spike_buffer.value = jnp.concatenate(
+                [spikes[..., None].astype(buf.dtype), buf[..., :-1]], axis=-1)
+            return buf[..., -1]
+        h = self.spike_history.value
+        W = h.shape[-1]
+        # shift in this step's spikes; bit L then holds those read L steps ago (emitted
+        # D = L + 1 steps ago)
+        carry_in = jnp.concatenate([spikes[..., None].astype(jnp.uint32), h[..., :-1] >> 31], axis=-1)
+        new = (h << 1) | carry_in
+        word, bit = divmod(L, 32)
+        if (L + 1) % 32:
+            keep = np.full((W,), 0xFFFFFFFF, np.uint32)
+            keep[-1] = (1 << ((L + 1) % 32)) - 1
+            new = new & jnp.asarray(keep)
+        self.spike_history.value = new
+        return ((new[..., word] >> bit) & 1).astype(jnp.bool_)
 
     def propagate(self, spikes: Any) -> jax.Array:
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``
@@ -448,9 +467,11 @@ class Projection(Module):
         else:
             vals, idx, fits = _compact(sf, self.max_spikes, self.n_blocks)
             new = jax.lax.cond(fits, lambda: scatter(vals, idx), lambda: scatter(sf, None))
-        x = jax.lax.dynamic_index_in_dim(new, pos, axis=1, keepdims=False)
-        self.delay_buffer.value = jax.lax.dynamic_update_index_in_dim(
-            new, jnp.zeros((n_post,), float_dtype()), pos, axis=1)
+        # A masked pass rather than a dynamic slice and update: XLA:CPU then keeps the
+        # loop-carried buffer in place instead of copying it every step.
+        due = (jnp.arange(R) == pos)[None, :]
+        x = jnp.sum(jnp.where(due, new, 0.0), axis=1)
+        self.delay_buffer.value = jnp.where(due, 0.0, new)
         self.delay_pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
         return x if w_rows is not None else self._weight() * x
 
@@ -596,13 +617,22 @@ class _Fusion:
         self.weight_index = None if widx is None else Variable(jnp.asarray(widx),
                                                                name="Network.fused_weight_index")
         self.n_in = n_in
-        # Tier 1 handles typical steps cheaply; tier 2 holds as many spikes as the
-        # projections' max_spikes allow; beyond that, the exact full-table path.
+        # Tier 1 (k1) handles typical steps cheaply; k2 is as many spikes as the projections'
+        # max_spikes allow. Buffers double from k1 up to 8 x k2, so a step costs at most
+        # about twice its spikes' rows; beyond that, the exact full-table path.
         k2 = 0
         for key in self.sources:
             k2 += max(p.max_spikes for p in projs if _source(p) == key)
         self.k2 = min(k2, n_in)
         self.k1 = min(self.k2, max(16, -(-self.k2 // 3)))
+        tiers = [self.k1]
+        while tiers[-1] < min(n_in, 8 * self.k2):
+            nxt = 2 * tiers[-1]
+            if tiers[-1] < self.k2 < nxt:
+                nxt = self.k2
+            tiers.append(min(nxt, n_in))
+        # a buffer of all rows is the full path itself
+        self.tiers = [k for k in tiers if k < n_in] or [n_in]
 
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
@@ -636,12 +666,10 @@ class _Fusion:
         idx = _compact_to_rows(sf, self.k1)
         total = jnp.sum(s, dtype=jnp.int32)
         branches = [lambda: scatter(idx)]
-        if self.k2 > self.k1:
-            branches.append(lambda: scatter(_compact_to_rows(sf, self.k2)))
+        for k in self.tiers[1:]:
+            branches.append(lambda k=k: scatter(_compact_to_rows(sf, k)))
         branches.append(full)
-        which = (total > self.k1).astype(jnp.int32)
-        if len(branches) == 3:
-            which = which + (total > self.k2).astype(jnp.int32)
+        which = jnp.sum(total > jnp.asarray(self.tiers, jnp.int32), dtype=jnp.int32)
         return jax.lax.switch(which, branches)
 
     def inputs(self) -> list[jax.Array]:
@@ -653,6 +681,24 @@ class _Fusion:
         c = self.counts([arriving[k] for k in self.sources])
         return [c[s0:s0 + n] if not p.homogeneous else p._weight() * c[s0:s0 + n]
                 for p, (s0, n) in zip(self.projs, self.slots)]
+
+
+def _build_fusion_once(init: Callable) -> Callable:
+    """Wrap a Network ``__init__``: projections assigned in it are fused once, at its end,
+    not once per assignment (the table of a large network takes a while to build)."""
+
+    @functools.wraps(init)
+    def __init__(self: "Network", *args: Any, **kwargs: Any) -> None:
+        depth = self.__dict__.get("_nd_constructing", 0)
+        object.__setattr__(self, "_nd_constructing", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_nd_constructing", depth)
+        if depth == 0:
+            self._refuse()
+
+    return __init__
 
 
 class Network(Module):
@@ -669,16 +715,18 @@ class Network(Module):
     (or no) delay and the stock ``Projection`` dynamics are propagated
     together, with one spike compaction over the concatenated spike vectors
     they read (each presynaptic group, delayed by each distinct delay: the
-    output of the projections' spike ring buffers), one row gather and one
+    output of the projections' spike histories), one row gather and one
     scatter-add into a single vector, from a combined target table the Network
     builds on the host when a projection is assigned (and again in
     ``reset_state()`` or an eager ``update()`` if the projections'
     connectivity arrays were replaced since). A projection with a scalar
     weight receives ``weight * count`` exactly as unfused, so results are
     bit-identical; per-connection weights are summed in the same order as
-    unfused (identical on CPU). Steps with more than a third of the sources'
-    summed ``max_spikes`` (at least 16) take a second, larger buffer; more
-    than the sum takes the exact full-table path. Other projections (dense,
+    unfused (identical on CPU). The spiking rows are compacted into the
+    smallest of a ladder of buffers that fits this step's spikes: the first
+    holds a third of the sources' summed ``max_spikes`` (at least 16), the
+    next ones double up to 8 times that sum; more spikes take the exact
+    full-table path. Other projections (dense,
     per-synapse delays, float or batched spikes, subclasses overriding the
     dynamics), and all of them when the table is stale inside compiled code,
     take the per-projection path, where those without delay that share a
@@ -703,6 +751,14 @@ class Network(Module):
         for name, m in modules.items():
             setattr(self, name, m)
 
+    __init__ = _build_fusion_once(__init__)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _build_fusion_once(init)
+
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if isinstance(value, Projection) or name == "fuse":
@@ -721,7 +777,7 @@ class Network(Module):
 
     def _refuse(self) -> None:
         """(Re)build the fused table for the current projections (outside compiled code)."""
-        if CTX.frames:
+        if CTX.frames or self.__dict__.get("_nd_constructing", 0):
             return
         projs = self._fusable()
         if any(isinstance(p.targets._value, jax.core.Tracer) for p in projs):
