@@ -88,11 +88,7 @@ def test_integrator_models_fold_the_conductance(model):
     # without passing it (explicit Euler would oscillate around E with amplitude ~ dt * g)
     neu = model()
     neu.add_input("shunt", lambda V: nn.Conductance.reversal(500.0, -90.0))
-    V = []
-    for _ in range(30):
-        neu.update()
-        V.append(float(neu.V.value[0]))
-    V = np.array(V)
+    V = np.asarray(nd.jit(lambda: nd.for_loop(lambda: (neu.update(), neu.V.value)[1], length=30))())[:, 0]
     assert (V > -90.0 - 1e-3).all() and abs(V[-1] + 90.0) < 1.0
 
 
