@@ -21,12 +21,16 @@ Order of one step (the projection reads the spikes of the previous step):
    step count as pre-before-post, as in Brian2's STDP example);
 5. postsynaptic traces take this step's postsynaptic spikes.
 
-Delays are axonal: a rule sees a presynaptic spike when it arrives at the
-synapse (emission plus the projection's ``delay``) and a postsynaptic spike
-when it is emitted (no dendritic back-propagation delay), as Brian2 does by
-default. NEST's ``stdp_synapse`` treats the delay as dendritic instead, which
-shifts the STDP window by the delay. Per-synapse delays are not supported with
-plasticity.
+Delays are axonal. The projection reads postsynaptic spikes one step after
+they are emitted (as every projection reads its presynaptic spikes), and
+presynaptic spikes when they are delivered, ``D`` steps after emission
+(``delay=None``: ``D = 1``). So the rule's interval for a pair is
+``t_post - t_pre - (D - 1) dt``: the part of the delay beyond the one-step
+transmission of every projection counts as axonal, and with ``delay=None``
+spikes emitted in the same step are simultaneous for the rule (as in Brian2 with
+a zero delay, where ``on_pre`` runs in the step of the spike). NEST's
+``stdp_synapse`` treats the delay as dendritic instead, which shifts the STDP
+window by the delay. Per-synapse delays are refused with plasticity.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
-from .._state import CTX, Variable
+from .._state import CTX, TrainVar, Variable
 
 __all__ = ["Plasticity", "Trace", "STDP", "TripletSTDP", "RewardSTDP", "VogelsSTDP",
            "TsodyksMarkram", "weight_mean", "weight_histogram"]
@@ -91,19 +95,35 @@ def _rows(spikes: jax.Array, k: int) -> jax.Array:
     return jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
 
 
-def _events(spikes: jax.Array, k: int, work: Callable[[jax.Array], Any]) -> Any:
-    """``work(idx)`` on the indices of the spiking entries: a compacted buffer of
-    ``k`` slots when they fit, else all entries (silent ones masked to the
-    padding index ``len(spikes)``)."""
+def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
+                differentiable: bool) -> Any:
+    """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
+    (unused slots hold ``len(spikes)``, the tables' all-padding row).
+
+    A ``while_loop`` over batches of ``k`` (none in a silent step, more in a burst)
+    updates the large carried arrays in place. Reverse-mode differentiation cannot
+    pass a ``while_loop``, so the ``differentiable`` path is a switch between no
+    spikes, one batch and all entries at once; carrying the weights through a
+    conditional costs a copy of them per step (measured: ~20x slower at 200k synapses).
+    """
     n = spikes.shape[0]
+    if differentiable:
+        count = jnp.sum(spikes != 0, dtype=jnp.int32)
 
-    def full() -> Any:
-        return work(jnp.where(spikes != 0, jnp.arange(n, dtype=jnp.int32), n))
+        def full() -> Any:
+            return work(jnp.where(spikes != 0, jnp.arange(n, dtype=jnp.int32), n), carry)
 
-    if k >= n:
-        return full()
-    count = jnp.sum(spikes != 0, dtype=jnp.int32)
-    return jax.lax.cond(count <= k, lambda: work(_rows(spikes, k)), full)
+        if k >= n:
+            return jax.lax.cond(count > 0, full, lambda: carry)
+        which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
+        return jax.lax.switch(which, [lambda: carry, lambda: work(_rows(spikes, k), carry), full])
+
+    def body(c: tuple) -> tuple:
+        left, inner = c
+        idx = _rows(left, k)
+        return left.at[idx].set(False, mode="drop"), work(idx, inner)
+
+    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (spikes != 0, carry))[1]
 
 
 class Trace(Variable):
@@ -122,7 +142,7 @@ class Trace(Variable):
     def __init__(self, side: str, tau: Any, amount: float = 1.0, nearest: bool = False) -> None:
         if side not in ("pre", "post"):
             raise ValueError(f"Trace: side must be 'pre' or 'post', got {side!r}")
-        super().__init__(jnp.zeros((0,), jnp.float32))
+        super().__init__(jnp.zeros((0,), float_dtype()))
         self.side = side
         self.tau = _positive("Trace", "tau", tau)
         self.amount = float(amount)
@@ -134,7 +154,7 @@ class Trace(Variable):
 
     def add(self, spikes: jax.Array) -> None:
         """Take this step's spikes (``spikes`` of shape ``(size,)``)."""
-        s = spikes.astype(jnp.float32)
+        s = spikes.astype(float_dtype())
         if self.nearest:
             self.value = self.value * (1 - s) + self.amount * s
         else:
@@ -243,7 +263,7 @@ class Plasticity(Module):
         self._owner = True
         n_pre, n_post = proj.n_pre, proj.n_post
         for t in self.traces().values():
-            t.reset_value(jnp.zeros((n_pre if t.side == "pre" else n_post,), jnp.float32))
+            t.reset_value(jnp.zeros((n_pre if t.side == "pre" else n_post,), float_dtype()))
         self._resize(n_pre, n_post, proj.nnz)
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
@@ -302,38 +322,53 @@ class _Tables(Module):
         pass
 
 
-def attach(proj: Any, rule: Any, max_post_spikes: int | None = None) -> None:
+def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes: int | None = None) -> None:
     """Set up ``proj`` (a Projection in construction) for plasticity ``rule``."""
     if not isinstance(rule, Plasticity):
         raise TypeError(f"Projection: plasticity must be an nn.Plasticity rule (e.g. nn.STDP()), "
                         f"got {type(rule).__name__}")
-    if np.ndim(proj.delay) > 0 if proj.delay is not None else False:
-        raise ValueError("Projection: per-synapse delays are not supported with plasticity; "
-                         "give one scalar delay")
     indptr, indices = proj.conn.csr(proj.n_pre, proj.n_post)
     indptr, indices = np.asarray(indptr), np.asarray(indices)
     proj.plastic_index = _Tables(indptr, indices, proj.n_pre, proj.n_post)
     w = proj.weight
-    wv = np.asarray(w._value if isinstance(w, Variable) else w, np.float32)
+    wv = np.asarray(w._value if isinstance(w, Variable) else w, float_dtype())
     if wv.shape == ():
         if isinstance(w, Variable):
             raise ValueError("Projection: a plastic projection needs one weight per synapse; got a scalar "
                              f"Variable. Pass a number (broadcast to all {proj.nnz} synapses) or a "
                              f"Variable of shape ({proj.nnz},)")
-        proj.weight = Variable(jnp.full((proj.nnz,), wv, jnp.float32))
+        proj.weight = Variable(jnp.full((proj.nnz,), wv, float_dtype()))
+    elif not isinstance(w, Variable):
+        proj.weight = Variable(jnp.asarray(wv))
     lo, hi = _concrete(rule.w_min), _concrete(rule.w_max)
     if wv.size and ((lo is not None and wv.min() < lo) or (hi is not None and wv.max() > hi)):
         raise ValueError(f"Projection: initial weights span [{wv.min()}, {wv.max()}], outside the bounds "
                          f"[{rule.w_min}, {rule.w_max}] of {type(rule).__name__}")
     proj.homogeneous = False
+    # Spikes are handled in batches of max_spikes (a burst takes several): small batches
+    # cost little in the common sparse step. The user's max_spikes is kept.
+    if max_spikes is None:
+        proj.max_spikes = int(min(max(8, math.ceil(0.0025 * proj.n_pre)), proj.n_pre))
     if max_post_spikes is None:
-        max_post_spikes = max(16, math.ceil(0.01 * proj.n_post))
+        max_post_spikes = max(8, math.ceil(0.0025 * proj.n_post))
     proj.max_post_spikes = int(min(max(1, max_post_spikes), proj.n_post))
     rule._bind(proj)
 
 
-def _gather(arr: jax.Array, syn: jax.Array) -> jax.Array:
-    return arr.at[syn].get(mode="fill", fill_value=0)
+_FEW = 64
+
+
+def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
+    """``table[idx]``; for a few rows as concatenated dynamic slices (cheaper than a gather on XLA:CPU)."""
+    if idx.shape[0] <= _FEW:
+        return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0) for j in range(idx.shape[0])])
+    return table[idx]
+
+
+def _differentiable(proj: Any) -> bool:
+    """Whether gradients may be taken: the weights or a rule parameter are TrainVars."""
+    rule = proj.plasticity
+    return isinstance(proj.weight, TrainVar) or any(isinstance(v, TrainVar) for v in rule.__dict__.values())
 
 
 def plastic_update(proj: Any) -> jax.Array:
@@ -352,38 +387,44 @@ def plastic_update(proj: Any) -> jax.Array:
     names = tuple(rule.synapse_state)
     state = {k: getattr(rule, k).value for k in names}
     w = proj.weight.value
-    sv = jnp.concatenate([pre_s.astype(jnp.float32), jnp.zeros((1,), jnp.float32)])
+    sv = jnp.concatenate([pre_s.astype(float_dtype()), jnp.zeros((1,), float_dtype())])
     row_syn, row_post = tables.row_syn.value, tables.row_post.value
     on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
     release = rule.release
 
-    def hook(fn: Callable, syn: jax.Array, w: jax.Array, state: dict, pre: jax.Array,
-             post: jax.Array) -> tuple[jax.Array, dict]:
-        ws = _gather(w, syn)
-        ss = {k: _gather(v, syn) for k, v in state.items()}
-        if names:
-            ws, ss = fn(ws, pre, post, ss)
-        else:
-            ws = fn(ws, pre, post)
-        return (w.at[syn].set(ws, mode="drop"),
-                {k: v.at[syn].set(ss[k], mode="drop") for k, v in state.items()})
+    nnz = tables.nnz
 
-    def rows(idx: jax.Array) -> tuple[jax.Array, jax.Array, dict]:
-        syn = row_syn[idx]                                   # (K, k); padding: nnz
-        post = row_post[idx]                                 # padding: n_post (dropped)
+    def read(arrays: tuple, syn: jax.Array) -> tuple:
+        # padding slots (syn == nnz) read the last synapse; what they compute is dropped on write
+        safe = jnp.minimum(syn, max(nnz - 1, 0))
+        return tuple(a[safe] for a in arrays)
+
+    def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
+        return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
+
+    def write(w_: jax.Array, state_: dict, syn: jax.Array, ws: jax.Array, ss: dict) -> tuple[jax.Array, dict]:
+        return (w_.at[syn].set(ws, mode="drop"),
+                {n: v.at[syn].set(ss[n], mode="drop") for n, v in state_.items()})
+
+    def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
+        x, w_, state_ = carry
+        syn = _take(row_syn, idx)                            # (K, k); padding: nnz
+        post = _take(row_post, idx)                          # padding: n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
-        w_, state_ = w, state
+        ws, *svals = read((w_, *state_.values()), syn)
+        ss = dict(zip(state_, svals))
         if names:
-            w_, state_ = hook(rule._catch_up, syn, w_, state_, pre, post_c)
-        amount = _gather(w_, syn) * sv[idx][:, None]
-        if release is not None:
-            amount = amount * release(idx)[:, None]
-        x = jnp.zeros((n_post,), jnp.float32).at[post].add(amount, mode="drop")
+            ws, ss = call(rule._catch_up, ws, ss, pre, post_c)
+        factor = sv[idx] if release is None else sv[idx] * release(idx)
+        x = x.at[post].add(ws * factor[:, None], mode="drop")
         if on_pre:
-            w_, state_ = hook(rule.on_pre, syn, w_, state_, pre, post_c)
+            ws, ss = call(rule.on_pre, ws, ss, pre, post_c)
+        if on_pre or names:
+            w_, state_ = write(w_, state_, syn, ws, ss)
         return x, w_, state_
 
-    x, w, state = _events(pre_s, proj.max_spikes, rows)
+    diff = _differentiable(proj)
+    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff)
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
@@ -391,15 +432,18 @@ def plastic_update(proj: Any) -> jax.Array:
     if on_post:
         col_syn, col_pre = tables.col_syn.value, tables.col_pre.value
 
-        def cols(idx: jax.Array) -> tuple[jax.Array, dict]:
-            syn = col_syn[idx]
-            pre, post = jnp.minimum(col_pre[idx], n_pre - 1), idx[:, None]
-            w_, state_ = w, state
+        def cols(idx: jax.Array, carry: tuple) -> tuple[jax.Array, dict]:
+            w_, state_ = carry
+            syn = _take(col_syn, idx)
+            pre, post = jnp.minimum(_take(col_pre, idx), n_pre - 1), idx[:, None]
+            ws, *svals = read((w_, *state_.values()), syn)
+            ss = dict(zip(state_, svals))
             if names:
-                w_, state_ = hook(rule._catch_up, syn, w_, state_, pre, post)
-            return hook(rule.on_post, syn, w_, state_, pre, post)
+                ws, ss = call(rule._catch_up, ws, ss, pre, post)
+            ws, ss = call(rule.on_post, ws, ss, pre, post)
+            return write(w_, state_, syn, ws, ss)
 
-        w, state = _events(post_s, proj.max_post_spikes, cols)
+        w, state = _for_events(post_s, proj.max_post_spikes, cols, (w, state), diff)
     for t in traces.values():
         if t.side == "post":
             t.add(post_s)
@@ -551,12 +595,12 @@ class TsodyksMarkram(Plasticity):
         self.U = _check("TsodyksMarkram", "U", U, lambda c: 0 < c <= 1, "in (0, 1]")
         self.tau_d = _positive("TsodyksMarkram", "tau_d", tau_d)
         self.tau_f = _positive("TsodyksMarkram", "tau_f", tau_f)
-        self.u = Variable(jnp.zeros((0,), jnp.float32))
-        self.x = Variable(jnp.zeros((0,), jnp.float32))
+        self.u = Variable(jnp.zeros((0,), float_dtype()))
+        self.x = Variable(jnp.zeros((0,), float_dtype()))
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
-        self.u.reset_value(jnp.zeros((n_pre,), jnp.float32))
-        self.x.reset_value(jnp.ones((n_pre,), jnp.float32))
+        self.u.reset_value(jnp.zeros((n_pre,), float_dtype()))
+        self.x.reset_value(jnp.ones((n_pre,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         super().reset_state(batch_size)
@@ -573,7 +617,7 @@ class TsodyksMarkram(Plasticity):
 
     def release(self, pre: jax.Array) -> jax.Array:
         x, _, u_plus = self._at_spike()
-        r = jnp.concatenate([u_plus * x, jnp.zeros((1,), jnp.float32)])  # pre == n_pre: padding
+        r = jnp.concatenate([u_plus * x, jnp.zeros((1,), float_dtype())])  # pre == n_pre: padding
         return r[pre]
 
     def step(self, pre_spikes: jax.Array, post_spikes: jax.Array) -> None:
@@ -619,17 +663,17 @@ class RewardSTDP(Plasticity):
         self.x_pre = Trace("pre", tau_pre)
         self.x_post = Trace("post", tau_post)
         # per synapse: eligibility scaled by exp(t_ref_offset / tau_c), and D at its last event
-        self.c = Variable(jnp.zeros((0,), jnp.float32))
-        self.D_last = Variable(jnp.zeros((0,), jnp.float32))
+        self.c = Variable(jnp.zeros((0,), float_dtype()))
+        self.D_last = Variable(jnp.zeros((0,), float_dtype()))
         # the neuromodulator, D(t) = int_0^t exp(-s / tau_c) d(s) ds since the reference time,
         # and the steps since the reference time
-        self.d = Variable(jnp.zeros((), jnp.float32))
-        self.D = Variable(jnp.zeros((), jnp.float32))
+        self.d = Variable(jnp.zeros((), float_dtype()))
+        self.D = Variable(jnp.zeros((), float_dtype()))
         self.k = Variable(jnp.zeros((), jnp.int32))
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
-        self.c.reset_value(jnp.zeros((nnz,), jnp.float32))
-        self.D_last.reset_value(jnp.zeros((nnz,), jnp.float32))
+        self.c.reset_value(jnp.zeros((nnz,), float_dtype()))
+        self.D_last.reset_value(jnp.zeros((nnz,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Clear traces, eligibilities and the neuromodulator (bring weights up to date first: :meth:`sync`)."""
@@ -646,7 +690,7 @@ class RewardSTDP(Plasticity):
         self.d.value = self.d.value + amount
 
     def _scale(self) -> jax.Array:
-        return jnp.exp(self.k.value.astype(jnp.float32) * (get_dt() / self.tau_c))
+        return jnp.exp(self.k.value.astype(float_dtype()) * (get_dt() / self.tau_c))
 
     def _catch_up(self, w: jax.Array, pre: jax.Array, post: jax.Array, s: dict) -> tuple[jax.Array, dict]:
         D = self.D.value
@@ -664,7 +708,7 @@ class RewardSTDP(Plasticity):
         lam = 1.0 / self.tau_c + 1.0 / self.tau_d
         d = self.d.value
         # exact integral over this step of exp(-t / tau_c) d(t), d decaying with tau_d
-        D = self.D.value + d * jnp.exp(-self.k.value.astype(jnp.float32) * (dt / self.tau_c)) \
+        D = self.D.value + d * jnp.exp(-self.k.value.astype(float_dtype()) * (dt / self.tau_c)) \
             * (-math.expm1(-lam * dt) / lam)
         self.d.value = d * math.exp(-dt / self.tau_d)
         k = self.k.value + 1
@@ -672,7 +716,7 @@ class RewardSTDP(Plasticity):
 
         def rebase() -> tuple:
             w2 = self.clip(w + s["c"] * (D - s["D_last"]))
-            c2 = s["c"] * jnp.exp(-k.astype(jnp.float32) * (dt / self.tau_c))
+            c2 = s["c"] * jnp.exp(-k.astype(float_dtype()) * (dt / self.tau_c))
             return w2, c2, jnp.zeros_like(s["D_last"]), jnp.zeros_like(D), jnp.zeros_like(k)
 
         w, c, D_last, D, k = jax.lax.cond(k >= R, rebase, lambda: (w, s["c"], s["D_last"], D, k))
@@ -689,7 +733,7 @@ class RewardSTDP(Plasticity):
             raise ValueError("RewardSTDP.sync: the projection given does not use this rule")
         D = self.D.value
         proj.weight.value = self.clip(proj.weight.value + self.c.value * (D - self.D_last.value))
-        self.D_last.value = jnp.full(self.D_last.shape, D, jnp.float32)
+        self.D_last.value = jnp.full(self.D_last.shape, D, float_dtype())
 
 
 # -- weight monitors -------------------------------------------------------------------------------

@@ -205,6 +205,7 @@ class Projection(Module):
             raise TypeError(f"Projection: out must be a synaptic output (nn.CUBA(), nn.COBA(E)), got {type(out).__name__}")
         if mode not in ("auto", "event", "dense"):
             raise ValueError(f"Projection: mode must be 'auto', 'event' or 'dense', got {mode!r}")
+        requested_max_spikes = max_spikes
         if name is None:
             i = len(post.current_inputs)
             while f"proj{i}" in post.current_inputs:
@@ -280,7 +281,7 @@ class Projection(Module):
         if plasticity is not None:
             if self.heterogeneous_delay:
                 raise ValueError(f"{what}: plasticity with per-synapse delays is not supported; use a scalar delay")
-            _attach_plasticity(self, plasticity)
+            _attach_plasticity(self, plasticity, requested_max_spikes)
         post.add_input(name, self._current)
 
     # -- state --------------------------------------------------------------------
