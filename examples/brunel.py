@@ -23,10 +23,8 @@ Run:  python examples/brunel.py [--regime C] [--duration 600] [--scale 1.0] [--n
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
-import jax.numpy as jnp
 import numpy as np
 
 import neurodyn as nd
@@ -35,26 +33,6 @@ from neurodyn import nn
 REGIMES = {"A": (3.0, 2.0), "B": (6.0, 4.0), "C": (5.0, 2.0), "D": (4.5, 0.9)}
 
 TAU, THETA, V_R, TAU_RP = 20.0, 20.0, 10.0, 2.0
-
-
-class _Jump(nn.Synapse):
-    """This step's summed spike weights, to be added to V as a jump (no synaptic memory)."""
-
-    def update(self, x=0.0):
-        self.g.value = jnp.zeros_like(self.g.value) + x
-        return self.g.value
-
-
-class _JumpOut(nn.SynOut):
-    """The current that moves an exactly integrated LIF membrane (``R``, ``tau``) by ``g`` mV
-    over one step: ``g / (R (1 - exp(-dt / tau)))``. Spikes arriving during the refractory
-    period are lost, as in NEST's ``iaf_psc_delta``."""
-
-    def __init__(self, tau: float, R: float = 1.0) -> None:
-        self.tau, self.R = tau, R
-
-    def update(self, g, V):
-        return g / (self.R * (1.0 - math.exp(-nd.get_dt() / self.tau)))
 
 
 class BrunelNetwork(nn.Network):
@@ -77,54 +55,47 @@ class BrunelNetwork(nn.Network):
                    V_initializer=nn.Uniform(0.0, THETA))
         self.E = nn.LIF(n_e, **lif)
         self.I = nn.LIF(n_i, **lif)
-        out = _JumpOut(TAU)
         # Compaction buffers sized for bursts of 3x the mean activity of the AI state (~40 Hz).
         per_step = lambda n: max(16, int(3 * n * 40.0 * nd.get_dt() / 1000.0)) if max_spikes is None \
             else max(1, int(max_spikes * n))
 
         def proj(pre, post, c, w, k):
-            return nn.Projection(pre, post, nn.FixedPreNum(c, seed=seed + k), w, _Jump(post.size), out,
-                                 delay=delay, mode="event", max_spikes=per_step(pre.size))
+            # delta synapses: a spike moves the postsynaptic V by w mV (lost while refractory)
+            return nn.Projection(pre, post, nn.FixedPreNum(c, seed=seed + k), w, nn.Delta(post.size),
+                                 nn.VoltageJump(), delay=delay, mode="event", max_spikes=per_step(pre.size))
 
         self.E2E = proj(self.E, self.E, c_e, J, 1)
         self.E2I = proj(self.E, self.I, c_e, J, 2)
         self.I2E = proj(self.I, self.E, c_i, -g * J, 3)
         self.I2I = proj(self.I, self.I, c_i, -g * J, 4)
-        self.ext_E = nn.PoissonInput(self.E, num_input=c_e, freq=self.nu_ext, weight=J, name="ext")
-        self.ext_I = nn.PoissonInput(self.I, num_input=c_e, freq=self.nu_ext, weight=J, name="ext")
-        # PoissonInput adds weight * k as a current: make it the same jump as a synapse
-        for inp in (self.ext_E, self.ext_I):
-            inp.weight = J / (1.0 - math.exp(-nd.get_dt() / TAU))
+        self.ext_E = nn.PoissonInput(self.E, num_input=c_e, freq=self.nu_ext, weight=J, name="ext", jump=True)
+        self.ext_I = nn.PoissonInput(self.I, num_input=c_e, freq=self.nu_ext, weight=J, name="ext", jump=True)
 
 
-def statistics(spikes_E: np.ndarray, spikes_I: np.ndarray, dt: float, skip: float = 100.0) -> dict:
+def statistics(rec_E: nd.SpikeRecord, rec_I: nd.SpikeRecord, skip: float = 100.0) -> dict:
     """Rates (Hz), the mean CV of interspike intervals (neurons with >= 3 spikes), and a synchrony
     measure: the Fano factor of the population spike count in 1 ms bins (about 1 for an
     asynchronous state, much larger for a synchronous one). The first ``skip`` ms are left out."""
-    k0 = int(round(skip / dt))
     out = {}
-    for name, s in (("E", spikes_E[k0:]), ("I", spikes_I[k0:])):
-        T = s.shape[0] * dt / 1000.0
-        steps, neurons = np.nonzero(s)
-        out[f"rate_{name}_hz"] = len(steps) / s.shape[1] / T if T > 0 else float("nan")
-        order = np.lexsort((steps, neurons))
-        n_sorted, t_sorted = neurons[order], steps[order] * dt
-        isi = np.diff(t_sorted)
+    for name, rec in (("E", rec_E), ("I", rec_I)):
+        t0, t1 = rec.t_start + skip, rec.t_stop
+        keep = rec.times >= t0
+        times, neurons = rec.times[keep], rec.indices[keep]
+        T = (t1 - t0) / 1000.0
+        out[f"rate_{name}_hz"] = len(times) / rec.size / T if T > 0 else float("nan")
+        order = np.lexsort((times, neurons))
+        n_sorted, t_sorted = neurons[order], times[order]
         same = n_sorted[1:] == n_sorted[:-1]
-        cvs = []
-        if same.any():
-            idx = n_sorted[1:][same]
-            vals = isi[same]
-            cnt = np.bincount(idx, minlength=s.shape[1])
-            mean = np.bincount(idx, vals, minlength=s.shape[1]) / np.maximum(cnt, 1)
-            sq = np.bincount(idx, vals ** 2, minlength=s.shape[1]) / np.maximum(cnt, 1)
-            ok = cnt >= 2
-            cvs = np.sqrt(np.maximum(sq[ok] - mean[ok] ** 2, 0.0)) / mean[ok]
-        out[f"cv_{name}"] = float(np.mean(cvs)) if len(cvs) else float("nan")
-        per_bin = max(1, int(round(1.0 / dt)))
-        nb = s.shape[0] // per_bin
-        counts = s[:nb * per_bin].reshape(nb, per_bin, -1).sum(axis=(1, 2))
-        out[f"sync_{name}"] = float(counts.var() / counts.mean()) if counts.mean() > 0 else float("nan")
+        isi, idx = np.diff(t_sorted)[same], n_sorted[1:][same]
+        cnt = np.bincount(idx, minlength=rec.size)
+        mean = np.bincount(idx, isi, minlength=rec.size) / np.maximum(cnt, 1)
+        sq = np.bincount(idx, isi ** 2, minlength=rec.size) / np.maximum(cnt, 1)
+        ok = cnt >= 2
+        cvs = np.sqrt(np.maximum(sq[ok] - mean[ok] ** 2, 0.0)) / mean[ok]
+        out[f"cv_{name}"] = float(np.mean(cvs)) if cvs.size else float("nan")
+        counts = np.histogram(times, bins=np.arange(t0, t1 + 1e-9, 1.0))[0]
+        out[f"sync_{name}"] = float(counts.var() / counts.mean()) if counts.size and counts.mean() > 0 \
+            else float("nan")
     return out
 
 
@@ -136,12 +107,13 @@ def simulate(regime: str = "C", duration: float = 600.0, scale: float = 1.0, see
     t0 = time.perf_counter()
     net = BrunelNetwork(g=g, eta=eta, scale=scale, seed=seed)
     build_s = time.perf_counter() - t0
-    runner = nd.Runner(net, monitors=["E.spike", "I.spike"], progress_bar=progress_bar)
+    runner = nd.Runner(net, monitors={"E": nd.SpikeMonitor("E.spike", rate=40.0),
+                                      "I": nd.SpikeMonitor("I.spike", rate=40.0)}, progress_bar=progress_bar)
     mon = runner.run(duration)
     summary = {"build_s": build_s, "compile_s": runner.stats["compile_s"], "run_s": runner.stats["run_s"],
                "synapses": sum(p.nnz for p in net.projections().values()), **net.params,
                "nu_ext_hz": net.nu_ext}
-    summary.update(statistics(mon["E.spike"], mon["I.spike"], nd.get_dt(), skip=min(100.0, duration / 4)))
+    summary.update(statistics(mon["E"], mon["I"], skip=min(100.0, duration / 4)))
     return runner, summary
 
 
@@ -168,12 +140,8 @@ def main() -> None:
     if not args.no_plot:
         try:
             from neurodyn.visualize import raster_plot
-            mon = runner.mon
-            k = min(len(mon.ts), int(round(200.0 / nd.get_dt())))
-            spikes = np.concatenate([mon["E.spike"][-k:, :400], mon["I.spike"][-k:, :100]], axis=1)
-            raster_plot(mon.ts[-k:], spikes, path="brunel_raster.png", markersize=1.5,
-                        title=f"Brunel regime {args.regime}: E {s['rate_E_hz']:.1f} Hz "
-                              f"(neurons 0-399 E, 400-499 I)")
+            raster_plot(runner.mon["E"], path="brunel_raster.png", markersize=0.5,
+                        title=f"Brunel regime {args.regime}: E {s['rate_E_hz']:.1f} Hz")
             print("  raster plot       brunel_raster.png")
         except ImportError:
             print("  (install matplotlib for a raster plot: pip install -e '.[plot]')")

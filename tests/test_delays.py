@@ -82,7 +82,7 @@ def test_per_synapse_delays_deliver_each_spike_at_its_own_step(max_spikes):
         proj = nn.Projection(pre, post, conn, weight, Instant(50), nn.CUBA(), delay=steps * 0.1,
                              max_spikes=max_spikes, name=f"p{np.ndim(weight)}")
         assert proj.heterogeneous_delay and proj.delay_steps == 7 and proj.mode == "event"
-        assert proj.delay_buffer.shape == (50, 7) and proj.delay_offsets.shape == proj.targets.shape
+        assert proj.delay_buffer.shape == (7, 50) and proj.delay_offsets.shape == proj.targets.shape
         spikes = rng.random((30, 60)) < 0.08
         spikes[5] = True  # more spikes than max_spikes: the exact path
         got = delivered(proj, pre, spikes)
@@ -291,19 +291,25 @@ def _loop_body_copies(hlo: str) -> list[str]:
     return [ln for b in bodies for ln in comps[b] if " copy(" in ln]
 
 
-def test_compiled_loop_copies_no_delay_buffer():
+def test_compiled_loop_does_not_copy_spike_histories():
     from neurodyn._jit import values_of
     net = build_mixed()
     f = nd.jit(lambda: nd.for_loop(lambda: net.update(), length=20))
     f.compile()
     entry = f._cache[None][0]
     hlo = entry.jitted.lower(values_of(entry.reads), values_of(entry.writes), (), {}).compile().as_text()
-    het = f"f32[{N_I},{net.EI.delay_steps}]"
-    assert het in hlo
+    R = net.EI.delay_steps
+    assert f"f32[{R},{N_I}]" in hlo
     copies = _loop_body_copies(hlo)
-    # the per-synapse ring buffer is updated in place; the packed spike histories (one bit per
-    # neuron and step, N x ceil(D / 32) words) are at most copied like the other state vectors
-    assert not [c for c in copies if het in c], copies
+    # The packed spike histories (one bit per neuron and step: N x ceil(D / 32) words) are at
+    # most copied like the other per-neuron state vectors. The per-synapse input buffer
+    # (R x N_I) is copied per step (twice in this HLO): XLA:CPU copies a loop-carried buffer that is read
+    # and updated at a dynamic row in the same step; the alternative without the copy (a
+    # masked pass over the whole buffer) measured 6x slower (bench/README.md).
+    big = []
     for c in copies:
         shape = re.search(r"= (\w+)\[([\d,]*)\]", c).group(2)
-        assert int(np.prod([int(s) for s in shape.split(",") if s] or [1])) <= max(N_E, N_I), c
+        n = int(np.prod([int(s) for s in shape.split(",") if s] or [1]))
+        if n > max(N_E, N_I):
+            big.append((n, c))
+    assert all(n == R * N_I for n, _ in big) and len(big) <= 2, big

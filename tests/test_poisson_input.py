@@ -101,3 +101,17 @@ def test_poisson_group_bernoulli_per_unit_rates():
         assert abs(r - p) < 5 * math.sqrt(p * (1 - p) / 100_000)
     with pytest.raises(ValueError, match="one rate per unit"):
         nn.PoissonGroup(10, freq=np.ones(3))
+
+
+def test_poisson_input_as_voltage_jumps():
+    nd.random.seed(5)
+    lif = nn.LIF(2000, V_rest=0.0, V_reset=0.0, V_th=1e9, tau=20.0)
+    src = nn.PoissonInput(lif, num_input=1000, freq=20.0, weight=0.1, jump=True)  # 0.1 mV per input spike
+    V0 = np.asarray(lif.V.value)
+    nd.random.seed(6)
+    k = np.asarray(src.counts((2000,)))
+    nd.random.seed(6)
+    lif.update()
+    # after the step's (zero-input) decay, V moves by exactly 0.1 mV per input spike
+    np.testing.assert_allclose(np.asarray(lif.V.value), V0 * math.exp(-0.1 / 20.0) + 0.1 * k, rtol=1e-6, atol=1e-6)
+    assert k.mean() > 1.5

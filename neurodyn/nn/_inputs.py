@@ -25,6 +25,7 @@ from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._random import RandomState
 from .._state import Variable
+from ._drive import Jump
 from ._neurons import Group, NeuronGroup, _state_shape, reset_var
 
 __all__ = ["section_input", "constant_input", "ramp_input", "ConstantInput", "TimedInput",
@@ -257,18 +258,23 @@ class PoissonInput(Module):
     ``2**-32`` per probability, for any rate and number of inputs, at the
     cost of one random integer and a few compares per neuron.
 
-    Units: ``weight * k`` is added to the target's input *current* for this
-    one step (the same unit as ``target.input``; for an LIF neuron the
-    membrane moves by ``R * weight * k`` towards ``V_inf`` over the step, not
-    by a jump).
+    Units: by default ``weight * k`` is added to the target's input *current*
+    for this one step (the unit of ``target.input``; an LIF membrane then
+    moves by ``R * weight * k`` towards ``V_inf`` over the step). With
+    ``jump=True``, ``weight`` is a voltage jump in mV: ``V`` moves by
+    ``weight * k`` at this step, after the integration and before the
+    threshold test, and not while refractory (``nn.Jump``; like NEST's
+    ``poisson_generator`` onto ``iaf_psc_delta`` and Brian2's ``PoissonInput``
+    on ``v``).
 
     Example:
         >>> lif = nn.LIF(10)
         >>> noise = nn.PoissonInput(lif, num_input=100, freq=10., weight=0.5)
+        >>> kicks = nn.PoissonInput(lif, num_input=1000, freq=20., weight=0.1, jump=True)  # mV
     """
 
     def __init__(self, target: NeuronGroup, num_input: int, freq: float, weight: float,
-                 rng: RandomState | None = None, name: str | None = None) -> None:
+                 rng: RandomState | None = None, name: str | None = None, jump: bool = False) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"PoissonInput: target must be a NeuronGroup, got {type(target).__name__}")
         if not isinstance(num_input, (int, np.integer)) or isinstance(num_input, bool) or num_input < 0:
@@ -277,6 +283,7 @@ class PoissonInput(Module):
             raise ValueError(f"PoissonInput: freq must be a scalar rate in Hz, got shape {np.shape(freq)}")
         _freq_prob("PoissonInput", freq, get_dt())
         self.num_input, self.freq, self.weight = int(num_input), float(freq), weight
+        self.jump = bool(jump)
         self.rng = rng
         self.target = target
         self._tables: dict[float, tuple[int, np.ndarray]] = {}  # per dt, built on first use
@@ -298,5 +305,6 @@ class PoissonInput(Module):
             return jnp.full(shape, k0, jnp.int32)
         return _inverse_cdf(jax.random.bits(rng.split_key(), shape, jnp.uint32), k0, T)
 
-    def _current(self, V: Any) -> jax.Array:
-        return self.weight * self.counts(jnp.shape(V)).astype(float_dtype())
+    def _current(self, V: Any) -> Any:
+        x = self.weight * self.counts(jnp.shape(V)).astype(float_dtype())
+        return Jump(x) if self.jump else x

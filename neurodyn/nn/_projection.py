@@ -155,8 +155,8 @@ class Projection(Module):
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
     construction) add each spike, at its emission, into a ring buffer of the
     postsynaptic inputs of the next ``max(D)`` steps (``delay_buffer``, shape
-    ``(post.size, max(D))``), so every spike arrives exactly at its own rounded
-    step; memory is ``nnz`` offsets plus ``post.size x max(D)``. Per-synapse
+    ``(max(D), post.size)``), so every spike arrives exactly at its own rounded
+    step; memory is ``nnz`` offsets plus ``max(D) x post.size``. Per-synapse
     delays need event mode and unbatched state.
 
     Args:
@@ -311,7 +311,7 @@ class Projection(Module):
             valid = pos >= 0
             offsets[valid] = (steps - 1)[pos[valid]]
             for attr, value in (("delay_offsets", jnp.asarray(offsets)),
-                                ("delay_buffer", jnp.zeros((self.n_post, R), float_dtype())),
+                                ("delay_buffer", jnp.zeros((R, self.n_post), float_dtype())),
                                 ("delay_pos", jnp.zeros((), jnp.int32))):
                 var = self.__dict__.get(attr)
                 if isinstance(var, Variable):
@@ -455,23 +455,34 @@ class Projection(Module):
             tg = targets if idx is None else targets[idx]
             slot = pos + (offsets if idx is None else offsets[idx])
             slot = jnp.where(slot >= R, slot - R, slot)
-            # padding targets (n_post) give flat indices >= n_post * R: dropped
-            flat = tg * R + slot
+            # one row per future step; padding targets (n_post) give flat indices that fall
+            # into the next row or past the end: masked out of range
+            flat = jnp.where(tg < n_post, slot * n_post + tg, R * n_post)
             contrib = jnp.broadcast_to(vals[:, None], tg.shape)
             if w_rows is not None:
                 contrib = contrib * w_rows(idx)
-            return buf.reshape(-1).at[flat].add(contrib, mode="drop").reshape(n_post, R)
+            return flat, contrib
 
+        flat_all = buf.size
         if self.max_spikes >= sf.shape[0]:
-            new = scatter(sf, None)
+            flat, contrib = scatter(sf, None)
+            new = buf.reshape(-1).at[flat].add(contrib, mode="drop")
         else:
             vals, idx, fits = _compact(sf, self.max_spikes, self.n_blocks)
-            new = jax.lax.cond(fits, lambda: scatter(vals, idx), lambda: scatter(sf, None))
-        # A masked pass rather than a dynamic slice and update: XLA:CPU then keeps the
-        # loop-carried buffer in place instead of copying it every step.
-        due = (jnp.arange(R) == pos)[None, :]
-        x = jnp.sum(jnp.where(due, new, 0.0), axis=1)
-        self.delay_buffer.value = jnp.where(due, 0.0, new)
+            flat, contrib = scatter(vals, idx)
+            # the compacted spikes always; on overflow (rare) all rows instead, in a branch that
+            # leaves the buffer alone when not taken
+            new = buf.reshape(-1).at[jnp.where(fits, flat, flat_all)].add(contrib, mode="drop")
+
+            def overflow(b: jax.Array) -> jax.Array:
+                f, c = scatter(sf, None)
+                return b.at[f].add(c, mode="drop")
+
+            new = jax.lax.cond(fits, lambda b: b, overflow, new)
+        new = new.reshape(R, n_post)
+        x = jax.lax.dynamic_index_in_dim(new, pos, axis=0, keepdims=False)
+        self.delay_buffer.value = jax.lax.dynamic_update_index_in_dim(
+            new, jnp.zeros((n_post,), new.dtype), pos, axis=0)
         self.delay_pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
         return x if w_rows is not None else self._weight() * x
 
