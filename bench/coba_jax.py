@@ -21,11 +21,14 @@ Per step, exactly in this order (the float op order is part of the contract):
     spikes of the previous step onto post (float32, scatter-add of ones);
     g = g * decay + w * count, decay = math.exp(-dt / tau) (Python float).
  2. for each group (E, then I), V being the potential before this step:
-    I = input; I = I + g_EX * (E_e - V); I = I + g_IX * (E_i - V);
-    V_inf = V_rest + R * I; V_new = V_inf + (V - V_inf) * math.exp(-dt / tau_m);
+    g = g_EX + g_IX; gE = g_EX * E_e + g_IX * E_i; a = 1 + R * g;
+    V_inf = (V_rest + R * (input + gE)) / a; V_new = V_inf + (V - V_inf) * exp(a * (-dt / tau_m))
+    (exponential Euler: tau dV/dt = -(V - V_rest) + R (input + g_EX (E_e - V) + g_IX (E_i - V))
+    solved exactly over the step with g held constant);
     is_ref = refractory > 0; V_new = where(is_ref, V, V_new);
     spike = (V_new >= V_th) & ~is_ref; V = where(spike, V_reset, V_new);
-    refractory = where(spike, n_ref, maximum(refractory - 1, 0)).
+    refractory = where(spike, n_ref - 1, maximum(refractory - 1, 0)): the neuron is released
+    at t_spike + tau_ref (Brian2's convention; the spiking step is the first of n_ref).
 """
 
 from __future__ import annotations
@@ -224,8 +227,8 @@ def gather_rows(table: jax.Array, idx: jax.Array, how: str = "auto") -> jax.Arra
 
 def event_counts(spk: jax.Array, targets_ext: jax.Array, n_out: int, k: int,
                  method: str = "top_k", block: int = 32, n_blocks: int | None = None,
-                 gather: str = "auto", k2: int | None = None) -> jax.Array:
-    """count[post] = number of spiking presynaptic neurons targeting post (float32).
+                 gather: str = "auto", k2: int | None = None, dtype=jnp.float32) -> jax.Array:
+    """count[post] = number of spiking presynaptic neurons targeting post (``dtype``).
 
     ``targets_ext`` is the padded table with one extra all-padding row at
     index n_pre. Common case: compact the spikes into a k-slot buffer, gather
@@ -234,7 +237,7 @@ def event_counts(spk: jax.Array, targets_ext: jax.Array, n_out: int, k: int,
     else mask the whole table and scatter it all.
     """
     n_pre = spk.shape[0]
-    zeros = jnp.zeros(n_out, jnp.float32)
+    zeros = jnp.zeros(n_out, dtype)
     idx, exact = compact_spikes(spk, k, method, block, n_blocks)
 
     def scatter_rows(i):
@@ -272,32 +275,32 @@ def dense_matrix(targets: np.ndarray, n_post: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 class _Const(NamedTuple):
     n_ref: int
-    decay_m: float
     decay: dict
-
+    dt_tau_m: float
 
 def _consts(dt: float) -> _Const:
     P = PARAMS
     return _Const(
-        n_ref=int(round(P["tau_ref"] / dt)),
-        decay_m=math.exp(-dt / P["tau_m"]),
+        n_ref=int(math.floor(P["tau_ref"] / dt + 0.5 + 1e-9)),  # rounded half up
         decay={name: math.exp(-dt / (P["tau_e"] if exc else P["tau_i"])) for name, _, _, exc in PROJECTIONS},
+        dt_tau_m=dt / P["tau_m"],
     )
 
 
 def _lif(V, ref, g_e, g_i, inp, c: _Const):
     """One group's update, ops in the reference order."""
     P = PARAMS
-    I = inp
-    I = I + g_e * (P["E_e"] - V)
-    I = I + g_i * (P["E_i"] - V)
-    V_inf = P["V_rest"] + P["R"] * I
-    V_new = V_inf + (V - V_inf) * c.decay_m
+    # exponential Euler: the conductances join the leak, V is solved exactly over the step
+    g = g_e + g_i
+    gE = g_e * P["E_e"] + g_i * P["E_i"]
+    a = 1.0 + P["R"] * g
+    V_inf = (P["V_rest"] + P["R"] * (inp + gE)) / a
+    V_new = V_inf + (V - V_inf) * jnp.exp(a * -c.dt_tau_m)
     is_ref = ref > 0
     V_new = jnp.where(is_ref, V, V_new)
     spike = (V_new >= P["V_th"]) & ~is_ref
     V = jnp.where(spike, P["V_reset"], V_new)
-    ref = jnp.where(spike, c.n_ref, jnp.maximum(ref - 1, 0))
+    ref = jnp.where(spike, c.n_ref - 1, jnp.maximum(ref - 1, 0))
     return V, ref, spike
 
 
@@ -305,8 +308,9 @@ def _lif(V, ref, g_e, g_i, inp, c: _Const):
 def _simulate_ref(tabs, V0_E, V0_I, n_steps: int, dt: float, mode: str, k: int, unroll: int):
     c = _consts(dt)
     P = PARAMS
+    dtype = V0_E.dtype
     n = {"E": V0_E.shape[0], "I": V0_I.shape[0]}
-    inp = {g: jnp.full((n[g],), P["input"], jnp.float32) for g in "EI"}
+    inp = {g: jnp.full((n[g],), P["input"], dtype) for g in "EI"}
     w = {name: (P["w_e"] if exc else P["w_i"]) for name, _, _, exc in PROJECTIONS}
 
     def step(state, _):
@@ -314,9 +318,9 @@ def _simulate_ref(tabs, V0_E, V0_I, n_steps: int, dt: float, mode: str, k: int, 
         g = dict(g)
         for name, a, b, _exc in PROJECTIONS:
             if mode == "event":
-                count = event_counts(spk[a], tabs[name], n[b], min(k, n[a]))
+                count = event_counts(spk[a], tabs[name], n[b], min(k, n[a]), dtype=dtype)
             else:
-                count = spk[a].astype(jnp.float32) @ tabs[name]
+                count = spk[a].astype(dtype) @ tabs[name]
             g[name] = g[name] * c.decay[name] + w[name] * count
         V, ref, spk = dict(V), dict(ref), dict(spk)
         for grp in "EI":
@@ -326,34 +330,35 @@ def _simulate_ref(tabs, V0_E, V0_I, n_steps: int, dt: float, mode: str, k: int, 
     state = ({"E": V0_E, "I": V0_I},
              {g: jnp.zeros(n[g], jnp.int32) for g in "EI"},
              {g: jnp.zeros(n[g], bool) for g in "EI"},
-             {name: jnp.zeros(n[b], jnp.float32) for name, _, b, _ in PROJECTIONS})
+             {name: jnp.zeros(n[b], dtype) for name, _, b, _ in PROJECTIONS})
     _, (sE, sI) = lax.scan(step, state, None, length=n_steps, unroll=unroll)
     return sE, sI
 
 
-def _tables(targets, mode, n_e, n_i):
+def _tables(targets, mode, n_e, n_i, dtype=np.float32):
     sizes = {"E": n_e, "I": n_i}
     if mode == "event":
         return {name: _with_dummy_row(jnp.asarray(targets[name], jnp.int32), sizes[b])
                 for name, _, b, _ in PROJECTIONS}
     if mode == "dense":
-        return {name: jnp.asarray(dense_matrix(np.asarray(targets[name]), sizes[b]))
+        return {name: jnp.asarray(dense_matrix(np.asarray(targets[name]), sizes[b]).astype(dtype))
                 for name, _, b, _ in PROJECTIONS}
     raise ValueError(f"mode must be 'event' or 'dense', got {mode!r}")
 
 
 def simulate(targets: dict[str, np.ndarray], V0_E, V0_I, n_steps: int, dt: float = 0.1,
-             mode: str = "event", k: int = 128) -> tuple[np.ndarray, np.ndarray]:
+             mode: str = "event", k: int = 128, dtype=jnp.float32) -> tuple[np.ndarray, np.ndarray]:
     """The reference COBA run: spikes_E bool (n_steps, n_E), spikes_I bool (n_steps, n_I).
 
     Pure function of the connectivity (``targets['EE'|'EI'|'IE'|'II']``) and
     the initial potentials; g, refractory and spikes start at zero. ``mode``:
     'event' (compaction into a k-slot buffer with an exact fallback) or
     'dense' (0/1 float matrices, ``spikes @ W``); both give identical spikes.
+    ``dtype``: the float type of every state and count (float64 needs JAX's x64 mode).
     """
-    V0_E = jnp.asarray(V0_E, jnp.float32)
-    V0_I = jnp.asarray(V0_I, jnp.float32)
-    tabs = _tables(targets, mode, V0_E.shape[0], V0_I.shape[0])
+    V0_E = jnp.asarray(V0_E, dtype)
+    V0_I = jnp.asarray(V0_I, dtype)
+    tabs = _tables(targets, mode, V0_E.shape[0], V0_I.shape[0], dtype)
     sE, sI = _simulate_ref(tabs, V0_E, V0_I, int(n_steps), float(dt), mode, int(k), 1)
     return np.asarray(sE), np.asarray(sI)
 

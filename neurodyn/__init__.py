@@ -8,17 +8,18 @@ and finds every Variable they use by itself.
 from . import graph, random, surrogate
 from . import _integrators as integrators
 from ._integrators import odeint
-from ._environ import context, get_dt, set_dt, share
+from ._environ import (context, float_dtype, get_dt, get_precision, set_dt, set_precision, share,
+                       time_to_steps)
 from ._jit import JittedFunction, jit
 from ._module import Module
 from ._random import RandomState
+from ._monitors import SpikeMonitor, SpikeRecord
 from ._runner import Monitors, Runner
 from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
 from ._checkpoint import load, save
 from ._trainer import Trainer
-from . import distributed, encoders, nn, optim, visualize
-from . import nir
+from . import analysis, distributed, encoders, nir, nn, optim, visualize
 
 __version__ = "0.1.0"
 
@@ -26,8 +27,9 @@ __all__ = [
     "Variable", "TrainVar", "RandomState", "Module",
     "jit", "JittedFunction", "grad", "value_and_grad",
     "for_loop", "cond", "while_loop", "vmap", "in_trace",
-    "Runner", "Monitors",
+    "Runner", "Monitors", "SpikeMonitor", "SpikeRecord",
     "graph", "random", "set_dt", "get_dt", "context", "share",
+    "set_precision", "get_precision", "float_dtype", "time_to_steps",
     "surrogate", "integrators", "odeint",
-    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "nir",
+    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis", "nir",
 ]

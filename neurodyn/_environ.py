@@ -1,4 +1,4 @@
-"""The simulation step ``dt`` and per-step shared values (``t``, ``i``).
+"""The simulation step ``dt``, the float precision and per-step shared values (``t``, ``i``).
 
 ``dt`` is a Python float: a compile-time constant of compiled code. Changing it
 (``set_dt`` or ``context(dt=...)``) makes compiled functions re-trace.
@@ -12,11 +12,17 @@ import contextlib
 import threading
 from typing import Any, Iterator
 
+import jax
+import numpy as np
+
 from ._module import EPOCH
 
-__all__ = ["set_dt", "get_dt", "context", "share", "get"]
+__all__ = ["set_dt", "get_dt", "context", "share", "get", "set_precision", "get_precision",
+           "float_dtype", "time_to_steps"]
 
 _DT = [0.1]
+# float64 when JAX itself was started with x64 (JAX_ENABLE_X64=1), float32 otherwise
+_PRECISION = [64 if jax.config.jax_enable_x64 else 32]
 
 
 class _Stack(threading.local):
@@ -55,6 +61,66 @@ def get_dt() -> float:
         if "dt" in frame:
             return frame["dt"]
     return _DT[0]
+
+
+def set_precision(bits: int) -> None:
+    """Simulate and train in float32 (``bits=32``, the default) or float64 (``bits=64``).
+
+    Every Variable, initializer, synaptic weight and integrator created after
+    this call uses :func:`float_dtype`. float64 needs JAX's global x64 mode,
+    which this switches on (or off for 32), so call it once at the start of a
+    program, before building models: Variables created earlier keep their
+    dtype. Compiled functions re-trace afterwards. Starting Python with
+    ``JAX_ENABLE_X64=1`` makes float64 the default.
+
+    Example:
+        >>> nd.set_precision(64)
+        >>> nn.LIF(10).V.dtype
+        dtype('float64')
+    """
+    if bits not in (32, 64) or isinstance(bits, bool):
+        raise ValueError(f"set_precision: bits must be 32 or 64, got {bits!r}")
+    jax.config.update("jax_enable_x64", bits == 64)
+    if bits != _PRECISION[0]:
+        _PRECISION[0] = bits
+        EPOCH[0] += 1
+
+
+def get_precision() -> int:
+    """The float precision in bits: 32 (default) or 64 (see :func:`set_precision`).
+
+    Example:
+        >>> nd.get_precision()
+        32
+    """
+    return _PRECISION[0]
+
+
+def float_dtype() -> np.dtype:
+    """The float dtype of model state and parameters: float32, or float64 after ``set_precision(64)``.
+
+    Example:
+        >>> x = jnp.zeros(3, nd.float_dtype())
+    """
+    return np.dtype(np.float64) if _PRECISION[0] == 64 else np.dtype(np.float32)
+
+
+def time_to_steps(duration: float, dt: float | None = None, what: str = "duration") -> int:
+    """The number of steps of ``dt`` in ``duration`` ms, rounded half up (as Brian2 and NEST).
+
+    A ratio within 1e-9 of a half-integer counts as that half-integer, so
+    ``0.25 / 0.1`` (2.4999999999999996 in floating point) gives 3.
+    ``dt`` defaults to :func:`get_dt`.
+
+    Example:
+        >>> nd.time_to_steps(0.25, dt=0.1)
+        3
+    """
+    dt = get_dt() if dt is None else float(dt)
+    duration = float(duration)
+    if not duration >= 0:
+        raise ValueError(f"{what} must be >= 0 ms, got {duration}")
+    return int(np.floor(duration / dt + 0.5 + 1e-9))
 
 
 def get(name: str, default: Any = ...) -> Any:

@@ -12,7 +12,8 @@ import jax
 from jax._src import config as _jax_config
 
 from ._environ import get_dt
-from ._module import EPOCH, Module, collect_modules, snapshot
+from ._module import EPOCH, Module, collect_modules, owners_of, snapshot
+from ._random import KEY_LOCK, RandomState
 from ._state import CTX, Frame, Variable
 
 __all__ = ["jit", "JittedFunction"]
@@ -29,7 +30,7 @@ class Rediscover(Exception):
         self.writes = writes
 
 
-def _vars_of(objs: Any) -> list[Variable]:
+def _vars_of(objs: Any, what: str = "dyn_vars") -> list[Variable]:
     """Variables named by ``dyn_vars`` / ``child_objs`` (any nesting)."""
     out: dict[int, Variable] = {}
 
@@ -45,6 +46,11 @@ def _vars_of(objs: Any) -> list[Variable]:
         elif isinstance(o, (list, tuple, set)):
             for v in o:
                 visit(v)
+        elif o is not None:
+            raise TypeError(
+                f"nd.jit({what}=...): expected Variables or Modules (in any nesting of lists, tuples and "
+                f"dicts), got {type(o).__name__} {o!r:.80}. Neither is needed: nd.jit finds every Variable "
+                "a function uses by tracing.")
 
     if objs is not None:
         visit(objs)
@@ -77,7 +83,7 @@ def unwrap_variables(tree: Any) -> Any:
 class _Entry:
     """One compiled specialisation: fixed static arguments and a fixed Variable list."""
 
-    __slots__ = ("jitted", "reads", "writes", "guards", "epoch", "dt", "__weakref__")
+    __slots__ = ("jitted", "reads", "writes", "guards", "epoch", "dt", "lock", "__weakref__")
 
 
 class _Identity:
@@ -152,7 +158,7 @@ class JittedFunction:
         functools.update_wrapper(self, target, updated=())
         self._static_argnums, self._static_argnames = _normalize_static(target, static_argnums, static_argnames)
         self._has_static = bool(self._static_argnums or self._static_argnames)
-        self._known = _vars_of(dyn_vars) + _vars_of(child_objs)
+        self._known = _vars_of(dyn_vars) + _vars_of(child_objs, "child_objs")
         self._child_objs = child_objs
         self._donate = bool(donate)
         self._jit_options = dict(jax_jit_options)
@@ -208,30 +214,42 @@ class JittedFunction:
         entry = entries[0] if entries else None
         if entry is None or (entry.epoch != EPOCH[0] and not _still_valid(entry)):
             entry = self._select(key, args, kwargs)
-        while True:
-            reads, writes = entry.reads, entry.writes
-            if CTX.frames:
-                if any(v._dead for v in reads) or any(v._dead for v in writes):
-                    entry = self._build(key, args, kwargs, [v for v in reads if not v._dead],
-                                        [v for v in writes if not v._dead], entry)
+        # A call that advances a random state reads its key and writes the next one as
+        # one step, so that two threads never draw with the same key.
+        lock = entry.lock if not CTX.frames else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            while True:
+                reads, writes = entry.reads, entry.writes
+                if CTX.frames:
+                    if any(v._dead for v in reads) or any(v._dead for v in writes):
+                        entry = self._build(key, args, kwargs, [v for v in reads if not v._dead],
+                                            [v for v in writes if not v._dead], entry)
+                        continue
+                    rvals = [v.value for v in reads]
+                    wvals = [v.value for v in writes]
+                else:
+                    rvals = [v._value for v in reads]
+                    wvals = [v._value for v in writes]
+                try:
+                    out, new = entry.jitted(rvals, wvals, args, kwargs)
+                except Rediscover as r:
+                    entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes, entry)
+                    if lock is None and entry.lock is not None and not CTX.frames:
+                        lock = entry.lock
+                        lock.acquire()
                     continue
-                rvals = [v.value for v in reads]
-                wvals = [v.value for v in writes]
+                break
+            if CTX.frames:
+                for v, x in zip(writes, new):
+                    v.value = x
             else:
-                rvals = [v._value for v in reads]
-                wvals = [v._value for v in writes]
-            try:
-                out, new = entry.jitted(rvals, wvals, args, kwargs)
-            except Rediscover as r:
-                entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes, entry)
-                continue
-            break
-        if CTX.frames:
-            for v, x in zip(writes, new):
-                v.value = x
-        else:
-            for v, x in zip(writes, new):
-                v._value = x
+                for v, x in zip(writes, new):
+                    v._value = x
+        finally:
+            if lock is not None:
+                lock.release()
         return out
 
     def _call_eager(self, args: tuple, kwargs: dict) -> Any:
@@ -322,7 +340,12 @@ class JittedFunction:
 
         donate = (1,) if self._donate else ()
         entry.jitted = jax.jit(pure, donate_argnums=donate, **self._jit_options)
+        entry.lock = KEY_LOCK if any(isinstance(v, RandomState) for v in unique_writes) else None
         guards: dict[int, Module] = {}
+        # Modules that own a Variable the trace touches, and their ancestors, however the
+        # function reached them (a plain object's attribute, a container, a global) ...
+        owners_of(unique_reads + unique_writes, guards)
+        # ... and those it can reach by name, which may hold only plain attributes.
         collect_modules(self.origin_fun, guards)
         if inspect.ismethod(target):
             collect_modules(target.__self__, guards)
@@ -485,7 +508,11 @@ def jit(
     as a constant and no ``dyn_vars`` are needed. Variables that are only read
     are inputs of the compiled code; written ones are outputs too and are
     updated after each call. If the traced function raises, every Variable
-    keeps its previous value.
+    keeps its previous value. Plain attributes (numbers, flags) are compiled
+    in as constants; assigning a new one re-traces at the next call for every
+    Module of the models whose Variables the function touches, however it
+    reaches them (argument, closure, global, container, attribute of a plain
+    object), and for Modules it names directly.
 
     Args:
         fun: what to compile. Without it, ``jit`` returns a decorator.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterator, Mapping
 
 import jax
@@ -17,6 +18,51 @@ __all__ = ["Module"]
 EPOCH = [0]
 
 _MISSING = object()
+
+# id(Variable or Module) -> weak references to the Modules that hold it as an attribute
+# (directly or in a list/tuple/dict). Compiled functions guard the Modules that own the
+# Variables a trace touched, however the function reached them.
+_PARENTS: dict[int, list] = {}
+
+
+def _link(child: Any, parent: "Module") -> None:
+    refs = _PARENTS.get(id(child))
+    if refs is None:
+        refs = _PARENTS[id(child)] = []
+        weakref.finalize(child, _PARENTS.pop, id(child), None)
+    for r in refs:
+        if r() is parent:
+            return
+    refs.append(weakref.ref(parent))
+
+
+def _link_value(parent: "Module", value: Any, depth: int = 0) -> None:
+    if isinstance(value, (Variable, Module)):
+        _link(value, parent)
+    elif depth < 3 and isinstance(value, (list, tuple)):
+        for v in value:
+            _link_value(parent, v, depth + 1)
+    elif depth < 3 and isinstance(value, dict):
+        for v in value.values():
+            _link_value(parent, v, depth + 1)
+
+
+def owners_of(objs: Any, out: dict[int, "Module"]) -> None:
+    """Add the whole model (every module of the top-most owners) of each Variable or Module in ``objs``."""
+    seen: set[int] = set()
+    stack = list(objs)
+    roots = []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        parents = [p for p in (r() for r in _PARENTS.get(id(obj), ())) if p is not None]
+        if not parents and isinstance(obj, Module):
+            roots.append(obj)
+        stack.extend(parents)
+    for root in roots:
+        collect_modules(root, out)
 
 
 def _contains(value: Any, pred: Any, depth: int = 0) -> bool:
@@ -94,6 +140,8 @@ class Module:
             EPOCH[0] += 1
         if isinstance(value, Variable) and value._name is None:
             value._name = f"{type(self).__name__}.{name}"
+        if not local:
+            _link_value(self, value)
         object.__setattr__(self, name, value)
 
     def _check_assign_in_trace(self, name: str, value: Any, old: Any) -> None:
@@ -134,11 +182,19 @@ class Module:
 
     def update(self, *args: Any, **kwargs: Any) -> Any:
         """One step of the module's dynamics (override this or ``forward``)."""
-        raise NotImplementedError
+        cls = type(self)
+        if cls.forward is not Module.forward:
+            return self.forward(*args, **kwargs)
+        raise NotImplementedError(f"{cls.__name__} defines neither update() nor forward(): a Module's "
+                                  "computation (one step of its dynamics) goes in update() or forward().")
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The module's computation (override this or ``update``)."""
-        raise NotImplementedError
+        cls = type(self)
+        if cls.update is not Module.update:
+            return self.update(*args, **kwargs)
+        raise NotImplementedError(f"{cls.__name__} defines neither forward() nor update(): a Module's "
+                                  "computation (one step of its dynamics) goes in update() or forward().")
 
     # -- traversal -----------------------------------------------------------------
     def _children(self) -> Iterator[tuple[str, Any]]:

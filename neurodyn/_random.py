@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._state import Variable
+from ._environ import float_dtype
+from ._state import CTX, Variable
 
 __all__ = ["RandomState"]
+
+# Held while a key is read and its successor written outside compiled code (an eager draw,
+# or a compiled call that advances a RandomState), so no two threads get the same key.
+KEY_LOCK = threading.RLock()
 
 Size = "int | Sequence[int] | None"
 
@@ -75,7 +81,13 @@ class RandomState(Variable):
         self.value = _key_from_seed(seed)
 
     def split_key(self, num: int | None = None) -> jax.Array:
-        """Return a fresh subkey (or ``num`` of them) and advance the state."""
+        """Return a fresh subkey (or ``num`` of them) and advance the state (thread-safe)."""
+        if CTX.frames:  # inside a trace: the frame is private to this thread
+            return self._split(num)
+        with KEY_LOCK:
+            return self._split(num)
+
+    def _split(self, num: int | None) -> jax.Array:
         if num is None:
             key, sub = jax.random.split(self.value)
         else:
@@ -88,17 +100,17 @@ class RandomState(Variable):
     def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
         """Gaussian samples ``loc + scale * N(0, 1)`` of shape ``size``."""
         shape = _shape(size, loc, scale)
-        return loc + scale * jax.random.normal(self.split_key(), shape, dtype or jnp.float32)
+        return loc + scale * jax.random.normal(self.split_key(), shape, dtype or float_dtype())
 
     def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None, dtype: Any = None) -> jax.Array:
         """Uniform samples in ``[low, high)``."""
         shape = _shape(size, low, high)
-        u = jax.random.uniform(self.split_key(), shape, dtype or jnp.float32)
+        u = jax.random.uniform(self.split_key(), shape, dtype or float_dtype())
         return low + (high - low) * u
 
     def random(self, size: Any = None) -> jax.Array:
         """Uniform samples in ``[0, 1)`` (``numpy.random.random``)."""
-        return jax.random.uniform(self.split_key(), _shape(size), jnp.float32)
+        return jax.random.uniform(self.split_key(), _shape(size), float_dtype())
 
     def randint(self, low: int, high: int | None = None, size: Any = None, dtype: Any = jnp.int32) -> jax.Array:
         """Integers in ``[low, high)`` (``[0, low)`` when ``high`` is None)."""

@@ -12,7 +12,12 @@ repeated runs never re-trace.
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import signal
+import threading
 import time
+import warnings
 import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -21,14 +26,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import random as _nd_random
 from ._environ import context, get_dt
-from ._jit import JittedFunction, jit
+from ._jit import JittedFunction, jit, unwrap_variables
 from ._module import Module
+from ._monitors import SpikeMonitor, SpikeRecord
 from ._sharding import Placement, as_mesh, module_placement
-from ._state import Variable
+from ._state import Frame, Variable
 from ._transforms import _discover, for_loop
 
-__all__ = ["Runner", "Monitors"]
+__all__ = ["Runner", "Monitors", "SpikeMonitor", "SpikeRecord"]
 
 _INPUT_KINDS = ("fix", "iter", "func")
 _INPUT_OPS = {"=": None, "+": jnp.add, "-": jnp.subtract, "*": jnp.multiply, "/": jnp.divide}
@@ -40,12 +47,14 @@ _COMPILED: "weakref.WeakKeyDictionary[Module, dict]" = weakref.WeakKeyDictionary
 class Monitors(dict):
     """Recorded values of the last run: ``mon['E.spike']`` and ``mon.ts`` (ms), NumPy arrays.
 
-    Arrays have time as their first axis, one row per recorded step.
+    Arrays have time as their first axis, one row per recorded step; the row
+    labelled ``mon.ts[r] = k dt`` holds the state after step ``k`` (see
+    :class:`Runner`). An ``nd.SpikeMonitor`` gives an ``nd.SpikeRecord`` instead.
 
     Example:
         >>> mon = runner.run(100.)
         >>> mon['E.spike'].shape, mon.ts[:2]
-        ((1000, 3200), array([0. , 0.1]))
+        ((1000, 3200), array([0.1, 0.2]))
     """
 
     ts: np.ndarray
@@ -55,12 +64,17 @@ class Monitors(dict):
         self.ts = ts
 
     def __repr__(self) -> str:
-        items = ", ".join(f"{k!r}: {v.dtype}{list(v.shape)}" for k, v in self.items())
+        items = ", ".join(f"{k!r}: {v!r}" if isinstance(v, SpikeRecord) else f"{k!r}: {v.dtype}{list(v.shape)}"
+                          for k, v in self.items())
         return f"Monitors(ts: [{len(self.ts)}], {items})"
 
 
+def _label_of(target: Any) -> str:
+    return target if isinstance(target, str) else target._label()
+
+
 class _Monitor:
-    __slots__ = ("name", "path", "var", "fn", "index")
+    __slots__ = ("name", "path", "var", "fn", "index", "shape", "dtype", "count")
 
     def __init__(self, name: str, target: Any, index: Any, model: Module) -> None:
         self.name = name
@@ -68,7 +82,12 @@ class _Monitor:
         self.path = None
         self.var = None
         self.fn = None
-        if callable(target) and not isinstance(target, Variable):
+        self.shape: tuple = ()
+        self.dtype: Any = None
+        self.count = False  # a boolean record summed over each monitor_every interval
+        if isinstance(target, Variable):
+            self.var = target
+        elif callable(target):
             self.fn = target
         elif isinstance(target, str):
             self.path = target
@@ -79,19 +98,16 @@ class _Monitor:
                     "a monitor must name a Variable or be a callable model -> array."
                 )
             self.var = obj
-            if self.index is not None:
-                size = obj.shape[-1] if obj.ndim else 0
-                if self.index.size and (self.index.max() >= size or self.index.min() < -size):
-                    raise IndexError(
-                        f"Runner: monitor '{name}' selects indices up to {int(self.index.max())} of "
-                        f"'{target}', which has shape {obj.shape}"
-                    )
         else:
-            raise TypeError(f"Runner: monitor '{name}' must be a dotted path or a callable, got {target!r}")
+            raise TypeError(f"Runner: monitor '{name}' must be a dotted path, a Variable, a callable or an "
+                            f"nd.SpikeMonitor, got {target!r}")
+        if self.var is not None and self.index is not None:
+            _check_index(f"monitor '{name}'", self.index, self.var, _label_of(target))
 
     def key(self) -> Any:
         idx = None if self.index is None else (self.index.shape, self.index.tobytes())
-        return (self.name, self.path, id(self.fn) if self.fn else None, idx)
+        return (self.name, self.path, id(self.var) if self.path is None and self.var is not None else None,
+                id(self.fn) if self.fn else None, idx, self.count)
 
     def read(self, model: Module) -> Any:
         value = self.var.value if self.var is not None else self.fn(model)
@@ -102,26 +118,110 @@ class _Monitor:
         return value
 
 
-class _Input:
-    __slots__ = ("path", "var", "kind", "op", "value", "fn")
+def _check_index(what: str, index: np.ndarray, var: Variable, label: str) -> None:
+    size = var.shape[-1] if var.ndim else 0
+    if index.size and (index.max() >= size or index.min() < -size):
+        raise IndexError(f"Runner: {what} selects indices up to {int(index.max())} of '{label}', which has "
+                         f"shape {var.shape}")
 
-    def __init__(self, spec: Sequence[Any], model: Module) -> None:
-        if not isinstance(spec, (tuple, list)) or not 2 <= len(spec) <= 4:
+
+class _Events:
+    """An event spike monitor's state: a buffer of neuron indices filled on the device per chunk."""
+
+    __slots__ = ("name", "var", "index", "size", "rate", "label")
+
+    def __init__(self, name: str, spec: SpikeMonitor, model: Module) -> None:
+        target = spec.target
+        var = model.get(target) if isinstance(target, str) else target
+        label = _label_of(target)
+        if not isinstance(var, Variable):
+            raise TypeError(f"Runner: SpikeMonitor '{name}' points to '{label}', a {type(var).__name__}, "
+                            "not a spike Variable")
+        if var.ndim != 1 or var.dtype != jnp.bool_:
+            raise TypeError(f"Runner: SpikeMonitor '{name}' records a 1-d boolean spike Variable; '{label}' "
+                            f"has shape {var.shape} dtype {var.dtype}")
+        if spec.index is not None:
+            _check_index(f"SpikeMonitor '{name}'", spec.index, var, label)
+        self.name, self.var, self.index, self.rate, self.label = name, var, spec.index, spec.rate, label
+        self.size = var.shape[0] if spec.index is None else int(spec.index.size)
+
+    def key(self) -> Any:
+        idx = None if self.index is None else (self.index.shape, self.index.tobytes())
+        return ("events", self.name, id(self.var), idx)
+
+    def read(self) -> Any:
+        s = self.var.value
+        return s if self.index is None else s[self.index]
+
+    def capacity(self, steps: int, dt: float) -> tuple[int, int]:
+        """(events per chunk, events per step) the buffers are sized for at first."""
+        per_step = self.size * self.rate * dt / 1000.0
+        block = _round_up(int(4 * per_step) + 16)
+        return _round_up(int(1.5 * per_step * steps) + block + 64), block
+
+
+def _round_up(n: int) -> int:
+    """The next power of two (buffers of a few sizes keep the number of compilations small)."""
+    return 1 << max(int(n) - 1, 1).bit_length()
+
+
+def _append_events(buf: Variable, pos: Variable, queries: Variable, spikes: Any) -> Any:
+    """Write the indices of this step's spikes after the last event in ``buf``; returns their count.
+
+    The first ``B = len(queries)`` spiking neurons are found by binary search in
+    the running count of spikes (``B log N`` work besides one cumulative sum) and
+    written as one block. Spikes beyond ``B``, or a block that does not fit, are
+    lost here, but the count is exact: the host sees it and runs the chunk again
+    with larger buffers.
+    """
+    k = jnp.cumsum(spikes.astype(jnp.int32))
+    count = k[-1] if k.shape[0] else jnp.int32(0)
+    idx = jnp.searchsorted(k, queries.value, side="left").astype(jnp.int32)
+    buf.value = jax.lax.dynamic_update_slice(buf.value, idx, (pos.value,))
+    pos.value = pos.value + count
+    return count
+
+
+class _Input:
+    __slots__ = ("path", "var", "kind", "op", "value", "fn", "dt")
+
+    def __init__(self, spec: Sequence[Any], model: Module, runner_dt: float) -> None:
+        if not isinstance(spec, (tuple, list)) or not 2 <= len(spec) <= 5:
             raise ValueError(
-                f"Runner: an input is (path, value[, kind[, op]]), e.g. ('E.input', 20.); got {spec!r}"
+                f"Runner: an input is (target, value[, kind[, op[, dt]]]), e.g. ('E.input', 20.); got {spec!r}"
             )
-        path, value = spec[0], spec[1]
+        target_spec, value = spec[0], spec[1]
         kind = spec[2] if len(spec) > 2 else ("func" if callable(value) else "fix")
         op = spec[3] if len(spec) > 3 else "="
+        in_dt = spec[4] if len(spec) > 4 else None
+        if isinstance(target_spec, Variable):
+            target, path = target_spec, target_spec._label()
+        elif isinstance(target_spec, str):
+            target, path = model.get(target_spec), target_spec
+        else:
+            raise TypeError(f"Runner: an input target is a dotted path or a Variable, got {target_spec!r}")
         if kind not in _INPUT_KINDS:
             raise ValueError(f"Runner: input '{path}' kind must be one of {_INPUT_KINDS}, got {kind!r}")
         if op not in _INPUT_OPS:
             raise ValueError(f"Runner: input '{path}' op must be one of {list(_INPUT_OPS)}, got {op!r}")
-        target = model.get(path)
         if not isinstance(target, Variable):
             raise TypeError(f"Runner: input target '{path}' is a {type(target).__name__}, not a Variable")
         self.path, self.var, self.kind, self.op = path, target, kind, op
         self.fn = None
+        self.dt = None
+        if in_dt is not None:
+            if kind != "iter":
+                raise ValueError(f"Runner: input '{path}': a row spacing dt applies to 'iter' inputs only")
+            in_dt = float(in_dt)
+            if not in_dt > 0 or not math.isfinite(in_dt):
+                raise ValueError(f"Runner: input '{path}': dt must be a positive number of ms, got {spec[4]!r}")
+            self.dt = in_dt
+        elif kind == "iter" and not math.isclose(runner_dt, get_dt(), rel_tol=1e-9):
+            raise ValueError(
+                f"Runner: input '{path}' is an 'iter' array with one row per step, but the Runner steps "
+                f"dt = {runner_dt} ms while nd.get_dt() = {get_dt()} ms, with which input arrays are usually "
+                f"built. State the rows' spacing: ('{path}', values, 'iter', '{op}', <dt of the rows>) "
+                f"(rows are then held for their duration), or build the array at dt = {runner_dt}.")
         if kind == "func":
             if not callable(value):
                 raise TypeError(f"Runner: input '{path}' of kind 'func' needs a callable of time t")
@@ -152,7 +252,18 @@ class _Input:
 
     def key(self) -> Any:
         shape = None if self.value is None else (self.value.shape, str(self.value.dtype))
-        return (self.path, self.kind, self.op, id(self.fn) if self.fn else None, shape)
+        return (self.path, id(self.var), self.kind, self.op, id(self.fn) if self.fn else None, shape, self.dt)
+
+    def row(self, i: Any, dt: float) -> Any:
+        """The row of an 'iter' input for step ``i`` (held for its duration when rows are ``self.dt`` apart)."""
+        if self.dt is None:
+            return i
+        return jnp.floor((i * dt) / self.dt + 1e-6).astype(jnp.int32)
+
+    def rows_needed(self, steps: int, dt: float) -> int:
+        if self.dt is None:
+            return steps
+        return int(math.floor(((steps - 1) * dt) / self.dt + 1e-6)) + 1
 
     def apply(self, value: Any) -> None:
         op = _INPUT_OPS[self.op]
@@ -168,24 +279,51 @@ class Runner:
     compiled loop; successive calls continue where the last one stopped.
     During each step ``nd.share.t`` (ms) and ``nd.share.i`` (step index) are set.
 
+    **Time convention.** Step ``k`` (``k = 1, 2, ...``) advances the model from
+    ``t = (k-1) dt`` to ``t = k dt``; during it ``nd.share.i == k - 1`` and
+    ``nd.share.t == (k-1) dt`` (inputs are applied with these values, before
+    ``update``). A monitor row labelled ``t = k dt`` (``mon.ts``) holds every
+    recorded Variable as it is after step ``k``, all read at the same moment,
+    after ``update`` returned; a spike emitted in step ``k`` has time ``k dt``
+    (NEST's convention: the end of the step in which the threshold was
+    crossed; Brian2 labels it ``(k-1) dt``). A model's own ordering decides
+    what its Variables hold after a step (e.g. a synapse that integrates before
+    its neurons holds the conductance that drove the step just taken).
+    ``record_initial=True`` adds a row at ``t = 0`` with the state before the
+    first step (again after :meth:`reset`).
+
     Args:
         model: the network (an ``nd.Module`` whose ``update()`` takes one step).
         monitors: what to record after each step: a list of dotted paths
-            (``['E.spike', 'E.V']``), or a dict name -> path, ``(path, indices)``
-            or a callable ``model -> array`` evaluated on the device (for
-            reductions such as a population rate).
-        inputs: ``(path, value[, kind[, op]])`` tuples: kind ``'fix'`` (a constant,
-            the default), ``'iter'`` (an array with one row per step, indexed by
-            the global step) or ``'func'`` (a callable of time ``t`` in ms); op
-            ``'='`` (default), ``'+'``, ``'-'``, ``'*'``, ``'/'``. Applied before
-            every step.
+            (``['E.spike', 'E.V']``), or a dict name -> path, Variable,
+            ``(path, indices)``, a callable ``model -> array`` evaluated on the
+            device (for reductions such as a population rate), or an
+            :class:`nd.SpikeMonitor` (spikes as events; ``mon[name]`` is then an
+            :class:`nd.SpikeRecord`). Callables are checked before anything runs.
+        inputs: ``(target, value[, kind[, op[, dt]]])`` tuples, ``target`` a
+            dotted path or a Variable: kind ``'fix'`` (a constant, the
+            default), ``'iter'`` (an array with one row per step, indexed by the
+            global step; it must cover the whole run) or ``'func'`` (a callable
+            of time ``t`` in ms); op ``'='`` (default), ``'+'``, ``'-'``, ``'*'``,
+            ``'/'``. Applied before every step. For ``'iter'`` the rows are one
+            Runner step apart; if the Runner's ``dt`` differs from
+            ``nd.get_dt()`` (which input builders use), give the rows' spacing
+            ``dt`` in ms, and each row is held for that long.
         dt: the step in ms (default: ``nd.get_dt()``).
         jit: compile the loop (``False`` runs it eagerly, for debugging).
         progress_bar: show a tqdm bar that advances per chunk.
-        monitor_every: record every N-th step only.
+        monitor_every: record every N-th step only (rows at ``t = N dt, 2N dt, ...``).
+            A boolean record (spikes) then holds, per row, the number of steps
+            of the interval in which it was True (int32), so no spike is lost;
+            an ``nd.SpikeMonitor`` records every spike regardless.
+        record_initial: also record the state before the first step (a row at
+            ``t = 0``; events of the initial spike state at step 0).
         chunk_size: steps per compiled chunk (host copies and progress happen
             between chunks).
         unroll: steps per compiled loop iteration (faster runs, slower compiles).
+        record_to: a directory: dense records are streamed there chunk by chunk
+            as ``<name>.npy`` files (written per run, read back as read-only
+            memory maps in ``mon``), for records larger than memory.
         mesh: simulate across devices: a ``jax.sharding.Mesh`` or a device count.
             Every Variable of the model is placed with
             :func:`nd.distributed.shard` (neuron groups and synapse state split
@@ -197,11 +335,20 @@ class Runner:
         shard_rule: per-Variable overrides for ``mesh``:
             ``{'path.glob': PartitionSpec}`` or ``fn(path, var) -> PartitionSpec | None``.
 
+    Before a run the size of the records is estimated: a run whose records
+    cannot fit in the memory available is refused (``MemoryError`` naming the
+    monitor), a large one warns. Ctrl-C during a run stops it after the chunks
+    already on the device: their records are copied, so ``mon`` covers exactly
+    the steps the model advanced (``runner.t``) and the next ``run`` continues
+    seamlessly (a second Ctrl-C stops at once). ``runner.i`` (steps taken) may
+    be set to continue a simulation saved with ``nd.save``.
+
     Example:
         >>> runner = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)])
         >>> runner.run(100.)
-        >>> runner.mon['E.spike'].shape
-        (1000, 3200)
+        >>> runner.mon['E.spike'].shape, runner.mon.ts[0]
+        ((1000, 3200), 0.1)
+        >>> events = nd.Runner(net, monitors={'E': nd.SpikeMonitor('E.spike')}).run(1000.)['E']
         >>> sharded = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)], mesh=4)
     """
 
@@ -218,13 +365,18 @@ class Runner:
         unroll: int = 1,
         mesh: Any = None,
         shard_rule: Any = None,
+        record_initial: bool = False,
+        record_to: str | os.PathLike | None = None,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Runner needs an nd.Module, got {type(model).__name__}")
+        if type(model).update is Module.update and type(model).forward is Module.forward:
+            raise TypeError(f"Runner: {type(model).__name__} defines no update(); the Runner calls "
+                            "model.update() once per step")
         self.model = model
         self.dt = float(dt) if dt is not None else get_dt()
-        if not self.dt > 0:
-            raise ValueError(f"Runner: dt must be positive, got {dt}")
+        if not (self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f"Runner: dt must be a positive number of ms, got {dt}")
         self.jit = jit
         self.progress_bar = progress_bar
         if int(monitor_every) < 1:
@@ -235,11 +387,16 @@ class Runner:
         # Chunks hold whole recording periods.
         self.chunk_size = max(1, int(chunk_size) // self.monitor_every) * self.monitor_every
         self.unroll = int(unroll)
-        self._monitors = self._parse_monitors(monitors)
-        self._inputs = [_Input(spec, model) for spec in inputs]
+        self.record_initial = bool(record_initial)
+        self.record_to = None if record_to is None else os.fspath(record_to)
+        self._monitors, self._events = self._parse_monitors(monitors)
+        self._inputs = [_Input(spec, model, self.dt) for spec in inputs]
+        with context(dt=self.dt):
+            self._probe_monitors()
         self.i = 0  # steps taken so far
         self.mon = Monitors({m.name: np.zeros((0,)) for m in self._monitors}, np.zeros((0,)))
         self.stats: dict[str, float] = {}
+        self._capacity: dict[str, int] = {}
         self.mesh = as_mesh(mesh, "neurons", "Runner: mesh")
         self._placement: Placement | None = None
         if self.mesh is not None:
@@ -254,14 +411,20 @@ class Runner:
         """Biological time reached so far, in ms."""
         return self.i * self.dt
 
-    def _parse_monitors(self, monitors: Any) -> list[_Monitor]:
+    def _parse_monitors(self, monitors: Any) -> tuple[list[_Monitor], list[_Events]]:
         if monitors is None:
-            return []
+            return [], []
         if isinstance(monitors, str):
             monitors = [monitors]
-        out = []
+        out: list[_Monitor] = []
+        events: list[_Events] = []
+        names: list[str] = []
         if isinstance(monitors, Mapping):
             for name, target in monitors.items():
+                names.append(str(name))
+                if isinstance(target, SpikeMonitor):
+                    events.append(_Events(str(name), target, self.model))
+                    continue
                 index = None
                 if isinstance(target, tuple):
                     target, index = target
@@ -272,27 +435,52 @@ class Runner:
                 if isinstance(target, tuple):
                     target, index = target
                 if not isinstance(target, str):
-                    raise TypeError(f"Runner: list monitors are dotted paths; use a dict for callables, got {target!r}")
+                    raise TypeError(f"Runner: list monitors are dotted paths; use a dict for callables, "
+                                    f"Variables and SpikeMonitors, got {target!r}")
+                names.append(target)
                 out.append(_Monitor(target, target, index, self.model))
-        names = [m.name for m in out]
         if len(set(names)) != len(names):
             raise ValueError(f"Runner: duplicate monitor names in {names}")
-        return out
+        return out, events
+
+    def _probe_monitors(self) -> None:
+        """Shape and dtype of every dense monitor's row, found without running (errors name the monitor)."""
+        for m in self._monitors:
+            frame = Frame(None)
+
+            def probe(m: _Monitor = m, frame: Frame = frame) -> Any:
+                with frame:
+                    return unwrap_variables(m.read(self.model))
+
+            try:
+                out = jax.eval_shape(probe)
+            except Exception as e:
+                e.add_note(f"Runner: while checking monitor '{m.name}' before the run")
+                raise
+            if not isinstance(out, jax.ShapeDtypeStruct):
+                raise TypeError(f"Runner: monitor '{m.name}' must give one array per step, but its function "
+                                f"returned {out!r}")
+            m.shape, m.dtype = tuple(out.shape), np.dtype(out.dtype)
+            m.count = self.monitor_every > 1 and m.dtype == np.bool_
 
     def _compiled_chunk(self) -> JittedFunction:
         placement = self._placement
-        key = (tuple(m.key() for m in self._monitors), tuple(i.key() for i in self._inputs),
+        key = (tuple(m.key() for m in self._monitors), tuple(e.key() for e in self._events),
+               tuple(i.key() for i in self._inputs),
                self.monitor_every, self.unroll, None if placement is None else placement.key())
         cache = _COMPILED.setdefault(self.model, {})
         if key in cache:
             fn = cache[key]
             fn._nd_runner_layout = (self._monitors, self._inputs)
             return fn
-        model, monitors, inputs, every, unroll = self.model, self._monitors, self._inputs, self.monitor_every, self.unroll
-        holder: dict[str, Any] = {"layout": (monitors, inputs)}
+        model, every, unroll = self.model, self.monitor_every, self.unroll
+        # the event buffers belong to the compiled function, so Runners sharing it share them
+        buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0)),
+                    Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in self._events]
+        holder: dict[str, Any] = {"layout": (self._monitors, self._inputs, self._events), "buffers": buffers}
 
-        def step(i: jax.Array, values: list, once: frozenset = frozenset()) -> None:
-            mons, ins = holder["layout"]
+        def step(i: jax.Array, values: list, once: frozenset = frozenset()) -> list:
+            _, ins, evs = holder["layout"]
             t = i * get_dt()
             with context(t=t, i=i):
                 for k, (inp, value) in enumerate(zip(ins, values)):
@@ -301,7 +489,7 @@ class Runner:
                     if inp.kind == "func":
                         inp.apply(inp.fn(t))
                     elif inp.kind == "iter":
-                        inp.apply(value[i])
+                        inp.apply(value[inp.row(i, get_dt())])
                     else:
                         inp.apply(value)
                 model.update()
@@ -309,17 +497,18 @@ class Runner:
                 # the loop carry keeps the neuron-axis split (without this XLA may gather a
                 # scatter's result onto every device and carry it replicated)
                 placement.constrain()
+            return [_append_events(buf, pos, q, e.read()) for e, (buf, pos, q) in zip(evs, holder["buffers"])]
 
-        def record() -> dict:
-            mons, _ = holder["layout"]
-            return {m.name: m.read(model) for m in mons}
+        def record(skip_counted: bool = False) -> dict:
+            mons = holder["layout"][0]
+            return {m.name: m.read(model) for m in mons if not (skip_counted and m.count)}
 
         def constant_inputs() -> frozenset:
             # A constant '=' input into a Variable that nothing else writes holds the same
             # value before every step: set it once per chunk rather than carry it through
             # the loop (a per-step write is a per-step operation, several % of a small
             # network's step on a CPU).
-            _, ins = holder["layout"]
+            ins = holder["layout"][1]
             targets: dict[int, int] = {}
             for inp in ins:
                 targets[id(inp.var)] = targets.get(id(inp.var), 0) + 1
@@ -332,36 +521,53 @@ class Runner:
             return frozenset(k for k, inp in enumerate(ins) if inp.kind == "fix" and inp.op == "="
                              and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
 
-        def chunk(i0: jax.Array, n: int, values: list) -> tuple[Any, jax.Array]:
-            _, ins = holder["layout"]
+        def chunk(i0: jax.Array, n: int, values: list) -> tuple[Any, Any, Any, jax.Array]:
+            mons, ins, _ = holder["layout"]
             once = constant_inputs()
             for k in once:
                 ins[k].apply(values[k])
-            # The second output is the step reached: an array that exists even without
+            for _, pos, _ in holder["buffers"]:
+                pos.value = jnp.int32(0)
+            # The last output is the step reached: an array that exists even without
             # monitors, so the host can wait for this chunk while the next one runs.
             if every == 1:
                 def body(i: jax.Array) -> Any:
-                    step(i, values, once)
-                    return record()
-                return for_loop(body, i0 + jnp.arange(n), unroll=unroll), i0 + n
+                    counts = step(i, values, once)
+                    return record(), counts
+                recs, counts = for_loop(body, i0 + jnp.arange(n), unroll=unroll)
+            else:
+                counted = [m for m in mons if m.count]
 
-            def outer(j: jax.Array) -> Any:
-                for_loop(lambda i: step(i, values, once), i0 + j * every + jnp.arange(every), unroll=unroll)
-                return record()
-            return for_loop(outer, jnp.arange(n // every)), i0 + n
+                def inner(i: jax.Array) -> Any:
+                    counts = step(i, values, once)
+                    return counts, {m.name: m.read(model) for m in counted}
+
+                def outer(j: jax.Array) -> Any:
+                    counts, rows = for_loop(inner, i0 + j * every + jnp.arange(every), unroll=unroll)
+                    rec = record(skip_counted=True)
+                    rec.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in rows.items()})
+                    return rec, counts
+                recs, counts = for_loop(outer, jnp.arange(n // every))
+                counts = [c.reshape(-1) for c in counts]
+            return recs, counts, [buf.value for buf, _, _ in holder["buffers"]], i0 + n
 
         fn = jit(chunk, static_argnums=1)
-        fn._nd_runner_layout = (monitors, inputs)
+        fn._nd_runner_layout = (self._monitors, self._inputs)
         fn._nd_holder = holder
         cache[key] = fn
         return fn
 
     # -- running -----------------------------------------------------------------
-    def _steps(self, duration: float) -> int:
-        duration = float(duration)
-        if not duration > 0:
-            raise ValueError(f"Runner.run: duration must be a positive number of ms, got {duration}")
+    def _steps(self, duration: Any) -> int:
+        try:
+            duration = float(duration)
+        except (TypeError, ValueError):
+            raise TypeError(f"Runner.run: duration must be a number of ms, got {duration!r}") from None
+        if not (duration > 0 and math.isfinite(duration)):
+            raise ValueError(f"Runner.run: duration must be a positive, finite number of ms, got {duration}")
         n = int(round(duration / self.dt))
+        if n < 1:
+            raise ValueError(f"Runner.run: duration {duration} ms is shorter than one step (dt = {self.dt} ms)")
         if abs(n * self.dt - duration) > 1e-6 * max(1.0, duration):
             raise ValueError(
                 f"Runner.run: duration {duration} ms is not a multiple of dt = {self.dt} ms "
@@ -373,12 +579,56 @@ class Runner:
             )
         return n
 
+    def _record_bytes(self, n: int, initial: bool) -> dict[str, int]:
+        rows = n // self.monitor_every + int(initial)
+        out = {}
+        for m in self._monitors:
+            dtype = np.dtype(np.int32) if m.count else m.dtype
+            out[m.name] = rows * int(np.prod(m.shape, dtype=np.int64)) * dtype.itemsize
+        for e in self._events:
+            out[e.name] = int(e.size * n * e.rate * self.dt / 1000.0) * 16  # step + index per event
+        return out
+
+    def _check_memory(self, n: int, initial: bool) -> None:
+        sizes = self._record_bytes(n, initial)
+        streamed = {m.name for m in self._monitors} if self.record_to is not None else set()
+        if streamed:
+            on_disk = sum(sizes[k] for k in streamed)
+            os.makedirs(self.record_to, exist_ok=True)
+            free = shutil.disk_usage(self.record_to).free
+            if on_disk > free:
+                raise MemoryError(f"Runner.run: the records streamed to '{self.record_to}' need {_fmt(on_disk)}, "
+                                  f"but the disk has {_fmt(free)} free; nothing was run")
+        in_memory = {k: v for k, v in sizes.items() if k not in streamed}
+        total = sum(in_memory.values())
+        if not total:
+            return
+        available = _available_memory()
+        if available is None:
+            return
+        biggest = max(in_memory, key=in_memory.get)
+        hint = ("record fewer values: monitor_every=N, an index selection ('E.V', indices), a reduction on "
+                "the device (a callable monitor such as lambda m: m.E.V.mean()), nd.SpikeMonitor for spikes, "
+                "or stream the records to disk with Runner(..., record_to='dir')")
+        if total > 0.9 * available:
+            raise MemoryError(
+                f"Runner.run: the records of this run need {_fmt(total)} (monitor '{biggest}': "
+                f"{_fmt(in_memory[biggest])}), but only {_fmt(available)} of memory is available; nothing "
+                f"was run. {hint[0].upper() + hint[1:]}.")
+        if total > 0.25 * available:
+            warnings.warn(
+                f"Runner.run: the records of this run need {_fmt(total)} (monitor '{biggest}': "
+                f"{_fmt(in_memory[biggest])}) of the {_fmt(available)} of memory available; to "
+                f"{hint}", ResourceWarning, stacklevel=3)
+
     def run(self, duration: float, progress_bar: bool | None = None) -> Monitors:
         """Advance the model by ``duration`` ms; returns (and stores in ``.mon``) the monitors.
 
-        If the run is interrupted (Ctrl-C between chunks), :attr:`t` still matches
-        the model's state (every dispatched chunk has run) and ``.mon`` holds the
-        records that reached the host; the next ``run`` continues from there.
+        Everything (duration, inputs, record size) is checked before the model
+        moves. If the run is interrupted (Ctrl-C), the chunks already
+        dispatched finish and their records are kept: :attr:`t` matches the
+        model's state and ``.mon`` covers exactly the steps taken; the next
+        ``run`` continues from there.
 
         Example:
             >>> mon = runner.run(1000.)
@@ -386,82 +636,333 @@ class Runner:
         """
         n = self._steps(duration)
         for inp in self._inputs:
-            if inp.kind == "iter" and self.i + n > inp.value.shape[0]:
-                raise ValueError(
-                    f"Runner.run: input '{inp.path}' has values for {inp.value.shape[0]} steps, but "
-                    f"this run would reach step {self.i + n}"
-                )
+            if inp.kind == "iter":
+                need = inp.rows_needed(self.i + n, self.dt)
+                if need > inp.value.shape[0]:
+                    spacing = self.dt if inp.dt is None else inp.dt
+                    raise ValueError(
+                        f"Runner.run: input '{inp.path}' has {inp.value.shape[0]} rows ({spacing} ms apart), "
+                        f"but this run would need {need} (up to t = {(self.i + n) * self.dt:g} ms); pad it "
+                        f"(e.g. with zeros) to cover the run")
+        initial = self.record_initial and self.i == 0
+        self._check_memory(n, initial)
         show = self.progress_bar if progress_bar is None else progress_bar
         if self._placement is not None:
             self._placement.place()  # reset_state / new initial conditions replace values unsharded
         fn = self._fn
-        fn._nd_holder["layout"] = (self._monitors, self._inputs)
+        holder = fn._nd_holder
+        holder["layout"] = (self._monitors, self._inputs, self._events)
         values = [inp.value for inp in self._inputs]
         full, rest = divmod(n, self.chunk_size)
         lengths = [self.chunk_size] * full + ([rest] if rest else [])
-        recorded: dict[str, list[np.ndarray]] = {m.name: [] for m in self._monitors}
+        first = self.i
+        sink = _Sink(self, first, n, initial)
         with context(dt=self.dt):
             t0 = time.perf_counter()
             traces = fn.trace_count
+            if initial:
+                sink.record_initial()
+            self._size_buffers(holder, max(lengths))
             if self.jit:
                 shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
-                done = fn.__dict__.setdefault("_nd_compiled", set())
-                for length in sorted(set(lengths)):
-                    if (length, shapes) not in done:
-                        fn.compile(jnp.int32(self.i), length, values)
-                        done.add((length, shapes))
+                self._compile(fn, holder, sorted(set(lengths)), values, shapes)
             compile_s = time.perf_counter() - t0
             bar = tqdm(total=round(n * self.dt, 6), unit="ms", disable=not show, leave=True,
                        desc=f"{type(self.model).__name__}", dynamic_ncols=True,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} ms [{elapsed}<{remaining}, {rate_fmt}]")
             t1 = time.perf_counter()
-            pending: tuple[Any, jax.Array, int] | None = None
-            first = i = self.i
-            fetched = 0  # steps whose records reached the host
+            state = {"i": first}
             try:
-                for length in lengths:
-                    # Dispatch chunk k, then wait for chunk k-1 and copy its records: the
-                    # device always has the next chunk queued while the host copies.
-                    if self.jit:
-                        out, reached = fn(jnp.int32(i), length, values)
-                    else:
-                        with jax.disable_jit():
-                            out, reached = fn(jnp.int32(i), length, values)
-                    i += length  # the model's Variables now hold this chunk's results
-                    if pending is not None:
-                        fetched += self._fetch(pending, recorded, bar)
-                    pending = (out, reached, length)
-                fetched += self._fetch(pending, recorded, bar)
+                with _DeferInterrupt() as stop:
+                    self._loop(fn, holder, lengths, values, state, sink, bar, stop)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
             finally:
                 bar.close()
-                # Also when interrupted (Ctrl-C): the clock matches the model's state, and
-                # what reached the host is kept in .mon.
-                self.i = i
-                self.mon = self._collect(first, fetched, recorded)
+                # Also when interrupted: the clock matches the model's state, and the records
+                # of every step taken are in .mon.
+                self.i = state["i"]
+                self.mon = sink.result(self.i)
             run_s = time.perf_counter() - t1
         self.stats = {"compile_s": compile_s, "run_s": run_s, "steps": n,
                       "realtime_factor": run_s / (n * self.dt / 1000.0),
                       "traces": fn.trace_count - traces}
         return self.mon
 
-    def _fetch(self, pending: tuple[Any, jax.Array, int], recorded: dict, bar: Any) -> int:
-        """Copy a finished chunk's records to the host; returns its number of steps."""
-        out, reached, length = pending
-        arrays = {name: np.asarray(arr) for name, arr in (out or {}).items()}
-        jax.block_until_ready(reached)
-        for name, arr in arrays.items():
-            recorded[name].append(arr)
-        bar.update(round(length * self.dt, 6))
-        return length
+    def _size_buffers(self, holder: dict, length: int) -> None:
+        for e, (buf, pos, queries) in zip(self._events, holder["buffers"]):
+            want_cap, want_block = e.capacity(length, self.dt)
+            have_cap, have_block = self._capacity.get(e.name, (0, 0))
+            cap = max(have_cap, want_cap, buf.shape[0])
+            block = max(have_block, want_block, queries.shape[0])
+            self._capacity[e.name] = (cap, block)
+            if buf.shape[0] != cap:
+                buf.reset_value(jnp.zeros((cap,), jnp.int32))
+            if queries.shape[0] != block:
+                queries.reset_value(jnp.arange(1, block + 1, dtype=jnp.int32))
 
-    def _collect(self, first: int, steps: int, recorded: dict) -> Monitors:
-        step_ids = first + np.arange(self.monitor_every - 1, steps, self.monitor_every)
-        data = {k: (np.concatenate(v) if v else np.zeros((0,))) for k, v in recorded.items()}
-        return Monitors(data, (step_ids * self.dt).astype(np.float64))
+    def _compile(self, fn: JittedFunction, holder: dict, lengths: list[int], values: list, shapes: tuple) -> None:
+        caps = tuple((buf.shape[0], q.shape[0]) for buf, _, q in holder["buffers"])
+        done = fn.__dict__.setdefault("_nd_compiled", set())
+        for length in lengths:
+            if (length, shapes, caps) not in done:
+                fn.compile(jnp.int32(self.i), length, values)
+                done.add((length, shapes, caps))
+
+    def _loop(self, fn: JittedFunction, holder: dict, lengths: list[int], values: list, state: dict,
+              sink: "_Sink", bar: Any, stop: "_DeferInterrupt") -> None:
+        """Dispatch chunk k, then wait for chunk k-1 and copy its records: the device always
+        has the next chunk queued while the host copies."""
+        # With event monitors, keep the state before every chunk in flight (references to
+        # immutable arrays, no copies): a chunk whose events overflow its buffer is run again.
+        keep = bool(self._events)
+        inflight: list[tuple[Any, int, int, Any]] = []  # (outputs, first step, length, state before)
+        k = 0
+        try:
+            while k < len(lengths) or inflight:
+                if k < len(lengths) and not stop.requested:
+                    length = lengths[k]
+                    before = _snapshot(self.model, fn, holder) if keep else None
+                    if self.jit:
+                        out = fn(jnp.int32(state["i"]), length, values)
+                    else:
+                        with jax.disable_jit():
+                            out = fn(jnp.int32(state["i"]), length, values)
+                    inflight.append((out, state["i"], length, before))
+                    state["i"] += length  # the model's Variables now hold this chunk's results
+                    k += 1
+                    if len(inflight) < 2 and k < len(lengths):
+                        continue
+                elif not inflight:
+                    break
+                out, i0, length, before = inflight[0]
+                overflow = sink.add(out, i0, length)
+                if overflow:
+                    # Roll back to this chunk's start, grow the buffers, and run it (and the
+                    # chunks after it) again: every spike is kept, whatever the buffer size.
+                    _restore(before)
+                    k -= len(inflight)
+                    state["i"] = i0
+                    inflight.clear()
+                    for name, (total, most) in overflow.items():
+                        block = _round_up(int(most * 1.25) + 16)
+                        self._capacity[name] = (_round_up(int(total * 1.25) + block + 64), block)
+                    self._size_buffers(holder, 0)
+                    if self.jit:
+                        shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
+                        self._compile(fn, holder, sorted(set(lengths[k:])), values, shapes)
+                    continue
+                inflight.pop(0)
+                bar.update(round(length * self.dt, 6))
+            if stop.requested:
+                raise KeyboardInterrupt
+        except BaseException:
+            # Whatever stopped the loop, the chunks already dispatched have run (or will): copy
+            # their records, so that .mon covers exactly the steps the model advanced.
+            try:
+                for out, i0, length, before in inflight:
+                    if sink.add(out, i0, length):
+                        _restore(before)
+                        state["i"] = i0
+                        break
+            except BaseException:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
 
     def reset(self, reset_state: bool = True) -> None:
-        """Start again from time 0 (and, by default, reset the model's state)."""
+        """Start again from time 0 (and, by default, reset the model's state).
+
+        Example:
+            >>> runner.reset(); runner.run(100.)   # records from t = 0 again
+        """
         self.i = 0
         if reset_state:
             self.model.reset_state()
+
+
+def _snapshot(model: Module, fn: JittedFunction, holder: dict) -> list[tuple[Variable, Any]]:
+    vars_: dict[int, Variable] = {id(v): v for v in model.vars().values()}
+    for v in fn.variables["writes"]:
+        vars_.setdefault(id(v), v)
+    vars_.setdefault(id(_nd_random.DEFAULT), _nd_random.DEFAULT)
+    return [(v, v._value) for v in vars_.values()]
+
+
+def _restore(snapshot: list[tuple[Variable, Any]] | None) -> None:
+    for v, x in snapshot or ():
+        v._value = x
+
+
+class _Sink:
+    """The host side of a run's records: dense rows into preallocated arrays (or files), events into lists."""
+
+    def __init__(self, runner: Runner, first: int, n: int, initial: bool) -> None:
+        self.runner, self.first, self.initial = runner, first, initial
+        self.rows = 0
+        rows_total = n // runner.monitor_every + int(initial)
+        self.dense: dict[str, np.ndarray] = {}
+        self.files: dict[str, Any] = {}
+        for m in runner._monitors:
+            dtype = np.dtype(np.int32) if m.count else m.dtype
+            if runner.record_to is not None:
+                fname = m.name.replace(os.sep, "_") + ".npy"
+                self.files[m.name] = _NpyWriter(os.path.join(runner.record_to, fname), dtype, m.shape, rows_total)
+            else:
+                self.dense[m.name] = np.empty((rows_total,) + m.shape, dtype)
+        self.events = {e.name: ([], []) for e in runner._events}
+        self.row_steps: list[np.ndarray] = []
+
+    def _put(self, name: str, arr: np.ndarray) -> None:
+        if name in self.files:
+            self.files[name].write(arr)
+        else:
+            self.dense[name][self.rows:self.rows + arr.shape[0]] = arr
+
+    def record_initial(self) -> None:
+        r = self.runner
+        for m in r._monitors:
+            value = np.asarray(unwrap_variables(m.read(r.model)))
+            self._put(m.name, value.astype(np.int32)[None] if m.count else value[None])
+        for e in r._events:
+            idx = np.flatnonzero(np.asarray(e.read()))
+            self.events[e.name][0].append(np.zeros(idx.size, np.int64) + self.first)
+            self.events[e.name][1].append(idx)
+        self.row_steps.append(np.array([self.first]))
+        self.rows += 1
+
+    def add(self, out: Any, i0: int, length: int) -> dict[str, int]:
+        """Copy one chunk's records; returns ``{monitor: (events, most in one step)}`` for overflowed buffers."""
+        recs, counts, bufs, reached = out
+        host = jax.device_get((recs, counts, bufs))
+        jax.block_until_ready(reached)
+        recs, counts, bufs = host
+        overflow = {}
+        for e, c, buf in zip(self.runner._events, counts, bufs):
+            c = np.asarray(c)
+            total, most = int(c.sum()), int(c.max(initial=0))
+            block = self.runner._capacity[e.name][1]
+            # every step wrote a block of B indices at the running count: all fit, and none was cut off
+            if most > block or total + block > buf.shape[0]:
+                overflow[e.name] = (total, most)
+        if overflow:
+            return overflow
+        for name, arr in (recs or {}).items():
+            self._put(name, np.asarray(arr))
+        for e, c, buf in zip(self.runner._events, counts, bufs):
+            c = np.asarray(c)
+            self.events[e.name][0].append(np.repeat(i0 + 1 + np.arange(length, dtype=np.int64), c))
+            self.events[e.name][1].append(np.asarray(buf[:int(c.sum())], np.int64))
+        every = self.runner.monitor_every
+        self.row_steps.append(i0 + np.arange(every, length + 1, every))
+        self.rows += length // every
+        return {}
+
+    def result(self, reached: int) -> Monitors:
+        r = self.runner
+        data: dict[str, Any] = {}
+        for name, arr in self.dense.items():
+            data[name] = arr[:self.rows] if self.rows < arr.shape[0] else arr
+        for name, w in self.files.items():
+            data[name] = w.close(self.rows)
+        steps = np.concatenate(self.row_steps) if self.row_steps else np.zeros((0,), np.int64)
+        for e in r._events:
+            st, ix = self.events[e.name]
+            data[e.name] = SpikeRecord(np.concatenate(st) if st else np.zeros(0, np.int64),
+                                       np.concatenate(ix) if ix else np.zeros(0, np.int64),
+                                       e.size, r.dt, self.first * r.dt, reached * r.dt,
+                                       self.first if self.initial else self.first + 1,
+                                       e.index)
+        order = [n for n in data]
+        return Monitors({k: data[k] for k in order}, (steps * r.dt).astype(np.float64))
+
+
+class _NpyWriter:
+    """Rows appended to a ``.npy`` file whose header is rewritten with the final row count."""
+
+    _HEADER = 256
+
+    def __init__(self, path: str, dtype: np.dtype, shape: tuple, rows: int) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), tuple(shape)
+        # written under another name and moved into place when done: a record of an earlier
+        # run still mapped from the old file stays valid
+        self.f = open(path + ".partial", "wb")
+        self._header(rows)
+
+    def _header(self, rows: int) -> None:
+        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+             "shape": (rows,) + self.shape}
+        text = repr(d).encode("latin1")
+        pad = self._HEADER - 10 - len(text) - 1
+        self.f.seek(0)
+        self.f.write(b"\x93NUMPY\x01\x00" + (self._HEADER - 10).to_bytes(2, "little") + text + b" " * pad + b"\n")
+
+    def write(self, arr: np.ndarray) -> None:
+        self.f.seek(0, os.SEEK_END)
+        self.f.write(np.ascontiguousarray(arr, self.dtype).tobytes())
+
+    def close(self, rows: int) -> np.ndarray:
+        self._header(rows)
+        self.f.close()
+        os.replace(self.path + ".partial", self.path)
+        return np.load(self.path, mmap_mode="r")
+
+
+class _DeferInterrupt:
+    """Turn the first Ctrl-C into a request the run loop honours between chunks."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._old)  # a second Ctrl-C interrupts at once
+
+    def __enter__(self) -> "_DeferInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:
+                self._old = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None and signal.getsignal(signal.SIGINT) == self._handler:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _fmt(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    return ""
+
+
+def _available_memory() -> int | None:
+    """Bytes this process can still allocate: free memory, and the address-space limit if one is set."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            used = 0
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        used = int(line.split()[1]) * 1024
+                        break
+            room = max(soft - used, 0)
+            avail = room if avail is None else min(avail, room)
+    except (ImportError, OSError, ValueError):
+        pass
+    return avail

@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._environ import float_dtype
+
 __all__ = ["Surrogate", "Sigmoid", "ArcTan", "FastSigmoid", "PiecewiseQuadratic", "Gaussian"]
 
 
@@ -43,7 +45,7 @@ class Surrogate:
     def __call__(self, x: Any) -> jax.Array:
         x = jnp.asarray(x)
         if not jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(jnp.float32)
+            x = x.astype(float_dtype())
         return self._spike(x)
 
     def grad(self, x: jax.Array) -> jax.Array:

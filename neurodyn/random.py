@@ -14,12 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from ._random import RandomState
+from ._environ import float_dtype
+from ._random import RandomState, _shape
 
 __all__ = [
     "DEFAULT", "seed", "split_key", "normal", "uniform", "random", "randint",
     "bernoulli", "choice", "permutation", "truncated_normal", "RandomState",
+    "rand", "randn", "poisson", "binomial", "exponential", "gamma",
 ]
 
 # Created on the host: importing neurodyn starts no JAX backend (see _host_key).
@@ -117,3 +120,63 @@ def truncated_normal(lower: Any, upper: Any, size: Any = None, loc: Any = 0.0, s
         >>> w = nd.random.truncated_normal(-2., 2., size=(784, 256), scale=0.05)
     """
     return DEFAULT.truncated_normal(lower, upper, size, loc, scale)
+
+
+def rand(*shape: int) -> jax.Array:
+    """Uniform samples in ``[0, 1)`` of shape ``shape``, like ``numpy.random.rand``.
+
+    Example:
+        >>> nd.random.rand(2, 3).shape
+        (2, 3)
+    """
+    return jax.random.uniform(DEFAULT.split_key(), tuple(int(d) for d in shape), float_dtype())
+
+
+def randn(*shape: int) -> jax.Array:
+    """Standard normal samples of shape ``shape``, like ``numpy.random.randn``.
+
+    Example:
+        >>> noise = nd.random.randn(100)
+    """
+    return jax.random.normal(DEFAULT.split_key(), tuple(int(d) for d in shape), float_dtype())
+
+
+def poisson(lam: Any = 1.0, size: Any = None) -> jax.Array:
+    """Poisson counts (int32) with mean ``lam``, like ``numpy.random.poisson``.
+
+    Example:
+        >>> counts = nd.random.poisson(0.8, size=(1000,))   # 800 inputs at 10 Hz, dt = 0.1 ms
+    """
+    return jax.random.poisson(DEFAULT.split_key(), lam, _shape(size, lam))
+
+
+def binomial(n: Any, p: Any, size: Any = None) -> jax.Array:
+    """Binomial counts (int32) of ``n`` trials with probability ``p``, like ``numpy.random.binomial``.
+
+    Example:
+        >>> k = nd.random.binomial(1000, 0.02, size=(10,))
+    """
+    shape = _shape(size, n, p)
+    draws = jax.random.binomial(DEFAULT.split_key(), jnp.asarray(n, float_dtype()), p, shape, float_dtype())
+    return draws.astype(jnp.int32)
+
+
+def exponential(scale: Any = 1.0, size: Any = None) -> jax.Array:
+    """Exponential samples with mean ``scale``, like ``numpy.random.exponential``.
+
+    Example:
+        >>> isi = nd.random.exponential(50., size=(100,))   # ms between spikes at 20 Hz
+    """
+    return scale * jax.random.exponential(DEFAULT.split_key(), _shape(size, scale), float_dtype())
+
+
+def gamma(shape: Any, scale: Any = 1.0, size: Any = None) -> jax.Array:
+    """Gamma samples with shape ``shape`` and scale ``scale`` (mean ``shape * scale``),
+    like ``numpy.random.gamma``.
+
+    Example:
+        >>> w = nd.random.gamma(2.0, 0.5, size=(1000,))
+    """
+    out_shape = _shape(size, shape, scale)
+    return scale * jax.random.gamma(DEFAULT.split_key(), jnp.asarray(shape, float_dtype()), out_shape,
+                                    float_dtype())

@@ -77,10 +77,11 @@ def test_delay_shifts_by_exactly_the_delay(mode):
     spikes = random_spikes(40, 300, 0.03)
     pre0, _, p0 = make(mode)
     pre1, _, p1 = make(mode, delay=1.0)  # 10 steps at dt = 0.1
-    assert p1.delay_steps == 10
+    assert p0.delay_steps == 1 and p1.delay_steps == 10
     g0, g1 = drive(pre0, p0, spikes), drive(pre1, p1, spikes)
-    np.testing.assert_array_equal(g1[:10], 0.0)
-    np.testing.assert_array_equal(g1[10:], g0[:-10])
+    # no delay is the minimal one-step transmission: 1 ms arrives 9 steps after it
+    np.testing.assert_array_equal(g1[:9], 0.0)
+    np.testing.assert_array_equal(g1[9:], g0[:-9])
 
 
 def test_current_reaches_post_and_network_order():
@@ -93,8 +94,9 @@ def test_current_reaches_post_and_network_order():
     pre.spike.value = jnp.ones(10, bool).at[3:].set(False)  # 3 spikes "from the previous step"
     nd.jit(net)()
     g = 0.5 * 3
-    e = math.exp(-0.1 / 10.0)
-    V_inf = g * (10.0 - 0.0)
+    # exponential Euler: tau dV/dt = -V + g (10 - V), solved exactly with g constant
+    e = math.exp(-0.1 * (1 + g) / 10.0)
+    V_inf = g * 10.0 / (1 + g)
     np.testing.assert_allclose(post.V.value, V_inf * (1 - e), rtol=1e-6)
 
 
@@ -133,21 +135,21 @@ def build_coba(mode):
 def reference_coba(net, n_steps, dt=0.1):
     C = {k: jnp.asarray(net.get(k).conn.dense(net.get(k).n_pre, net.get(k).n_post), jnp.float32)
          for k in ("EE", "EI", "IE", "II")}
-    dm = math.exp(-dt / 20.0)
     de, di = math.exp(-dt / 5.0), math.exp(-dt / 10.0)
     n_ref = int(round(5.0 / dt))
 
     def lif(V, ref, g_e, g_i):
-        I = jnp.full_like(V, 20.0)
-        I = I + g_e * (0.0 - V)
-        I = I + g_i * (-80.0 - V)
-        I = I + 0.0
-        V_inf = -60.0 + 1.0 * I
-        V_new = V_inf + (V - V_inf) * dm
+        # exponential Euler: the conductances join the leak (tau = 20 ms)
+        I = jnp.full_like(V, 20.0) + 0.0
+        g = g_e + g_i
+        gE = g_e * 0.0 + g_i * -80.0
+        a = 1.0 + 1.0 * g
+        V_inf = (-60.0 + 1.0 * (I + gE)) / a
+        V_new = V_inf + (V - V_inf) * jnp.exp(a * (-dt / 20.0))
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
         spike = (V_new >= -50.0) & ~is_ref
-        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref, jnp.maximum(ref - 1, 0)), spike
+        return jnp.where(spike, -60.0, V_new), jnp.where(spike, n_ref - 1, jnp.maximum(ref - 1, 0)), spike
 
     def step(c, _):
         VE, VI, rE, rI, sE, sI, gEE, gEI, gIE, gII = c
@@ -181,7 +183,7 @@ def test_coba_network_matches_hand_written_reference(mode):
 # -- the Network's fused event-driven propagation --------------------------------------------
 def _fused_net(fuse, max_spikes, spike_fn=None):
     """Two sources (one float-valued with spike_fn) -> two LIF groups, 5 projections: 3 fusable
-    event ones, one dense (never fused), one with per-synapse weights (never fused)."""
+    event ones, one dense (never fused), one with per-synapse weights (fused with the others)."""
     A, B = Source(150), Source(90)
     if spike_fn is not None:
         B.spike.reset_value(jnp.zeros(90, jnp.float32))
@@ -211,8 +213,8 @@ def _drive_net(net, spikes_a, spikes_b):  # -> the synaptic g of each projection
 
 def test_fused_network_equals_unfused_in_every_tier():
     rng = np.random.default_rng(0)
-    # spike counts per step (A + B): tier 1 (<= 16), tier 2 (<= 48), and the full path
-    totals = [0, 3, 10, 16, 17, 30, 48, 49, 120, 5]
+    # spike counts per step (A + B): tier 1 (<= 16), 32, 48, 96, 192, and the full path
+    totals = [0, 3, 10, 16, 17, 30, 48, 49, 120, 5, 200, 230]
     sa, sb = [], []
     for t in totals:
         s = np.zeros(240, bool)
@@ -222,8 +224,9 @@ def test_fused_network_equals_unfused_in_every_tier():
     for fuse in (True, False):
         net = _fused_net(fuse, max_spikes=24)
         if fuse:
-            assert net._fusion.projs == [net.AX, net.AY, net.BX]
+            assert net._fusion.projs == [net.AX, net.AY, net.BX, net.AXw]
             assert (net._fusion.k1, net._fusion.k2) == (16, 48)
+            assert net._fusion.tiers == [16, 32, 48, 96, 192]
         else:
             assert net._fusion is None
         out[fuse] = _drive_net(net, sa, sb)
@@ -235,7 +238,7 @@ def test_fused_network_equals_unfused_in_every_tier():
 def test_float_spikes_are_not_fused():
     # surrogate (float) spikes: sums of non-integers would depend on the scatter order
     net = _fused_net(True, max_spikes=24, spike_fn=True)
-    assert net._fusion.projs == [net.AX, net.AY]
+    assert net._fusion.projs == [net.AX, net.AY, net.AXw]
     assert (net._fusion.k1, net._fusion.k2) == (16, 24)
 
 

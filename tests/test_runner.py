@@ -61,7 +61,7 @@ def test_monitor_shapes_dtypes_and_times():
     mon = runner.mon
     assert mon["E.V"].shape == (300, 6) and mon["E.V"].dtype == np.float32
     assert mon["E.spike"].dtype == np.bool_
-    np.testing.assert_allclose(mon.ts, np.arange(300) * 0.1, atol=1e-9)
+    np.testing.assert_allclose(mon.ts, np.arange(1, 301) * 0.1, atol=1e-9)  # the state after step k at k dt
     assert float(net.E.last_t) == pytest.approx(29.9, abs=1e-4)  # nd.share.t of the last step
     assert isinstance(mon["E.V"], np.ndarray)
 
@@ -74,7 +74,7 @@ def test_repeated_runs_continue_and_equal_one_long_run():
     first = runner.run(20.)["E.V"]
     second = runner.run(20.)
     np.testing.assert_array_equal(np.concatenate([first, second["E.V"]]), long.mon["E.V"])
-    np.testing.assert_allclose(second.ts[0], 20.0)
+    np.testing.assert_allclose(second.ts[0], 20.1)
     assert runner.t == pytest.approx(40.0)
 
 
@@ -118,7 +118,7 @@ def test_monitor_every_callable_reduction_and_index():
                        inputs=[("E.input", 1.)], monitor_every=10, progress_bar=False)
     mon = runner.run(50.)
     assert mon["rate"].shape == (50,) and mon["V01"].shape == (50, 2)
-    np.testing.assert_allclose(mon.ts, np.arange(9, 500, 10) * 0.1, atol=1e-9)
+    np.testing.assert_allclose(mon.ts, np.arange(10, 501, 10) * 0.1, atol=1e-9)
     np.testing.assert_array_equal(mon["V01"], mon["V"][:, :2])
     # the same as recording every step and subsampling
     nd.random.seed(0)
@@ -260,26 +260,31 @@ def test_eager_mode_matches_compiled():
 
 
 def test_interrupted_run_keeps_clock_state_and_records_consistent():
-    ref, _ = _run(100, duration=30.)  # 300 steps straight through, chunks of 100
+    ref, _ = _run(100, duration=40.)  # 400 steps straight through, chunks of 100
     nd.random.seed(3)
     net = Net()
     runner = nd.Runner(net, monitors=["E.V", "E.spike"], inputs=[("E.input", 1.)],
                        progress_bar=False, chunk_size=100)
-    fetch, calls = runner._fetch, []
+    from neurodyn import _runner
+    add, calls = _runner._Sink.add, []
 
-    def interrupted_fetch(*a):
+    def interrupted_add(self, *a):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # Ctrl-C while the host waits for the second chunk
-        return fetch(*a)
-    runner._fetch = interrupted_fetch
-    with pytest.raises(KeyboardInterrupt):
-        runner.run(30.)
-    # chunks 1-3 were dispatched (the model holds their result), only chunk 1 reached the host
+            raise KeyboardInterrupt  # an error while the host waits for the second chunk
+        return add(self, *a)
+    _runner._Sink.add = interrupted_add
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(30.)
+    finally:
+        _runner._Sink.add = add
+    # all three chunks were dispatched before the second one's copy failed: the model holds
+    # their result, and the records still cover every step
     assert runner.i == 300
-    np.testing.assert_array_equal(runner.mon["E.V"], ref.mon["E.V"][:100])
-    np.testing.assert_allclose(runner.mon.ts, ref.mon.ts[:100])
-    np.testing.assert_array_equal(np.asarray(net.E.V.value), ref.mon["E.V"][-1])
-    runner._fetch = fetch
-    runner.run(1.)  # and it goes on from there
-    assert runner.i == 310 and runner.mon.ts[0] == pytest.approx(30.0)
+    np.testing.assert_array_equal(runner.mon["E.V"], ref.mon["E.V"][:300])
+    np.testing.assert_allclose(runner.mon.ts, ref.mon.ts[:300])
+    np.testing.assert_array_equal(np.asarray(net.E.V.value), ref.mon["E.V"][299])
+    runner.run(10.)  # and it goes on from there
+    assert runner.i == 400 and runner.mon.ts[0] == pytest.approx(30.1)
+    np.testing.assert_array_equal(runner.mon["E.V"], ref.mon["E.V"][300:])

@@ -39,7 +39,11 @@ def test_dual_expon_impulse_response_peak_normalised():
 def test_outputs_and_batch_reset():
     g, V = jnp.array([0.5, 2.0]), jnp.array([-60.0, -40.0])
     np.testing.assert_array_equal(nn.CUBA()(g, V), g)
-    np.testing.assert_allclose(nn.COBA(E=-80.0)(g, V), [0.5 * -20.0, 2.0 * -40.0])
+    cond = nn.COBA(E=-80.0)(g, V)
+    assert isinstance(cond, nn.Conductance)
+    np.testing.assert_allclose(cond.g, g)
+    np.testing.assert_allclose(cond.gE, g * -80.0)
+    np.testing.assert_allclose(cond.current(V), [0.5 * -20.0, 2.0 * -40.0])
     syn = nn.Alpha(3, tau=2.0)
     syn.reset_state(4)
     assert syn.g.shape == (4, 3) and syn.h.shape == (4, 3)

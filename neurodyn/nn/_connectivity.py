@@ -7,7 +7,8 @@ group sizes (vectorized, never an ``n_pre x n_post`` matrix unless you ask for
 they always agree:
 
 * ``csr(n_pre, n_post) -> (indptr, indices)``: row ``i`` (a presynaptic
-  neuron) targets ``indices[indptr[i]:indptr[i+1]]`` (sorted, no duplicates);
+  neuron) targets ``indices[indptr[i]:indptr[i+1]]`` (sorted, no duplicates;
+  only :class:`FixedTotalNum` with multapses repeats a target, once per connection);
 * ``padded(n_pre, n_post) -> (n_pre, k_max) int32``: the same rows padded to a
   fixed width with the fill value ``n_post`` (for event-driven propagation);
 * ``dense(n_pre, n_post) -> (n_pre, n_post) bool``, for small sizes only.
@@ -24,8 +25,8 @@ import numpy as np
 
 from .. import random as _nd_random
 
-__all__ = ["Connector", "FixedProb", "FixedPostNum", "FixedPreNum", "AllToAll", "OneToOne",
-           "sample_without_replacement"]
+__all__ = ["Connector", "FixedProb", "FixedPostNum", "FixedPreNum", "FixedTotalNum", "AllToAll",
+           "OneToOne", "sample_without_replacement"]
 
 # Elements (rows x draws) handled per block by the samplers: bounds peak memory.
 _BLOCK_ELEMS = 1 << 22
@@ -355,3 +356,77 @@ class OneToOne(Connector):
         if n_pre != n_post:
             raise ValueError(f"OneToOne needs n_pre == n_post, got n_pre={n_pre}, n_post={n_post}")
         return np.arange(n_pre + 1, dtype=np.int64), np.arange(n_pre, dtype=np.int32)
+
+
+class FixedTotalNum(_RandomConnector):
+    """Exactly ``num`` connections in total, between uniformly drawn ``(pre, post)`` pairs.
+
+    With ``allow_multapses=True`` (the default, as NEST's ``fixed_total_number``
+    rule used by the Potjans & Diesmann microcircuit) every connection draws
+    its presynaptic and its postsynaptic neuron independently and uniformly, so
+    a pair may be connected several times; a row of :meth:`csr` then repeats
+    that target, and a projection adds the repeated connections up. With
+    ``allow_multapses=False`` the ``num`` pairs are distinct (a uniform
+    ``num``-subset of all pairs). Rows of :meth:`csr` are sorted either way.
+
+    Args:
+        num: the total number of connections.
+        allow_multapses: allow a pair to be connected more than once.
+        allow_self: allow ``i -> i`` (only meaningful for a group onto itself).
+        seed: integer seed; ``None`` draws one from ``nd.random``.
+
+    Example:
+        >>> conn = nn.FixedTotalNum(5000, seed=0)
+        >>> conn.num_connections(200, 300)
+        5000
+    """
+
+    def __init__(self, num: int, allow_multapses: bool = True, allow_self: bool = True,
+                 seed: int | None = None) -> None:
+        self.num = _check_size("FixedTotalNum", "num", num)
+        self.allow_multapses = bool(allow_multapses)
+        super().__init__(allow_self, seed)
+
+    def build(self, n_pre: int, n_post: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_self(n_pre, n_post)
+        rng = self._rng(n_pre, n_post)
+        n_cols = n_post if self.allow_self else n_post - 1
+        pairs = n_pre * max(n_cols, 0)
+        num = self.num
+        if num and n_cols <= 0:
+            raise ValueError(f"FixedTotalNum: num={num} connections but no possible pair for "
+                             f"n_pre={n_pre}, n_post={n_post}")
+        if self.allow_multapses:
+            # Pairs as keys pre * n_cols + col, sorted: rows come out grouped and ascending.
+            keys = rng.integers(0, n_pre, size=num, dtype=np.int64) * n_cols
+            keys += rng.integers(0, max(n_cols, 1), size=num, dtype=np.int64)
+            keys.sort()
+        else:
+            if num > pairs:
+                raise ValueError(f"FixedTotalNum: num={num} exceeds the {pairs} distinct pairs of "
+                                 f"n_pre={n_pre} x n_post={n_post}"
+                                 + ("" if self.allow_self else " without self-connections")
+                                 + "; pass allow_multapses=True or lower num")
+            keys = _distinct_keys(rng, pairs, num)
+        pre = keys // max(n_cols, 1)
+        post = keys - pre * n_cols
+        if not self.allow_self:
+            post += post >= pre
+        indptr = np.zeros(n_pre + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pre, minlength=n_pre), out=indptr[1:])
+        return indptr, post.astype(np.int32)
+
+
+def _distinct_keys(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
+    """``k`` distinct integers of ``range(m)``, uniformly, sorted."""
+    if k * 2 > m:
+        return np.sort(rng.permutation(m)[:k]).astype(np.int64)
+    keys = np.zeros(0, np.int64)
+    while keys.size < k:
+        # The distinct values of draws with replacement form a uniform random subset...
+        more = rng.integers(0, m, size=int((k - keys.size) * 1.1) + 16, dtype=np.int64)
+        keys = np.unique(np.concatenate([keys, more]))
+    if keys.size > k:
+        # ...and a uniform k-subset of it is a uniform k-subset of range(m).
+        keys = np.sort(rng.choice(keys, size=k, replace=False))
+    return keys

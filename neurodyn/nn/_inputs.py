@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import jax
@@ -20,14 +21,14 @@ import numpy as np
 
 from .. import random as _nd_random
 from .._environ import get as _get_shared
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._random import RandomState
 from .._state import Variable
 from ._neurons import Group, NeuronGroup, _state_shape, reset_var
 
 __all__ = ["section_input", "constant_input", "ramp_input", "ConstantInput", "TimedInput",
-           "PoissonGroup", "PoissonInput"]
+           "PoissonGroup", "PoissonInput", "binomial_table"]
 
 
 def _steps(what: str, duration: float, dt: float) -> int:
@@ -49,12 +50,12 @@ def section_input(values: Sequence[Any], durations: Sequence[float], dt: float |
     if len(values) != len(durations):
         raise ValueError(f"section_input: {len(values)} values but {len(durations)} durations")
     dt = get_dt() if dt is None else float(dt)
-    arrays = [np.asarray(v, np.float32) for v in values]
+    arrays = [np.asarray(v, float_dtype()) for v in values]
     shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
     pieces = [np.broadcast_to(a, (_steps("section_input", d, dt),) + shape)
               for a, d in zip(arrays, durations)]
     if not pieces:
-        return jnp.zeros((0,), jnp.float32)
+        return jnp.zeros((0,), float_dtype())
     return jnp.asarray(np.concatenate(pieces, axis=0))
 
 
@@ -80,9 +81,9 @@ def ramp_input(c_start: float, c_end: float, duration: float, t_start: float = 0
     t_end = duration if t_end is None else t_end
     n = _steps("ramp_input", duration, dt)
     i0, i1 = _steps("ramp_input", t_start, dt), _steps("ramp_input", t_end, dt)
-    out = np.zeros(n, np.float32)
+    out = np.zeros(n, float_dtype())
     if i1 > i0:
-        out[i0:i1] = np.linspace(c_start, c_end, i1 - i0, endpoint=False, dtype=np.float32)
+        out[i0:i1] = np.linspace(c_start, c_end, i1 - i0, endpoint=False, dtype=float_dtype())
     return jnp.asarray(out)
 
 
@@ -97,7 +98,7 @@ class ConstantInput(Module):
     def __init__(self, target: NeuronGroup, value: Any, name: str | None = None) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"ConstantInput: target must be a NeuronGroup, got {type(target).__name__}")
-        self.value = jnp.asarray(value, jnp.float32)
+        self.value = jnp.asarray(value, float_dtype())
         self.name = name or f"const{len(target.current_inputs)}"
         target.add_input(self.name, self._current)
 
@@ -121,7 +122,7 @@ class TimedInput(Module):
     def __init__(self, target: NeuronGroup, currents: Any, name: str | None = None) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"TimedInput: target must be a NeuronGroup, got {type(target).__name__}")
-        currents = jnp.asarray(currents, jnp.float32)
+        currents = jnp.asarray(currents, float_dtype())
         if currents.ndim == 0:
             raise ValueError("TimedInput: currents needs a leading time axis (one row per step), got a scalar")
         self.currents = Variable(currents)
@@ -137,21 +138,77 @@ class TimedInput(Module):
 
 
 def _freq_prob(cls: str, freq: Any, dt: float) -> Any:
-    f = np.asarray(freq, np.float32)
-    if np.any(f < 0):
-        raise ValueError(f"{cls}: freq must be >= 0 Hz, got {freq}")
+    f = np.asarray(freq, np.float64)
+    if not np.all(np.isfinite(f)) or np.any(f < 0):
+        raise ValueError(f"{cls}: freq must be finite and >= 0 Hz, got {freq}")
     p = f * dt / 1000.0
     if np.any(p > 1):
         raise ValueError(f"{cls}: freq * dt = {float(np.max(p))} > 1 spike per step; lower freq or dt")
     return p
 
 
+_TWO32 = 2.0 ** 32
+
+
+def _bernoulli_threshold(p: Any) -> np.ndarray:
+    """``P(bits < t) = t / 2**32`` for uniform 32-bit ``bits``: ``t = round(p * 2**32)``
+    (int64: ``p = 1`` gives ``2**32``, above every draw)."""
+    return np.rint(np.asarray(p, np.float64) * _TWO32).astype(np.int64)
+
+
+def binomial_table(n: int, p: float) -> tuple[int, np.ndarray]:
+    """The inverse CDF of ``Binomial(n, p)`` on 32-bit uniform integers.
+
+    Returns ``(k0, T)``: for a uniform ``u`` in ``[0, 2**32)``,
+    ``k = k0 + #{j : T[j] <= u}`` has ``P(k <= k0 + j) = T[j] / 2**32``, the
+    CDF rounded to a multiple of ``2**-32`` (values whose probability rounds
+    to 0 are never drawn). The CDF is computed in float64 from log
+    probabilities, so any ``n`` and ``p`` work.
+
+    Example:
+        >>> k0, T = binomial_table(1000, 0.002)    # mean 2 spikes per step
+    """
+    n = int(n)
+    p = float(p)
+    if n == 0 or p == 0.0:
+        return 0, np.zeros((0,), np.uint32)
+    if p >= 1.0:
+        return n, np.zeros((0,), np.uint32)
+    mean, sd = n * p, math.sqrt(n * p * (1.0 - p))
+    # beyond 12 sd (+10) the tail mass is far below 2**-32
+    lo = max(0, int(math.floor(mean - 12.0 * sd - 10.0)))
+    hi = min(n, int(math.ceil(mean + 12.0 * sd + 10.0)))
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    lg = np.vectorize(math.lgamma)
+    logpmf = (math.lgamma(n + 1.0) - lg(k + 1.0) - lg(n - k + 1.0)
+              + k * math.log(p) + (n - k) * math.log1p(-p))
+    cdf = np.cumsum(np.exp(logpmf))
+    T = np.rint(cdf * _TWO32)
+    k0 = lo + int(np.sum(T <= 0))
+    T = T[(T > 0) & (T < _TWO32)]
+    return k0, T.astype(np.uint32)
+
+
+def _inverse_cdf(bits: jax.Array, k0: int, T: np.ndarray) -> jax.Array:
+    if T.size == 0:
+        return jnp.full(bits.shape, k0, jnp.int32)
+    table = jnp.asarray(T)
+    if T.size <= 32:
+        # a few compares per draw beat a binary search's dependent gathers
+        k = jnp.sum(bits[..., None] >= table, axis=-1, dtype=jnp.int32)
+    else:
+        k = jnp.searchsorted(table, bits, side="right", method="scan_unrolled").astype(jnp.int32)
+    return k + k0
+
+
 class PoissonGroup(Group):
     """Independent Poisson spike trains at ``freq`` Hz (a spike source).
 
-    Each step, each unit spikes with probability ``freq * dt / 1000``, drawn
-    from ``rng`` (default ``nd.random.DEFAULT``). Usable as the ``pre`` of a
-    :class:`Projection`.
+    Each step, each unit spikes with probability ``freq * dt / 1000`` (a
+    scalar or one rate per unit; at most one spike per step), decided by one
+    32-bit random integer per unit from ``rng`` (default
+    ``nd.random.DEFAULT``), so the probability is exact to ``2**-32``. Usable
+    as the ``pre`` of a :class:`Projection`.
 
     Example:
         >>> src = nn.PoissonGroup(100, freq=20.)
@@ -160,6 +217,10 @@ class PoissonGroup(Group):
 
     def __init__(self, size: int, freq: Any, rng: RandomState | None = None) -> None:
         super().__init__(size)
+        f = np.asarray(freq, np.float64)
+        if f.shape not in ((), (self.size,)):
+            raise ValueError(f"PoissonGroup: freq must be a scalar or one rate per unit "
+                             f"(shape ({self.size},)), got shape {f.shape}")
         _freq_prob("PoissonGroup", freq, get_dt())
         self.freq = freq
         self.rng = rng
@@ -168,9 +229,17 @@ class PoissonGroup(Group):
         reset_var(self.spike, jnp.zeros(_state_shape(self.size, batch_size), bool))
 
     def update(self) -> jax.Array:
-        p = _freq_prob("PoissonGroup", self.freq, get_dt())
+        t = _bernoulli_threshold(_freq_prob("PoissonGroup", self.freq, get_dt()))
         rng = self.rng if self.rng is not None else _nd_random.DEFAULT
-        self.spike.value = rng.random(self.spike.shape) < p
+        bits = jax.random.bits(rng.split_key(), self.spike.shape, jnp.uint32)
+        if np.all(t >= _TWO32):
+            self.spike.value = jnp.ones(self.spike.shape, bool)
+        elif t.ndim == 0:
+            self.spike.value = bits < jnp.uint32(t)
+        else:
+            # per-unit thresholds of 2**32 (p = 1) do not fit in uint32: compare in two parts
+            sure = jnp.asarray(t >= _TWO32)
+            self.spike.value = sure | (bits < jnp.asarray(np.minimum(t, _TWO32 - 1).astype(np.uint32)))
         return self.spike.value
 
     def __repr__(self) -> str:
@@ -178,11 +247,20 @@ class PoissonGroup(Group):
 
 
 class PoissonInput(Module):
-    """The summed current of ``num_input`` independent Poisson inputs onto each neuron.
+    """The summed input of ``num_input`` independent Poisson spike trains onto each neuron.
 
     Every step each neuron of ``target`` receives ``weight * k`` with
-    ``k ~ Binomial(num_input, freq * dt / 1000)`` (a delta current, like
-    BrainPy's ``PoissonInput`` applied to the membrane current).
+    ``k ~ Binomial(num_input, freq * dt / 1000)`` (each input at most one
+    spike per step, as in Brian2's ``PoissonInput``), drawn independently per
+    neuron and step by inverting the exact CDF (computed once on the host in
+    float64) with one 32-bit random integer per neuron: the law is exact to
+    ``2**-32`` per probability, for any rate and number of inputs, at the
+    cost of one random integer and a few compares per neuron.
+
+    Units: ``weight * k`` is added to the target's input *current* for this
+    one step (the same unit as ``target.input``; for an LIF neuron the
+    membrane moves by ``R * weight * k`` towards ``V_inf`` over the step, not
+    by a jump).
 
     Example:
         >>> lif = nn.LIF(10)
@@ -193,20 +271,32 @@ class PoissonInput(Module):
                  rng: RandomState | None = None, name: str | None = None) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"PoissonInput: target must be a NeuronGroup, got {type(target).__name__}")
-        if not isinstance(num_input, (int, np.integer)) or num_input < 0:
+        if not isinstance(num_input, (int, np.integer)) or isinstance(num_input, bool) or num_input < 0:
             raise ValueError(f"PoissonInput: num_input must be a non-negative int, got {num_input!r}")
+        if np.ndim(freq) != 0:
+            raise ValueError(f"PoissonInput: freq must be a scalar rate in Hz, got shape {np.shape(freq)}")
         _freq_prob("PoissonInput", freq, get_dt())
         self.num_input, self.freq, self.weight = int(num_input), float(freq), weight
         self.rng = rng
         self.target = target
+        self._tables: dict[float, tuple[int, np.ndarray]] = {}  # per dt, built on first use
         self.name = name or f"poisson{len(target.current_inputs)}"
         target.add_input(self.name, self._current)
 
     def reset_state(self, batch_size: int | None = None) -> None:
         pass  # stateless; the target is reset by its owner
 
-    def _current(self, V: Any) -> jax.Array:
-        p = float(_freq_prob("PoissonInput", self.freq, get_dt()))
+    def counts(self, shape: tuple[int, ...]) -> jax.Array:
+        """One step's input spike counts for ``shape`` neurons (int32)."""
+        dt = get_dt()
+        if dt not in self._tables:
+            p = float(_freq_prob("PoissonInput", self.freq, dt))
+            self._tables[dt] = binomial_table(self.num_input, p)
+        k0, T = self._tables[dt]
         rng = self.rng if self.rng is not None else _nd_random.DEFAULT
-        k = jax.random.binomial(rng.split_key(), self.num_input, p, jnp.shape(V))
-        return self.weight * k.astype(jnp.float32)
+        if T.size == 0:
+            return jnp.full(shape, k0, jnp.int32)
+        return _inverse_cdf(jax.random.bits(rng.split_key(), shape, jnp.uint32), k0, T)
+
+    def _current(self, V: Any) -> jax.Array:
+        return self.weight * self.counts(jnp.shape(V)).astype(float_dtype())

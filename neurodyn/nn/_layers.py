@@ -6,8 +6,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import random as _random
+from .._environ import float_dtype
 from .._module import Module
 from .._state import TrainVar
 
@@ -19,7 +21,7 @@ __all__ = [
 Initializer = Callable[..., jax.Array]
 
 
-def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float32,
+def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
                name: str = "parameter") -> TrainVar:
     """A ``TrainVar`` drawn with a ``jax.nn.initializers`` function and a key from ``nd.random``.
 
@@ -29,7 +31,7 @@ def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float
     if not callable(init):
         raise TypeError(f"{name}: the initializer must be a jax.nn.initializers function "
                         f"(key, shape, dtype) -> array, got {type(init).__name__}")
-    value = init(_random.split_key(), shape, dtype)
+    value = init(_random.split_key(), shape, float_dtype() if dtype is None else dtype)
     if tuple(value.shape) != tuple(shape):
         raise ValueError(f"{name}: the initializer returned shape {tuple(value.shape)}, expected {tuple(shape)}")
     return TrainVar(value)
@@ -42,6 +44,15 @@ def _check_features(layer: str, x: Any, n: int) -> None:
                          f"shape {tuple(shape)} dtype {jnp.result_type(x)}")
 
 
+def _size(cls: str, name: str, value: Any) -> int:
+    """A layer size: a positive int (NumPy ints too), never a float truncated in silence."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{cls}: {name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{cls}: {name} must be a positive int, got {value}")
+    return int(value)
+
+
 class Linear(Module):
     """A dense layer ``y = x @ weight + bias``; ``weight`` has shape ``(in, out)``.
 
@@ -50,7 +61,7 @@ class Linear(Module):
         bias: add a trainable bias.
         w_init, b_init: any ``jax.nn.initializers`` function; keys come from
             ``nd.random`` so ``nd.random.seed(s)`` makes the draw reproducible.
-        dtype: the parameters' dtype.
+        dtype: the parameters' dtype (default ``nd.float_dtype()``).
 
     Example:
         >>> fc = nn.Linear(3, 2)
@@ -60,9 +71,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  w_init: Initializer = jax.nn.initializers.lecun_normal(),
-                 b_init: Initializer = jax.nn.initializers.zeros, dtype: Any = jnp.float32) -> None:
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+                 b_init: Initializer = jax.nn.initializers.zeros, dtype: Any = None) -> None:
+        self.in_features = _size("Linear", "in_features", in_features)
+        self.out_features = _size("Linear", "out_features", out_features)
         self.weight = init_param(w_init, (self.in_features, self.out_features), dtype, "Linear.weight")
         self.bias = init_param(b_init, (self.out_features,), dtype, "Linear.bias") if bias else None
 

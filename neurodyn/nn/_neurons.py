@@ -2,15 +2,19 @@
 
 Every group is an ``nd.Module`` holding its state in Variables shaped
 ``(size,)`` (or ``(batch_size, size)`` after ``reset_state(batch_size)``).
-Each step a group sums its currents in a fixed order::
+Each step a group sums its inputs in a fixed order (:meth:`NeuronGroup.drive`)::
 
     I = input                      # external current Variable (the Runner writes it)
     for fn in current_inputs:      # registered with add_input(), in order
         I = I + fn(V)              # V: membrane potential before this step
     I = I + x                      # the argument of update(x)
 
-Projections register their synaptic current through :meth:`Group.add_input`,
-so any number of projections and currents add up.
+An input function may also return an ``nn.Conductance`` (summed separately
+and folded into the membrane's decay: stable for large conductances) or an
+``nn.Jump`` (a voltage jump in mV, added after the integration and before
+the threshold test; discarded during the refractory period). Projections
+register their synaptic output through :meth:`NeuronGroup.add_input`, so any
+number of projections and currents add up.
 
 Spikes: without ``spike_fn`` the ``spike`` Variable is boolean (simulation).
 With a surrogate ``spike_fn`` (see :mod:`neurodyn.surrogate`) it is a float
@@ -32,10 +36,11 @@ import numpy as np
 
 from .. import random as _nd_random
 from .._environ import get as _get_shared
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt, time_to_steps
 from .._integrators import get_method
 from .._module import Module
 from .._state import Variable, in_trace
+from ._drive import Conductance, Drive, Jump
 
 __all__ = ["Group", "NeuronGroup", "LIF", "ALIF", "Izhikevich", "HH", "AdEx",
            "Constant", "Normal", "Uniform", "init_value", "reset_var"]
@@ -54,8 +59,8 @@ class Constant:
     def __init__(self, value: float) -> None:
         self.value = float(value)
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-        return jnp.full(shape, self.value, dtype)
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        return jnp.full(shape, self.value, dtype or float_dtype())
 
     def __repr__(self) -> str:
         return f"Constant({self.value})"
@@ -73,8 +78,8 @@ class Normal:
             raise ValueError(f"Normal: std must be >= 0, got {std}")
         self.mean, self.std = float(mean), float(std)
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-        return _nd_random.normal(self.mean, self.std, size=shape, dtype=dtype)
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        return _nd_random.normal(self.mean, self.std, size=shape, dtype=dtype or float_dtype())
 
     def __repr__(self) -> str:
         return f"Normal({self.mean}, {self.std})"
@@ -92,8 +97,8 @@ class Uniform:
             raise ValueError(f"Uniform: high ({high}) must be >= low ({low})")
         self.low, self.high = float(low), float(high)
 
-    def __call__(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-        return _nd_random.uniform(self.low, self.high, size=shape, dtype=dtype)
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        return _nd_random.uniform(self.low, self.high, size=shape, dtype=dtype or float_dtype())
 
     def __repr__(self) -> str:
         return f"Uniform({self.low}, {self.high})"
@@ -111,7 +116,7 @@ def _required_positional(fn: Callable) -> int:
                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
 
 
-def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float32,
+def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
                what: str = "initializer") -> jax.Array:
     """Evaluate an initializer for ``shape``.
 
@@ -119,9 +124,12 @@ def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = jnp.float
     ``init(shape)`` (like :class:`Normal`), or a ``jax.nn.initializers``-style
     ``init(key, shape, dtype)``, which gets a key from ``nd.random``.
 
+    ``dtype`` defaults to ``nd.float_dtype()``.
+
     Example:
         >>> init_value(jax.nn.initializers.normal(1.), (3,))
     """
+    dtype = float_dtype() if dtype is None else dtype
     if callable(init):
         if isinstance(init, _OWN_INITS) or _required_positional(init) < 2:
             out = init(shape)
@@ -157,10 +165,44 @@ def reset_var(var: Variable, value: Any) -> None:
         var.reset_value(value)
 
 
-def _n_steps(what: str, ms: float, dt: float) -> int:
-    if ms < 0:
-        raise ValueError(f"{what} must be >= 0 ms, got {ms}")
-    return int(round(ms / dt))
+def _as_param(owner: str, name: str, value: Any, size: int, positive: bool = False,
+              nonneg: bool = False, unit: str = "") -> float | np.ndarray:
+    """A scalar parameter as a Python float (a compile-time constant), or one value per
+    neuron as a float64 NumPy array of shape ``(size,)``; anything else is an error."""
+    if isinstance(value, Variable):
+        raise TypeError(f"{owner}: {name} must be a number or an array, not a Variable "
+                        "(parameters are constants of the compiled step)")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name} must be a number or one value per neuron, "
+                        f"got {type(value).__name__}") from None
+    if arr.shape not in ((), (size,)):
+        raise ValueError(f"{owner}: {name} must be a scalar or have one value per neuron "
+                         f"(shape ({size},)), got shape {arr.shape}")
+    if positive and not np.all(arr > 0):
+        raise ValueError(f"{owner}: {name} must be > 0{unit}, got {_show(arr)}")
+    if nonneg and not np.all(arr >= 0):
+        raise ValueError(f"{owner}: {name} must be >= 0{unit}, got {_show(arr)}")
+    return float(arr) if arr.shape == () else arr
+
+
+def _show(arr: np.ndarray) -> str:
+    if arr.shape == ():
+        return f"{float(arr):g}"
+    return f"an array with minimum {arr.min():g}"
+
+
+def _exp_decay(tau: Any, dt: float) -> Any:
+    """``exp(-dt / tau)``: a Python float for a scalar tau, a float64 array otherwise."""
+    return math.exp(-dt / tau) if isinstance(tau, float) else np.exp(-dt / tau)
+
+
+def _ref_steps(tau_ref: Any, dt: float) -> Any:
+    """``tau_ref`` in steps, rounded half up: an int, or an int32 array per neuron."""
+    if isinstance(tau_ref, float):
+        return time_to_steps(tau_ref, dt, "tau_ref")
+    return np.floor(tau_ref / dt + 0.5 + 1e-9).astype(np.int32)
 
 
 # -- base classes ----------------------------------------------------------------
@@ -194,15 +236,46 @@ class Group(Module):
 
 
 class NeuronGroup(Group):
-    """A neuron group with an external ``input`` and registered current inputs.
+    """Base class of neuron models: inputs, state declaration, spikes, refractoriness.
 
-    Subclasses call ``super().__init__(size, spike_fn, detach_reset)`` and use
-    :meth:`sum_inputs` and :meth:`_fire` in ``update``.
+    The contract for writing a model (every built-in model follows it):
+
+    * ``__init__`` calls ``super().__init__(size, spike_fn, detach_reset)``,
+      checks its parameters with :meth:`param` (a scalar or one value per
+      neuron) and declares every state variable with :meth:`add_state`
+      (an initializer per variable). The default :meth:`reset_state`
+      re-evaluates these initializers in declaration order (and clears
+      ``input``, ``spike`` and the refractory counter); override it only for
+      states derived from others, calling ``super().reset_state(batch_size)``
+      first.
+    * ``update(x=0.)`` reads this step's inputs with :meth:`drive`,
+      integrates, adds ``Drive.jump``, then calls :meth:`refractory_step`
+      (optional) and :meth:`fire`, and returns ``self.spike.value``.
+
+    See :class:`NeuronModel` to define a model from its derivatives alone.
 
     Example:
-        >>> lif = nn.LIF(100)
-        >>> lif.add_input('bias', lambda V: 2.)
+        >>> class QIF(nn.NeuronGroup):
+        ...     def __init__(self, size, tau=10.0, V_th=30.0, V_reset=-70.0, tau_ref=0.0):
+        ...         super().__init__(size)
+        ...         self.tau = self.param('tau', tau, positive=True)
+        ...         self.V_th, self.V_reset = V_th, V_reset
+        ...         self.add_state('V', -65.0)
+        ...         self.add_refractory(tau_ref)
+        ...     def update(self, x=0.0):
+        ...         V = self.V.value
+        ...         d = self.drive(V, x)
+        ...         dV = ((V + 65.0) * (V + 50.0) / 15.0 + d.current(V)) / self.tau
+        ...         V_new = d.add_jump(V + nd.get_dt() * dV)
+        ...         V_new, can_spike = self.refractory_step(V, V_new)
+        ...         self.V.value, spike = self.fire(V_new, self.V_th, self.V_reset, can_spike)
+        ...         return self.spike.value
     """
+
+    #: ``'brian2'`` (default): after a spike in step k, V is clamped in steps k+1 ... k+n-1
+    #: (n = tau_ref / dt rounded half up), as Brian2; ``'nest'``: in steps k+1 ... k+n, as
+    #: NEST. Set it on a group (or on the class) before compiling.
+    refractory_convention: str = "brian2"
 
     def __init__(self, size: int, spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
         super().__init__(size)
@@ -212,16 +285,74 @@ class NeuronGroup(Group):
         self.spike_fn = spike_fn
         self.detach_reset = bool(detach_reset)
         self.current_inputs: dict[str, Callable] = {}
-        self.input = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.state_initializers: dict[str, tuple[Initializer, Any]] = {}
+        self.input = Variable(jnp.zeros((self.size,), float_dtype()))
         self.spike.reset_value(jnp.zeros((self.size,), self._spike_dtype))
 
     @property
     def _spike_dtype(self) -> Any:
-        return bool if self.spike_fn is None else jnp.float32
+        return bool if self.spike_fn is None else float_dtype()
+
+    # -- parameters and state ----------------------------------------------------------
+    def param(self, name: str, value: Any, positive: bool = False, nonneg: bool = False,
+              unit: str = "") -> float | np.ndarray:
+        """Check a parameter: a scalar (returned as a Python float) or one value per
+        neuron (a float64 NumPy array of shape ``(size,)``).
+
+        Raises ValueError naming the model, the parameter, the expected and the
+        received shape; ``positive`` / ``nonneg`` also check the sign.
+
+        Example:
+            >>> self.tau = self.param('tau', tau, positive=True, unit=' ms')
+        """
+        return _as_param(type(self).__name__, name, value, self.size, positive, nonneg, unit)
+
+    def add_state(self, name: str, initializer: Initializer, dtype: Any = None) -> Variable:
+        """Declare the state variable ``name`` (a Variable of shape ``(size,)``) and its initializer.
+
+        ``initializer`` is anything :func:`init_value` takes (a number, one value
+        per neuron, ``nn.Normal(...)``, a ``jax.nn.initializers`` function);
+        :meth:`reset_state` re-evaluates it. ``dtype`` defaults to ``nd.float_dtype()``.
+
+        Example:
+            >>> self.add_state('w', nn.Uniform(0., 1.))   # then self.w.value
+        """
+        what = f"{type(self).__name__} {name} initializer"
+        var = Variable(init_value(initializer, (self.size,), dtype, what=what))
+        setattr(self, name, var)
+        self.state_initializers = {**self.state_initializers, name: (initializer, dtype)}
+        return var
+
+    def add_refractory(self, tau_ref: Any, initializer: Initializer = 0) -> None:
+        """Declare a refractory period of ``tau_ref`` ms (scalar or per neuron) and its counter.
+
+        The counter (the int32 Variable ``refractory``: the number of steps the
+        neuron will still be clamped) starts from ``initializer``. See
+        :meth:`refractory_step` for the convention.
+        """
+        self.tau_ref = self.param("tau_ref", tau_ref, nonneg=True, unit=" ms")
+        self.add_state("refractory", initializer, jnp.int32)
+
+    def reset_state(self, batch_size: int | None = None) -> None:
+        """Re-initialize every declared state variable, clear ``input`` and ``spike``.
+
+        State shape ``(size,)`` or ``(batch_size, size)``.
+        """
+        shape = self._reset_common(batch_size)
+        for name, (init, dtype) in self.state_initializers.items():
+            reset_var(getattr(self, name),
+                      init_value(init, shape, dtype, what=f"{type(self).__name__} {name} initializer"))
+
+    def _reset_common(self, batch_size: int | None) -> tuple[int, ...]:
+        shape = _state_shape(self.size, batch_size)
+        reset_var(self.input, jnp.zeros(shape, self.input.dtype))
+        reset_var(self.spike, jnp.zeros(shape, self._spike_dtype))
+        return shape
 
     # -- inputs ---------------------------------------------------------------------
     def add_input(self, name: str, fn: Callable[[jax.Array], Any]) -> None:
-        """Register ``fn(V) -> current``, called every step and added to the input.
+        """Register ``fn(V)``, called every step; it returns a current, an
+        ``nn.Conductance`` or an ``nn.Jump`` (see :meth:`drive`).
 
         Inputs are summed in registration order (after ``input``, before the
         ``x`` of ``update``). Call it outside compiled code; compiled steps
@@ -247,22 +378,94 @@ class NeuronGroup(Group):
             raise KeyError(f"{type(self).__name__} has no input '{name}'; registered: {list(self.current_inputs)}")
         self.current_inputs = {k: v for k, v in self.current_inputs.items() if k != name}
 
-    def sum_inputs(self, V: Any, x: Any = 0.0) -> jax.Array:
-        """``input + fn_1(V) + ... + fn_k(V) + x``, in exactly this order."""
+    def drive(self, V: Any, x: Any = 0.0) -> Drive:
+        """This step's inputs at potential ``V``, summed by kind.
+
+        Currents: ``input + fn_1(V) + ... + fn_k(V) + x`` in exactly this order
+        (skipping the functions that return a conductance or a jump).
+        Conductances (:class:`nn.Conductance`) and voltage jumps
+        (:class:`nn.Jump`) are summed in registration order into
+        ``Drive.g``, ``Drive.gE`` and ``Drive.jump`` (None when there are none).
+
+        Example:
+            >>> d = lif.drive(lif.V.value)
+            >>> d.current(lif.V.value)   # I + gE - g V
+        """
         current = self.input.value
+        g = gE = jump = None
         for fn in self.current_inputs.values():
-            current = current + fn(V)
-        return current + x
+            out = fn(V)
+            if isinstance(out, Conductance):
+                g = out.g if g is None else g + out.g
+                gE = out.gE if gE is None else gE + out.gE
+            elif isinstance(out, Jump):
+                jump = out.dV if jump is None else jump + out.dV
+            else:
+                current = current + out
+        return Drive(current + x, g, gE, jump)
 
-    # -- spikes ---------------------------------------------------------------------
-    def _fire(self, V_new: jax.Array, V_th: Any, V_reset: Any, can_spike: Any = None) -> tuple[jax.Array, jax.Array]:
-        """Spike where ``V_new >= V_th`` (and ``can_spike``); return (V after reset, spike bool).
+    def sum_inputs(self, V: Any, x: Any = 0.0) -> jax.Array:
+        """The total current at ``V``: :meth:`drive` with conductances evaluated explicitly.
 
-        Writes the ``spike`` Variable. ``V_reset=None`` means no reset (HH).
+        For models integrated with an explicit method. Raises TypeError if a
+        voltage-jump input is registered (a jump is not a current: use
+        :meth:`drive` and add ``Drive.jump`` to V).
+        """
+        d = self.drive(V, x)
+        if d.jump is not None:
+            jumps = [k for k, fn in self.current_inputs.items() if isinstance(fn(V), Jump)]
+            raise TypeError(f"{type(self).__name__}.sum_inputs: the inputs {jumps} are voltage jumps "
+                            "(nn.Jump), not currents; read the inputs with drive(V) and add Drive.jump to V")
+        return d.current(V)
+
+    # -- spikes and refractoriness -----------------------------------------------------
+    def refractory_step(self, V: jax.Array, V_new: jax.Array) -> tuple[jax.Array, Any]:
+        """Clamp refractory neurons: returns ``(V_new with refractory neurons kept at V, can_spike)``.
+
+        With ``n = tau_ref / dt`` rounded half up, a neuron that spikes in
+        step k is clamped during the next ``n - 1`` steps and integrates freely
+        again from step ``k + n`` (:attr:`refractory_convention` ``'brian2'``,
+        the default: Brian2's spike times; the spiking step counts as the
+        first refractory step, so ``tau_ref <= dt`` clamps nothing), or during
+        the next ``n`` steps (``'nest'``: NEST's, one step longer). The
+        ``refractory`` Variable counts the clamped steps still to come. Call
+        :meth:`fire` after this with ``can_spike``; it restarts the counter of
+        neurons that spike. ``can_spike`` is None when no neuron is ever
+        clamped. See docs/conventions.md.
+        """
+        if self._clamped_steps() is None:
+            return V_new, None
+        ref = self.refractory.value
+        is_ref = ref > 0
+        self.refractory.value = jnp.maximum(ref - 1, 0)
+        return jnp.where(is_ref, V, V_new), ~is_ref
+
+    def _clamped_steps(self) -> Any:
+        """The number of clamped steps after a spike, or None if it is always 0."""
+        if "tau_ref" not in self.__dict__:
+            return None
+        conv = self.refractory_convention
+        if conv not in ("brian2", "nest"):
+            raise ValueError(f"{type(self).__name__}: refractory_convention must be 'brian2' or 'nest', "
+                             f"got {conv!r}")
+        n = _ref_steps(self.tau_ref, get_dt())
+        if conv == "brian2":
+            n = n - 1
+        return None if np.max(n) <= 0 else n
+
+    def fire(self, V_new: jax.Array, V_th: Any, V_reset: Any, can_spike: Any = None) -> tuple[jax.Array, jax.Array]:
+        """Spike where ``V_new >= V_th`` (and ``can_spike``); return ``(V after reset, spike bool)``.
+
+        Writes the ``spike`` Variable (a surrogate spike with ``spike_fn``) and,
+        with a refractory period, restarts the counter of spiking neurons.
+        ``V_reset=None`` means no reset (HH).
         """
         spike = V_new >= V_th
         if can_spike is not None:
             spike = spike & can_spike
+            n = self._clamped_steps()
+            if n is not None:
+                self.refractory.value = jnp.where(spike, n, self.refractory.value)
         if self.spike_fn is None:
             self.spike.value = spike
             V = V_new if V_reset is None else jnp.where(spike, V_reset, V_new)
@@ -276,34 +479,43 @@ class NeuronGroup(Group):
         s_r = jax.lax.stop_gradient(s) if self.detach_reset else s
         return V_new * (1 - s_r) + V_reset * s_r, spike
 
-    def _reset_common(self, batch_size: int | None) -> tuple[int, ...]:
-        shape = _state_shape(self.size, batch_size)
-        reset_var(self.input, jnp.zeros(shape, jnp.float32))
-        reset_var(self.spike, jnp.zeros(shape, self._spike_dtype))
-        return shape
+    _fire = fire
+
+    def _spike_float(self, dtype: Any) -> jax.Array:
+        """This step's spikes as floats (gradient stopped with ``detach_reset``): for jumps of
+        adaptation variables at a spike."""
+        s = self.spike.value.astype(dtype)
+        return jax.lax.stop_gradient(s) if self.detach_reset else s
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size})"
 
 
 # -- models -----------------------------------------------------------------------
+_PER_NEURON = ("Every parameter is a scalar or one value per neuron (shape ``(size,)``); "
+               "initializers take a number, an array, ``nn.Normal(...)`` or a ``jax.nn.initializers`` function.")
+
+
 class LIF(NeuronGroup):
     """Leaky integrate-and-fire neurons with a refractory period.
 
-    ``tau dV/dt = -(V - V_rest) + R I``, integrated exactly for constant ``I``
-    over a step: ``V_inf = V_rest + R I``, ``V = V_inf + (V - V_inf) exp(-dt/tau)``.
-    After a spike ``V = V_reset`` and V is clamped for ``tau_ref`` ms
-    (``round(tau_ref / dt)`` steps).
+    ``tau dV/dt = -(V - V_rest) + R (I + sum_k g_k (E_k - V))``, integrated
+    exactly over a step with the input current ``I`` and the conductances
+    ``g_k`` (from ``nn.COBA`` inputs) held constant. Voltage jumps
+    (``nn.Jump``) are added after the step. After a spike ``V = V_reset`` and V
+    is clamped until ``t_spike + tau_ref`` (see :meth:`NeuronGroup.refractory_step`).
 
     Args:
         size: number of neurons.
         V_rest, V_reset, V_th: resting, reset and threshold potentials (mV).
         tau: membrane time constant (ms). R: membrane resistance.
         tau_ref: refractory period (ms).
-        V_initializer: initial V (number, array, ``nn.Normal(...)``, or a
-            ``jax.nn.initializers`` function).
+        V_initializer: initial V (default ``V_rest``).
+        refractory_initializer: the number of steps each neuron starts clamped (default 0).
         spike_fn: surrogate spike function for training (None: boolean spikes).
         detach_reset: stop the gradient through the reset (with ``spike_fn``).
+
+    Every parameter is a scalar or one value per neuron.
 
     Example:
         >>> lif = nn.LIF(100, tau=20., V_th=-50., V_initializer=nn.Normal(-55., 2.))
@@ -311,45 +523,25 @@ class LIF(NeuronGroup):
         >>> spikes = lif.update()
     """
 
-    def __init__(self, size: int, V_rest: float = 0.0, V_reset: float = -5.0, V_th: float = 20.0,
-                 tau: float = 10.0, R: float = 1.0, tau_ref: float = 0.0,
+    def __init__(self, size: int, V_rest: Any = 0.0, V_reset: Any = -5.0, V_th: Any = 20.0,
+                 tau: Any = 10.0, R: Any = 1.0, tau_ref: Any = 0.0,
                  V_initializer: Initializer = None, spike_fn: Callable | None = None,
-                 detach_reset: bool = False) -> None:
+                 detach_reset: bool = False, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
-        if not tau > 0:
-            raise ValueError(f"LIF: tau must be > 0 ms, got {tau}")
-        if tau_ref < 0:
-            raise ValueError(f"LIF: tau_ref must be >= 0 ms, got {tau_ref}")
-        self.V_rest, self.V_reset, self.V_th = V_rest, V_reset, V_th
-        self.tau, self.R, self.tau_ref = float(tau), R, float(tau_ref)
-        self.V_initializer = V_rest if V_initializer is None else V_initializer
-        self.V = Variable(init_value(self.V_initializer, (self.size,), what="LIF V_initializer"))
-        self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
-
-    def reset_state(self, batch_size: int | None = None) -> None:
-        shape = self._reset_common(batch_size)
-        reset_var(self.V, init_value(self.V_initializer, shape, what="LIF V_initializer"))
-        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
+        self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
+        self.V_th, self.R = self.param("V_th", V_th), self.param("R", R)
+        self.tau = self.param("tau", tau, positive=True, unit=" ms")
+        self.V_initializer = self.V_rest if V_initializer is None else V_initializer
+        self.add_state("V", self.V_initializer)
+        self.add_refractory(tau_ref, refractory_initializer)
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
-        decay = math.exp(-dt / self.tau)
-        n_ref = int(round(self.tau_ref / dt))
         V = self.V.value
-        I = self.sum_inputs(V, x)
-        V_inf = self.V_rest + self.R * I
-        V_new = V_inf + (V - V_inf) * decay
-        if n_ref == 0:
-            # No refractory period: the counter would stay 0, so leave it out of the step
-            # (one state array fewer carried through loops and through backprop in time).
-            self.V.value, _ = self._fire(V_new, self.V_th, self.V_reset)
-            return self.spike.value
-        ref = self.refractory.value
-        is_ref = ref > 0
-        V_new = jnp.where(is_ref, V, V_new)
-        V_after, spike = self._fire(V_new, self.V_th, self.V_reset, ~is_ref)
-        self.V.value = V_after
-        self.refractory.value = jnp.where(spike, n_ref, jnp.maximum(ref - 1, 0))
+        d = self.drive(V, x)
+        V_new = _lif_step(V, d, self.V_rest, self.R, self.tau, dt)
+        V_new, can_spike = self.refractory_step(V, V_new)
+        self.V.value, _ = self.fire(V_new, self.V_th, self.V_reset, can_spike)
         return self.spike.value
 
 
@@ -359,31 +551,26 @@ class ALIF(NeuronGroup):
     The threshold is ``V_th + beta * a`` where the adaptation ``a`` decays
     with ``tau_a`` and jumps by 1 at each spike:
     ``a <- a exp(-dt/tau_a) + spike`` (after this step's threshold test).
+    Every parameter is a scalar or one value per neuron.
 
     Example:
         >>> alif = nn.ALIF(100, tau_a=200., beta=1.8)
     """
 
-    def __init__(self, size: int, V_rest: float = 0.0, V_reset: float = 0.0, V_th: float = 1.0,
-                 tau: float = 20.0, tau_a: float = 200.0, beta: float = 1.8, R: float = 1.0,
-                 tau_ref: float = 0.0, V_initializer: Initializer = None,
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+    def __init__(self, size: int, V_rest: Any = 0.0, V_reset: Any = 0.0, V_th: Any = 1.0,
+                 tau: Any = 20.0, tau_a: Any = 200.0, beta: Any = 1.8, R: Any = 1.0,
+                 tau_ref: Any = 0.0, V_initializer: Initializer = None,
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 a_initializer: Initializer = 0.0, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
-        if not (tau > 0 and tau_a > 0):
-            raise ValueError(f"ALIF: tau and tau_a must be > 0 ms, got tau={tau}, tau_a={tau_a}")
-        self.V_rest, self.V_reset, self.V_th = V_rest, V_reset, V_th
-        self.tau, self.tau_a, self.beta, self.R = float(tau), float(tau_a), beta, R
-        self.tau_ref = float(tau_ref)
-        self.V_initializer = V_rest if V_initializer is None else V_initializer
-        self.V = Variable(init_value(self.V_initializer, (self.size,), what="ALIF V_initializer"))
-        self.a = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
-
-    def reset_state(self, batch_size: int | None = None) -> None:
-        shape = self._reset_common(batch_size)
-        reset_var(self.V, init_value(self.V_initializer, shape, what="ALIF V_initializer"))
-        reset_var(self.a, jnp.zeros(shape, jnp.float32))
-        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
+        self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
+        self.V_th, self.R, self.beta = self.param("V_th", V_th), self.param("R", R), self.param("beta", beta)
+        self.tau = self.param("tau", tau, positive=True, unit=" ms")
+        self.tau_a = self.param("tau_a", tau_a, positive=True, unit=" ms")
+        self.V_initializer = self.V_rest if V_initializer is None else V_initializer
+        self.add_state("V", self.V_initializer)
+        self.add_state("a", a_initializer)
+        self.add_refractory(tau_ref, refractory_initializer)
 
     @property
     def threshold(self) -> jax.Array:
@@ -392,23 +579,13 @@ class ALIF(NeuronGroup):
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
-        n_ref = int(round(self.tau_ref / dt))
         V = self.V.value
-        I = self.sum_inputs(V, x)
-        V_inf = self.V_rest + self.R * I
-        V_new = V_inf + (V - V_inf) * math.exp(-dt / self.tau)
+        d = self.drive(V, x)
+        V_new = _lif_step(V, d, self.V_rest, self.R, self.tau, dt)
         a = self.a.value
-        if n_ref == 0:  # as in LIF: no refractory counter to carry
-            self.V.value, _ = self._fire(V_new, self.V_th + self.beta * a, self.V_reset)
-            self.a.value = a * math.exp(-dt / self.tau_a) + self.spike.value.astype(a.dtype)
-            return self.spike.value
-        ref = self.refractory.value
-        is_ref = ref > 0
-        V_new = jnp.where(is_ref, V, V_new)
-        V_after, spike = self._fire(V_new, self.V_th + self.beta * a, self.V_reset, ~is_ref)
-        self.V.value = V_after
-        self.a.value = a * math.exp(-dt / self.tau_a) + self.spike.value.astype(a.dtype)
-        self.refractory.value = jnp.where(spike, n_ref, jnp.maximum(ref - 1, 0))
+        V_new, can_spike = self.refractory_step(V, V_new)
+        self.V.value, _ = self.fire(V_new, self.V_th + self.beta * a, self.V_reset, can_spike)
+        self.a.value = a * _exp_decay(self.tau_a, dt) + self.spike.value.astype(a.dtype)
         return self.spike.value
 
 
@@ -416,6 +593,8 @@ class Izhikevich(NeuronGroup):
     """Izhikevich (2003) neurons: ``dV/dt = 0.04 V^2 + 5 V + 140 - u + I``, ``du/dt = a (b V - u)``.
 
     On ``V >= V_th``: ``V = c``, ``u += d``. Defaults are regular spiking.
+    Every parameter is a scalar or one value per neuron; ``u`` starts at
+    ``b * V`` unless ``u_initializer`` is given.
 
     Args:
         method: integrator for (V, u): ``'exp_euler'`` (default), ``'euler'``, ``'rk2'``, ``'rk4'``.
@@ -424,47 +603,41 @@ class Izhikevich(NeuronGroup):
         >>> neu = nn.Izhikevich(10, a=0.02, b=0.2, c=-65., d=8.)
     """
 
-    def __init__(self, size: int, a: float = 0.02, b: float = 0.2, c: float = -65.0, d: float = 8.0,
-                 V_th: float = 30.0, tau_ref: float = 0.0, V_initializer: Initializer = None,
+    def __init__(self, size: int, a: Any = 0.02, b: Any = 0.2, c: Any = -65.0, d: Any = 8.0,
+                 V_th: Any = 30.0, tau_ref: Any = 0.0, V_initializer: Initializer = None,
                  u_initializer: Initializer = None, method: str | Callable = "exp_euler",
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
-        self.a, self.b, self.c, self.d, self.V_th = a, b, c, d, V_th
-        self.tau_ref = float(tau_ref)
+        self.a, self.b = self.param("a", a), self.param("b", b)
+        self.c, self.d, self.V_th = self.param("c", c), self.param("d", d), self.param("V_th", V_th)
         self.method = get_method(method)
         self.V_initializer = Constant(-65.0) if V_initializer is None else V_initializer
         self.u_initializer = u_initializer
-        self.V = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.u = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
+        self.add_state("V", self.V_initializer)
+        self.add_state("u", 0.0 if u_initializer is None else u_initializer)
+        self.add_refractory(tau_ref, refractory_initializer)
         self.reset_state()
 
     def reset_state(self, batch_size: int | None = None) -> None:
-        shape = self._reset_common(batch_size)
-        V = init_value(self.V_initializer, shape, what="Izhikevich V_initializer")
-        reset_var(self.V, V)
-        u = self.b * V if self.u_initializer is None else init_value(self.u_initializer, shape)
-        reset_var(self.u, jnp.broadcast_to(jnp.asarray(u, jnp.float32), shape))
-        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
+        super().reset_state(batch_size)
+        if self.u_initializer is None:
+            reset_var(self.u, self.b * self.V.value)
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV/dt, du/dt)`` at ``state = (V, u)``."""
         V, u = state
+        I = _current_at(I, V)
         return 0.04 * V * V + 5.0 * V + 140.0 - u + I, self.a * (self.b * V - u)
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
         V, u = self.V.value, self.u.value
-        I = self.sum_inputs(V, x)
-        V_new, u_new = self.method(self.derivative, (V, u), _time(), dt, I)
-        ref = self.refractory.value
-        is_ref = ref > 0
-        V_new = jnp.where(is_ref, V, V_new)
-        V_after, spike = self._fire(V_new, self.V_th, self.c, ~is_ref)
-        self.V.value = V_after
-        s = self.spike.value.astype(u_new.dtype)
-        self.u.value = u_new + self.d * (jax.lax.stop_gradient(s) if self.detach_reset else s)
-        self.refractory.value = jnp.where(spike, int(round(self.tau_ref / dt)), jnp.maximum(ref - 1, 0))
+        d = self.drive(V, x)
+        V_new, u_new = self.method(self.derivative, (V, u), _time(), dt, _as_current(d))
+        V_new, can_spike = self.refractory_step(V, d.add_jump(V_new))
+        self.V.value, _ = self.fire(V_new, self.V_th, self.c, can_spike)
+        self.u.value = u_new + self.d * self._spike_float(u_new.dtype)
         return self.spike.value
 
 
@@ -475,32 +648,48 @@ def _vtrap(x: jax.Array, k: float) -> jax.Array:
     return jnp.where(small, k + x / 2, safe / -jnp.expm1(-safe / k))
 
 
+class _SteadyGate:
+    """The default gate initializer of HH: the steady state at the initial V."""
+
+    def __init__(self, which: int) -> None:
+        self.which = which
+
+    def __repr__(self) -> str:
+        return f"steady state of gate {'mhn'[self.which]} at V0"
+
+
 class HH(NeuronGroup):
     """Hodgkin-Huxley (1952) squid axon neurons, classic parameters (rest ~ -65 mV).
 
     ``C dV/dt = g_Na m^3 h (E_Na - V) + g_K n^4 (E_K - V) + g_L (E_L - V) + I``
     with the classic alpha/beta rate functions. A spike is an upward crossing
     of ``V_th``; there is no reset. Gating variables start at their steady
-    state for the initial V.
+    state for the initial V (in ``nd.float_dtype()``) unless ``m_initializer``,
+    ``h_initializer`` or ``n_initializer`` is given. Every parameter is a
+    scalar or one value per neuron.
 
     Example:
         >>> hh = nn.HH(10)
         >>> hh.input.value = jnp.full(10, 10.)   # uA/cm^2: tonic firing
     """
 
-    def __init__(self, size: int, E_Na: float = 50.0, E_K: float = -77.0, E_L: float = -54.387,
-                 g_Na: float = 120.0, g_K: float = 36.0, g_L: float = 0.3, C: float = 1.0,
-                 V_th: float = 20.0, V_initializer: Initializer = None,
-                 method: str | Callable = "exp_euler", spike_fn: Callable | None = None) -> None:
+    def __init__(self, size: int, E_Na: Any = 50.0, E_K: Any = -77.0, E_L: Any = -54.387,
+                 g_Na: Any = 120.0, g_K: Any = 36.0, g_L: Any = 0.3, C: Any = 1.0,
+                 V_th: Any = 20.0, V_initializer: Initializer = None,
+                 method: str | Callable = "exp_euler", spike_fn: Callable | None = None,
+                 m_initializer: Initializer = None, h_initializer: Initializer = None,
+                 n_initializer: Initializer = None) -> None:
         super().__init__(size, spike_fn, False)
-        self.E_Na, self.E_K, self.E_L = E_Na, E_K, E_L
-        self.g_Na, self.g_K, self.g_L, self.C, self.V_th = g_Na, g_K, g_L, C, V_th
+        self.E_Na, self.E_K, self.E_L = self.param("E_Na", E_Na), self.param("E_K", E_K), self.param("E_L", E_L)
+        self.g_Na, self.g_K = self.param("g_Na", g_Na, nonneg=True), self.param("g_K", g_K, nonneg=True)
+        self.g_L = self.param("g_L", g_L, nonneg=True)
+        self.C, self.V_th = self.param("C", C, positive=True), self.param("V_th", V_th)
         self.method = get_method(method)
         self.V_initializer = Constant(-65.0) if V_initializer is None else V_initializer
-        self.V = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.m = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.h = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.n = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.add_state("V", self.V_initializer)
+        self.gate_initializers = (m_initializer, h_initializer, n_initializer)
+        for name, init in zip("mhn", self.gate_initializers):
+            self.add_state(name, 0.0 if init is None else init)
         self.reset_state()
 
     @staticmethod
@@ -515,17 +704,17 @@ class HH(NeuronGroup):
         return am, bm, ah, bh, an, bn
 
     def reset_state(self, batch_size: int | None = None) -> None:
-        shape = self._reset_common(batch_size)
-        V = init_value(self.V_initializer, shape, what="HH V_initializer")
-        am, bm, ah, bh, an, bn = self.rates(V)
-        reset_var(self.V, V)
-        reset_var(self.m, am / (am + bm))
-        reset_var(self.h, ah / (ah + bh))
-        reset_var(self.n, an / (an + bn))
+        super().reset_state(batch_size)
+        am, bm, ah, bh, an, bn = self.rates(self.V.value)
+        steady = (am / (am + bm), ah / (ah + bh), an / (an + bn))
+        for name, init, value in zip("mhn", self.gate_initializers, steady):
+            if init is None:
+                reset_var(getattr(self, name), value)
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV, dm, dh, dn)/dt`` at ``state = (V, m, h, n)``."""
         V, m, h, n = state
+        I = _current_at(I, V)
         am, bm, ah, bh, an, bn = self.rates(V)
         I_ion = (self.g_Na * m**3 * h * (self.E_Na - V) + self.g_K * n**4 * (self.E_K - V)
                  + self.g_L * (self.E_L - V))
@@ -534,11 +723,11 @@ class HH(NeuronGroup):
 
     def update(self, x: Any = 0.0) -> jax.Array:
         V = self.V.value
-        I = self.sum_inputs(V, x)
+        d = self.drive(V, x)
         V_new, m, h, n = self.method(self.derivative, (V, self.m.value, self.h.value, self.n.value),
-                                     _time(), get_dt(), I)
-        V_after, _ = self._fire(V_new, self.V_th, None, V < self.V_th)
-        self.V.value = V_after
+                                     _time(), get_dt(), _as_current(d))
+        V_new = d.add_jump(V_new)
+        self.V.value, _ = self.fire(V_new, self.V_th, None, V < self.V_th)
         self.m.value, self.h.value, self.n.value = m, h, n
         return self.spike.value
 
@@ -548,38 +737,36 @@ class AdEx(NeuronGroup):
 
     ``tau dV/dt = -(V - V_rest) + delta_T exp((V - V_T)/delta_T) - R w + R I``,
     ``tau_w dw/dt = a (V - V_rest) - w``; on ``V >= V_th``: ``V = V_reset``,
-    ``w += b``. Defaults follow BrainPy.
+    ``w += b``. Defaults follow BrainPy. Every parameter is a scalar or one
+    value per neuron; ``w`` starts from ``w_initializer`` (default 0).
 
     Example:
         >>> neu = nn.AdEx(10, a=1., b=1., tau_w=30.)
     """
 
-    def __init__(self, size: int, V_rest: float = -65.0, V_reset: float = -68.0, V_th: float = -30.0,
-                 V_T: float = -59.9, delta_T: float = 3.48, a: float = 1.0, b: float = 1.0,
-                 tau: float = 10.0, tau_w: float = 30.0, R: float = 1.0, tau_ref: float = 0.0,
+    def __init__(self, size: int, V_rest: Any = -65.0, V_reset: Any = -68.0, V_th: Any = -30.0,
+                 V_T: Any = -59.9, delta_T: Any = 3.48, a: Any = 1.0, b: Any = 1.0,
+                 tau: Any = 10.0, tau_w: Any = 30.0, R: Any = 1.0, tau_ref: Any = 0.0,
                  V_initializer: Initializer = None, method: str | Callable = "exp_euler",
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 w_initializer: Initializer = 0.0, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
-        if not (tau > 0 and tau_w > 0 and delta_T > 0):
-            raise ValueError(f"AdEx: tau, tau_w and delta_T must be > 0, got {tau}, {tau_w}, {delta_T}")
-        self.V_rest, self.V_reset, self.V_th, self.V_T = V_rest, V_reset, V_th, V_T
-        self.delta_T, self.a, self.b = delta_T, a, b
-        self.tau, self.tau_w, self.R, self.tau_ref = tau, tau_w, R, float(tau_ref)
+        self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
+        self.V_th, self.V_T = self.param("V_th", V_th), self.param("V_T", V_T)
+        self.delta_T = self.param("delta_T", delta_T, positive=True, unit=" mV")
+        self.a, self.b, self.R = self.param("a", a), self.param("b", b), self.param("R", R)
+        self.tau = self.param("tau", tau, positive=True, unit=" ms")
+        self.tau_w = self.param("tau_w", tau_w, positive=True, unit=" ms")
         self.method = get_method(method)
-        self.V_initializer = V_rest if V_initializer is None else V_initializer
-        self.V = Variable(init_value(self.V_initializer, (self.size,), what="AdEx V_initializer"))
-        self.w = Variable(jnp.zeros((self.size,), jnp.float32))
-        self.refractory = Variable(jnp.zeros((self.size,), jnp.int32))
-
-    def reset_state(self, batch_size: int | None = None) -> None:
-        shape = self._reset_common(batch_size)
-        reset_var(self.V, init_value(self.V_initializer, shape, what="AdEx V_initializer"))
-        reset_var(self.w, jnp.zeros(shape, jnp.float32))
-        reset_var(self.refractory, jnp.zeros(shape, jnp.int32))
+        self.V_initializer = self.V_rest if V_initializer is None else V_initializer
+        self.add_state("V", self.V_initializer)
+        self.add_state("w", w_initializer)
+        self.add_refractory(tau_ref, refractory_initializer)
 
     def derivative(self, state: tuple, t: Any, I: Any) -> tuple:
         """``(dV/dt, dw/dt)`` at ``state = (V, w)``."""
         V, w = state
+        I = _current_at(I, V)
         # Capping the exponent keeps the upswing finite; V has crossed V_th long before.
         arg = jnp.minimum((V - self.V_T) / self.delta_T, 30.0)
         dV = (-(V - self.V_rest) + self.delta_T * jnp.exp(arg) - self.R * w + self.R * I) / self.tau
@@ -589,17 +776,37 @@ class AdEx(NeuronGroup):
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
         V, w = self.V.value, self.w.value
-        I = self.sum_inputs(V, x)
-        V_new, w_new = self.method(self.derivative, (V, w), _time(), dt, I)
-        ref = self.refractory.value
-        is_ref = ref > 0
-        V_new = jnp.where(is_ref, V, V_new)
-        V_after, spike = self._fire(V_new, self.V_th, self.V_reset, ~is_ref)
-        self.V.value = V_after
-        s = self.spike.value.astype(w_new.dtype)
-        self.w.value = w_new + self.b * (jax.lax.stop_gradient(s) if self.detach_reset else s)
-        self.refractory.value = jnp.where(spike, int(round(self.tau_ref / dt)), jnp.maximum(ref - 1, 0))
+        d = self.drive(V, x)
+        V_new, w_new = self.method(self.derivative, (V, w), _time(), dt, _as_current(d))
+        V_new, can_spike = self.refractory_step(V, d.add_jump(V_new))
+        self.V.value, _ = self.fire(V_new, self.V_th, self.V_reset, can_spike)
+        self.w.value = w_new + self.b * self._spike_float(w_new.dtype)
         return self.spike.value
+
+
+def _lif_step(V: Any, d: Drive, V_rest: Any, R: Any, tau: Any, dt: float) -> jax.Array:
+    """``tau dV/dt = -(V - V_rest) + R (I + gE - g V)`` solved exactly over one step
+    (``I``, ``g`` constant), then the voltage jumps added."""
+    if d.g is None:
+        V_inf = V_rest + R * d.I
+        V_new = V_inf + (V - V_inf) * _exp_decay(tau, dt)
+    else:
+        # The conductance shortens the time constant to tau / (1 + R g) and moves the
+        # fixed point to a weighted mean of V_rest, the reversal potentials and R I.
+        a = 1.0 + R * d.g
+        V_inf = (V_rest + R * (d.I + d.gE)) / a
+        V_new = V_inf + (V - V_inf) * jnp.exp(a * (-dt / tau))
+    return d.add_jump(V_new)
+
+
+def _as_current(d: Drive) -> Any:
+    """What a ``derivative(state, t, I)`` receives: the current, or the Drive when the
+    current depends on V (conductances), so the integrator sees that dependence."""
+    return d.I if d.g is None else Drive(d.I, d.g, d.gE)
+
+
+def _current_at(I: Any, V: Any) -> Any:
+    return I.current(V) if isinstance(I, Drive) else I
 
 
 def _time() -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from .._environ import float_dtype
 from .._module import Module
 from .._state import TrainVar, Variable
 
@@ -22,7 +23,8 @@ class LayerNorm(Module):
     """
 
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
-                 elementwise_affine: bool = True, dtype: Any = jnp.float32) -> None:
+                 elementwise_affine: bool = True, dtype: Any = None) -> None:
+        dtype = float_dtype() if dtype is None else dtype
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape = tuple(int(s) for s in shape)
         self.eps = float(eps)
@@ -64,7 +66,8 @@ class BatchNorm1d(Module):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = True, dtype: Any = jnp.float32) -> None:
+                 affine: bool = True, dtype: Any = None) -> None:
+        dtype = float_dtype() if dtype is None else dtype
         self.num_features = int(num_features)
         self.eps = float(eps)
         self.momentum = float(momentum)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import Variable
 from ._layers import init_param
@@ -112,7 +112,7 @@ def spike_count(spikes: Any, axis: int = 0) -> jax.Array:
         >>> logits = nn.spike_count(spikes)          # (batch, n_out)
     """
     s = _time_axis("spike_count", spikes, axis)
-    return jnp.sum(s.astype(jnp.result_type(s.dtype, jnp.float32)), axis=axis)
+    return jnp.sum(s.astype(jnp.result_type(s.dtype, float_dtype())), axis=axis)
 
 
 def mean_over_time(x: Any, axis: int = 0) -> jax.Array:
@@ -158,7 +158,7 @@ def rate_regularizer(spikes: Any, target: float = 0.0, strength: float = 1.0,
         raise ValueError(f"rate_regularizer: expected spikes shaped (time, ..., neurons), got shape {tuple(s.shape)}")
     if not 0.0 <= float(target) <= 1.0:
         raise ValueError(f"rate_regularizer: target is in spikes per time step and must be in [0, 1], got {target}")
-    s = s.astype(jnp.result_type(s.dtype, jnp.float32))
+    s = s.astype(jnp.result_type(s.dtype, float_dtype()))
     reduce = tuple(range(s.ndim - 1))
     rates = jnp.mean(s, axis=reduce)
     if per_neuron:

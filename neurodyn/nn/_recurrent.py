@@ -17,6 +17,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from .._environ import float_dtype
 from .._module import Module
 from .._state import Variable, in_trace
 from .._transforms import for_loop
@@ -38,7 +39,7 @@ class _Cell(Module):
                  batch_size: int | None, dtype: Any) -> None:
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
-        self.dtype = dtype
+        dtype = self.dtype = float_dtype() if dtype is None else dtype
         g = self._gates * self.hidden_size
         name = type(self).__name__
         self.w_ih = init_param(w_init, (self.input_size, g), dtype, f"{name}.w_ih")
@@ -139,7 +140,7 @@ class RNNCell(_Cell):
                  activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
                  w_init: Initializer = _DEFAULTS["w_init"], hh_init: Initializer = _DEFAULTS["hh_init"],
                  b_init: Initializer = _DEFAULTS["b_init"], batch_size: int | None = None,
-                 dtype: Any = jnp.float32) -> None:
+                 dtype: Any = None) -> None:
         self.activation = activation
         super().__init__(input_size, hidden_size, bias, w_init, hh_init, b_init, batch_size, dtype)
 
@@ -161,7 +162,7 @@ class GRUCell(_Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  w_init: Initializer = _DEFAULTS["w_init"], hh_init: Initializer = _DEFAULTS["hh_init"],
                  b_init: Initializer = _DEFAULTS["b_init"], batch_size: int | None = None,
-                 dtype: Any = jnp.float32) -> None:
+                 dtype: Any = None) -> None:
         super().__init__(input_size, hidden_size, bias, w_init, hh_init, b_init, batch_size, dtype)
 
     def recurrence(self, state: State, gx: jax.Array) -> State:
@@ -191,7 +192,7 @@ class LSTMCell(_Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  w_init: Initializer = _DEFAULTS["w_init"], hh_init: Initializer = _DEFAULTS["hh_init"],
                  b_init: Initializer = _DEFAULTS["b_init"], batch_size: int | None = None,
-                 dtype: Any = jnp.float32) -> None:
+                 dtype: Any = None) -> None:
         super().__init__(input_size, hidden_size, bias, w_init, hh_init, b_init, batch_size, dtype)
 
     def recurrence(self, state: State, gx: jax.Array) -> State:

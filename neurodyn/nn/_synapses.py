@@ -1,37 +1,40 @@
-"""Synaptic conductance dynamics (Expon, Alpha, DualExpon) and outputs (CUBA, COBA).
+"""Synaptic conductance dynamics (Expon, Alpha, DualExpon, Delta) and outputs (CUBA, COBA, VoltageJump).
 
 A synapse model holds the conductance of every postsynaptic neuron in a
 Variable ``g``; ``update(x)`` first decays its state over one step (exactly:
 these are linear ODEs) and then adds the input ``x`` (e.g. the weighted spike
 counts from a projection). An output turns ``g`` into a current for the
-postsynaptic membrane potential ``V``.
+postsynaptic membrane potential ``V``: a current (CUBA), an
+``nn.Conductance`` (COBA: the neuron folds it into its membrane decay) or an
+``nn.Jump`` (VoltageJump: ``g`` mV added to V at this step).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .._environ import get_dt
+from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import Variable
-from ._neurons import _state_shape, reset_var
+from ._drive import Conductance, Jump
+from ._neurons import _as_param, _exp_decay, _state_shape, reset_var
 
-__all__ = ["Synapse", "Expon", "Alpha", "DualExpon", "SynOut", "CUBA", "COBA"]
+__all__ = ["Synapse", "Expon", "Alpha", "DualExpon", "Delta", "SynOut", "CUBA", "COBA", "VoltageJump"]
 
 
-def _tau(cls: str, name: str, tau: float) -> float:
-    tau = float(tau)
-    if not tau > 0:
-        raise ValueError(f"{cls}: {name} must be > 0 ms, got {tau}")
-    return tau
+def _tau(cls: str, name: str, tau: Any, size: int) -> Any:
+    """A time constant: a Python float, or one value per neuron (float64 NumPy array)."""
+    return _as_param(cls, name, tau, size, positive=True, unit=" ms")
 
 
 class Synapse(Module):
     """Base class of synapse models: ``size`` postsynaptic conductances ``g``.
+
+    Time constants are a scalar or one value per postsynaptic neuron.
 
     Example:
         >>> syn = nn.Expon(100, tau=5.)
@@ -42,7 +45,7 @@ class Synapse(Module):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"{type(self).__name__}: size must be a positive int, got {size!r}")
         self.size = size
-        self.g = Variable(jnp.zeros((size,), jnp.float32))
+        self.g = Variable(jnp.zeros((size,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = _state_shape(self.size, batch_size)
@@ -58,7 +61,7 @@ class Synapse(Module):
 class Expon(Synapse):
     """Single-exponential synapse: ``dg/dt = -g / tau``, ``g += x`` on input.
 
-    Per step: ``g = g * exp(-dt / tau) + x`` (the factor is a Python float).
+    Per step: ``g = g * exp(-dt / tau) + x`` (the factor is a Python float for a scalar tau).
 
     Example:
         >>> syn = nn.Expon(100, tau=5.)
@@ -66,10 +69,10 @@ class Expon(Synapse):
 
     def __init__(self, size: int, tau: float = 8.0) -> None:
         super().__init__(size)
-        self.tau = _tau("Expon", "tau", tau)
+        self.tau = _tau("Expon", "tau", tau, size)
 
     def update(self, x: Any = 0.0) -> jax.Array:
-        self.g.value = self.g.value * math.exp(-get_dt() / self.tau) + x
+        self.g.value = self.g.value * _exp_decay(self.tau, get_dt()) + x
         return self.g.value
 
 
@@ -86,12 +89,12 @@ class Alpha(Synapse):
 
     def __init__(self, size: int, tau: float = 8.0) -> None:
         super().__init__(size)
-        self.tau = _tau("Alpha", "tau", tau)
-        self.h = Variable(jnp.zeros((size,), jnp.float32))
+        self.tau = _tau("Alpha", "tau", tau, size)
+        self.h = Variable(jnp.zeros((size,), float_dtype()))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
-        e = math.exp(-dt / self.tau)
+        e = _exp_decay(self.tau, dt)
         h = self.h.value
         self.g.value = (self.g.value + (dt / self.tau) * h) * e
         self.h.value = h * e + x
@@ -110,23 +113,40 @@ class DualExpon(Synapse):
 
     def __init__(self, size: int, tau_rise: float = 1.0, tau_decay: float = 10.0, A: float | None = None) -> None:
         super().__init__(size)
-        self.tau_rise = _tau("DualExpon", "tau_rise", tau_rise)
-        self.tau_decay = _tau("DualExpon", "tau_decay", tau_decay)
-        if not self.tau_rise < self.tau_decay:
+        self.tau_rise = _tau("DualExpon", "tau_rise", tau_rise, size)
+        self.tau_decay = _tau("DualExpon", "tau_decay", tau_decay, size)
+        if not np.all(np.asarray(self.tau_rise) < np.asarray(self.tau_decay)):
             raise ValueError(f"DualExpon: tau_rise ({tau_rise}) must be < tau_decay ({tau_decay})")
         if A is None:
-            tr, td = self.tau_rise, self.tau_decay
-            t_peak = tr * td / (td - tr) * math.log(td / tr)
-            A = 1.0 / (math.exp(-t_peak / td) - math.exp(-t_peak / tr))
-        self.A = float(A)
-        self.g_rise = Variable(jnp.zeros((size,), jnp.float32))
-        self.g_decay = Variable(jnp.zeros((size,), jnp.float32))
+            tr, td = np.asarray(self.tau_rise), np.asarray(self.tau_decay)
+            t_peak = tr * td / (td - tr) * np.log(td / tr)
+            A = 1.0 / (np.exp(-t_peak / td) - np.exp(-t_peak / tr))
+        A = _as_param("DualExpon", "A", A, size)
+        self.A = A
+        self.g_rise = Variable(jnp.zeros((size,), float_dtype()))
+        self.g_decay = Variable(jnp.zeros((size,), float_dtype()))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
-        self.g_rise.value = self.g_rise.value * math.exp(-dt / self.tau_rise) + x
-        self.g_decay.value = self.g_decay.value * math.exp(-dt / self.tau_decay) + x
+        self.g_rise.value = self.g_rise.value * _exp_decay(self.tau_rise, dt) + x
+        self.g_decay.value = self.g_decay.value * _exp_decay(self.tau_decay, dt) + x
         self.g.value = self.A * (self.g_decay.value - self.g_rise.value)
+        return self.g.value
+
+
+class Delta(Synapse):
+    """No dynamics: ``g`` is this step's input, ``g = x`` (a delta synapse).
+
+    With ``nn.VoltageJump()`` as the output, a presynaptic spike moves the
+    postsynaptic V by the weight (mV) at the step it arrives, as NEST's
+    ``iaf_psc_delta`` (see :class:`VoltageJump`).
+
+    Example:
+        >>> proj = nn.Projection(E, E, nn.FixedProb(0.1), 0.1, nn.Delta(E.size), nn.VoltageJump())
+    """
+
+    def update(self, x: Any = 0.0) -> jax.Array:
+        self.g.value = jnp.broadcast_to(jnp.asarray(x, self.g.dtype), self.g.shape)
         return self.g.value
 
 
@@ -159,14 +179,36 @@ class CUBA(SynOut):
 
 
 class COBA(SynOut):
-    """Conductance-based output: ``I = g * (E - V)`` with reversal potential ``E`` (mV).
+    """Conductance-based output: the current ``g * (E - V)`` with reversal potential ``E`` (mV).
+
+    Returns an ``nn.Conductance(g, g * E)``: the neuron adds ``g`` to the
+    membrane's leak and integrates V exactly over the step with ``g`` held
+    constant (exponential Euler), so V stays on the near side of ``E`` however
+    large ``g`` is. ``.current(V)`` of the result is the current ``g E - g V``.
 
     Example:
         >>> out = nn.COBA(E=0.)
+        >>> out(jnp.array([0.5]), jnp.array([-60.])).current(-60.)   # 30.
     """
 
     def __init__(self, E: float) -> None:
         self.E = E
 
-    def update(self, g: Any, V: Any) -> jax.Array:
-        return g * (self.E - V)
+    def update(self, g: Any, V: Any) -> Conductance:
+        return Conductance(g, g * self.E)
+
+
+class VoltageJump(SynOut):
+    """Delta-synapse output: ``g`` is a jump of the postsynaptic V in mV at this step.
+
+    The neuron adds the jump after integrating the step and before its
+    threshold test; jumps arriving while the neuron is refractory are
+    discarded (as NEST's ``iaf_psc_delta``). Use with ``nn.Delta`` so that a
+    spike's weight is the jump.
+
+    Example:
+        >>> proj = nn.Projection(E, I, nn.FixedProb(0.1), 0.2, nn.Delta(I.size), nn.VoltageJump())
+    """
+
+    def update(self, g: Any, V: Any) -> Jump:
+        return Jump(g)

@@ -1,0 +1,202 @@
+"""Plasticity cost: the COBA network with pair STDP on E -> E, against the same network
+without plasticity and against Brian2's C++ standalone mode with the same rule; and
+the Song et al. (2000) setup in simulated seconds per wall-clock second.
+
+Run:  python bench/plasticity.py [--duration 1000] [--rounds 3] [--song 10] [--no-brian]
+                                 [--brian-python /path/to/python-with-brian2]
+
+neurodyn: ``examples/stdp_song2000.py``'s ``COBASTDP`` (4000 LIF, p = 0.02,
+event-driven projections; ``plastic=False`` is the static network) and
+``Song2000`` (1000 Poisson inputs at 15 Hz onto one COBA LIF neuron), run by
+``nd.Runner`` without monitors, compile excluded (a first run compiles), median
+over rounds alternating the variants, blocking on the state. Wall-clock and
+process CPU time are both printed (CPU time is steadier on a shared machine).
+
+Brian2 (C++ standalone, one thread): the same equations, parameters and rule
+(``on_pre: ge += w; Apre += dApre; w = clip(w + Apost, 0, wmax)``,
+``on_post: Apost += dApost; w = clip(w + Apre, 0, wmax)``), its own random
+connectivity; the figure is Brian2's own timing of the simulation loop
+(``device._last_run_time``), build and compilation excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+import neurodyn as nd
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("stdp_song2000", ROOT / "examples" / "stdp_song2000.py")
+song = importlib.util.module_from_spec(spec)
+sys.modules["stdp_song2000"] = song
+spec.loader.exec_module(song)
+
+INPUTS = [("E.input", 20.), ("I.input", 20.)]
+
+
+def _timed(fn) -> tuple[float, float]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def neurodyn_coba(duration: float, rounds: int) -> dict:
+    runners = {}
+    for plastic in (False, True):
+        net = song.COBASTDP(plastic=plastic)
+        r = nd.Runner(net, inputs=INPUTS, progress_bar=False)
+        r.run(100.)  # compile
+        runners["stdp" if plastic else "static"] = (r, net)
+    wall = {k: [] for k in runners}
+    cpu = {k: [] for k in runners}
+    names = list(runners)
+    for i in range(rounds):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            r, net = runners[k]
+
+            def go() -> None:
+                r.run(duration)
+                jax.block_until_ready(net.E.V.value)
+
+            w, c = _timed(go)
+            wall[k].append(w)
+            cpu[k].append(c)
+    rate = {}
+    for k, (r, net) in runners.items():
+        mon = nd.Runner(net, monitors=["E.spike"], inputs=INPUTS, progress_bar=False).run(200.)
+        rate[k] = float(mon["E.spike"].mean() / nd.get_dt() * 1000.)
+    return {"wall": {k: statistics.median(v) for k, v in wall.items()},
+            "cpu": {k: statistics.median(v) for k, v in cpu.items()}, "rate_E": rate,
+            "w_mean": float(np.mean(runners["stdp"][1].E2E.weight.value))}
+
+
+def neurodyn_song(seconds: float) -> dict:
+    net = song.Song2000()
+    r = nd.Runner(net, progress_bar=False, chunk_size=50000)
+    r.run(100.)
+    w, c = _timed(lambda: (r.run(seconds * 1000.), jax.block_until_ready(net.syn.weight.value)))
+    return {"wall": w, "cpu": c, "sim_per_wall": seconds / w}
+
+
+BRIAN_COBA = """
+from brian2 import *
+import numpy as np
+set_device('cpp_standalone', directory=r'{dir}')
+prefs.devices.cpp_standalone.openmp_threads = 0
+defaultclock.dt = 0.1*ms
+seed(42)
+taum = 20*ms; El = -60*mV; Ee = 0*mV; Ei = -80*mV
+eqs = '''dv/dt = (-(v - El) + ge*(Ee - v) + gi*(Ei - v) + 20*mV) / taum : volt (unless refractory)
+dge/dt = -ge / (5*ms) : 1
+dgi/dt = -gi / (10*ms) : 1'''
+P = NeuronGroup(4000, eqs, threshold='v > -50*mV', reset='v = -60*mV', refractory=5*ms, method='euler')
+P.v = '-55*mV + 2*mV*randn()'
+E, I = P[:3200], P[3200:]
+w_e, w_i = 0.6, 6.7
+if {plastic}:
+    S = Synapses(E, E, '''w : 1
+        dApre/dt = -Apre / (20*ms) : 1 (event-driven)
+        dApost/dt = -Apost / (20*ms) : 1 (event-driven)''',
+        on_pre='''ge_post += w
+        Apre += 0.01 * w_e
+        w = clip(w + Apost, 0, 2 * w_e)''',
+        on_post='''Apost += -0.0105 * w_e
+        w = clip(w + Apre, 0, 2 * w_e)''')
+    S.connect(p=0.02)
+    S.w = w_e
+else:
+    S = Synapses(E, E, on_pre='ge_post += w_e'); S.connect(p=0.02)
+EI = Synapses(E, I, on_pre='ge_post += w_e'); EI.connect(p=0.02)
+IP = Synapses(I, P, on_pre='gi_post += w_i'); IP.connect(p=0.02)
+M = SpikeMonitor(E)
+run({duration}*ms)
+print('BRIAN', device._last_run_time, M.num_spikes / 3200 / ({duration} / 1000.))
+"""
+
+BRIAN_SONG = """
+from brian2 import *
+set_device('cpp_standalone', directory=r'{dir}')
+defaultclock.dt = 0.1*ms
+seed(0)
+taum = 10*ms; Ee = 0*mV; vt = -54*mV; vr = -60*mV; El = -74*mV; taue = 5*ms
+gmax = 0.01; dApre = 0.01 * gmax; dApost = -dApre * 1.05
+eqs = '''dv/dt = (ge * (Ee - v) + El - v) / taum : volt
+dge/dt = -ge / taue : 1'''
+inp = PoissonGroup(1000, rates=15*Hz)
+neuron = NeuronGroup(1, eqs, threshold='v > vt', reset='v = vr', method='euler')
+neuron.v = El
+S = Synapses(inp, neuron, '''w : 1
+    dApre/dt = -Apre / (20*ms) : 1 (event-driven)
+    dApost/dt = -Apost / (20*ms) : 1 (event-driven)''',
+    on_pre='''ge += w
+    Apre += dApre
+    w = clip(w + Apost, 0, gmax)''',
+    on_post='''Apost += dApost
+    w = clip(w + Apre, 0, gmax)''')
+S.connect()
+S.w = 'rand() * gmax'
+run({seconds}*second)
+print('BRIAN', device._last_run_time)
+"""
+
+
+def brian(code: str, python: str) -> list[float] | None:
+    import subprocess
+    with tempfile.TemporaryDirectory() as d:
+        src = pathlib.Path(d) / "run.py"
+        src.write_text(code.replace("{dir}", str(pathlib.Path(d) / "out")))
+        t0 = time.perf_counter()
+        p = subprocess.run([python, str(src)], capture_output=True, text=True)
+        total = time.perf_counter() - t0
+        for line in p.stdout.splitlines():
+            if line.startswith("BRIAN"):
+                return [float(x) for x in line.split()[1:]] + [total]
+        print("brian2 failed:", p.stderr[-2000:])
+        return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=1000., help="COBA biological time (ms)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--song", type=float, default=10., help="Song 2000 biological time (s)")
+    ap.add_argument("--no-brian", action="store_true")
+    ap.add_argument("--brian-python", default=sys.executable,
+                    help="the interpreter with brian2 installed (default: this one)")
+    args = ap.parse_args()
+    print(f"jax {jax.__version__}, devices {jax.devices()}")
+    c = neurodyn_coba(args.duration, args.rounds)
+    print(f"COBA {args.duration:g} ms (median of {args.rounds}): static {c['wall']['static']:.3f} s wall "
+          f"({c['cpu']['static']:.3f} s CPU), STDP on E->E {c['wall']['stdp']:.3f} s wall "
+          f"({c['cpu']['stdp']:.3f} s CPU); plastic / static = {c['wall']['stdp'] / c['wall']['static']:.2f} "
+          f"wall, {c['cpu']['stdp'] / c['cpu']['static']:.2f} CPU; E rates {c['rate_E']['static']:.1f} / "
+          f"{c['rate_E']['stdp']:.1f} Hz, mean E->E weight after the runs {c['w_mean']:.3f}")
+    s = neurodyn_song(args.song)
+    print(f"Song 2000, {args.song:g} s: {s['wall']:.2f} s wall ({s['cpu']:.2f} s CPU), "
+          f"{s['sim_per_wall']:.2f} simulated s per wall-clock s")
+    if args.no_brian:
+        return
+    for plastic in (False, True):
+        b = brian(BRIAN_COBA.replace("{plastic}", str(plastic)).replace("{duration}", str(args.duration)), args.brian_python)
+        if b:
+            key = "stdp" if plastic else "static"
+            print(f"Brian2 C++ standalone COBA {'STDP' if plastic else 'static'}: run {b[0]:.3f} s "
+                  f"(E rate {b[1]:.1f} Hz; build+run {b[2]:.0f} s); neurodyn / Brian2 = "
+                  f"{c['wall'][key] / b[0]:.2f} (wall)")
+    b = brian(BRIAN_SONG.replace("{seconds}", str(args.song)), args.brian_python)
+    if b:
+        print(f"Brian2 C++ standalone Song 2000, {args.song:g} s: run {b[0]:.2f} s, "
+              f"{args.song / b[0]:.2f} simulated s per wall-clock s; neurodyn / Brian2 = {s['wall'] / b[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
