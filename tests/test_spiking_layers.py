@@ -240,3 +240,18 @@ def test_delay_layer_shifts_each_channel():
         nn.Delay(2, steps=np.array([1, -1]))
     with pytest.raises(ValueError, match=r"Delay\(3\) expects inputs of shape \(2, 3\), got \(4, 3\)"):
         d(jnp.ones((4, 3)))
+
+
+def test_layers_follow_nd_precision():
+    nd.set_precision(64)
+    try:
+        layers = [nn.RSynaptic(3, alpha=0.5, beta=0.9), nn.Leaky(3, beta=0.9), nn.LeakyIntegrator(3, beta=0.5),
+                  nn.Delay(3, steps=1)]
+        for layer in layers:
+            layer.reset_state(2)
+            out = layer(jnp.ones((2, 3)))
+            assert all(v.dtype == jnp.float64 for v in layer.vars().values()
+                       if jnp.issubdtype(v.dtype, jnp.floating) and "recurrent" not in v.name), layer
+            assert out.dtype == jnp.float64
+    finally:
+        nd.set_precision(32)

@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._environ import float_dtype
 from .._module import Module
 from .._state import TrainVar, Variable
 from .._surrogate import ArcTan
@@ -68,7 +69,7 @@ def _coef(owner: str, name: str, value: Any, size: int, learn: bool,
         var: Any = value
     else:
         try:
-            arr = jnp.asarray(value, jnp.float32)
+            arr = jnp.asarray(value, float_dtype())
         except TypeError:
             raise TypeError(f"{owner}: {name} must be a number, an array or an nd.TrainVar, "
                             f"got {type(value).__name__}") from None
@@ -133,12 +134,12 @@ class Leaky(NeuronGroup):
         self.reset_delay = bool(reset_delay)
         self.beta = _coef(name, "beta", beta, self.size, learn_beta, (0.0, 1.0))
         self.threshold = _coef(name, "threshold", threshold, self.size, learn_threshold)
-        self.V = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.V = Variable(jnp.zeros((self.size,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Zero ``V``, ``spike`` and ``input``; shape ``(size,)`` or ``(batch_size, size)``."""
         shape = self._reset_common(batch_size)
-        reset_var(self.V, jnp.zeros(shape, jnp.float32))
+        reset_var(self.V, jnp.zeros(shape, float_dtype()))
 
     # -- pieces shared with the subclasses ---------------------------------------------
     def _reset(self, V: jax.Array, s: Any, thr: Any) -> jax.Array:
@@ -207,12 +208,12 @@ class Synaptic(Leaky):
         super().__init__(size, beta, threshold, reset, spike_fn, detach_reset, learn_beta, learn_threshold,
                          reset_delay)
         self.alpha = _coef(type(self).__name__, "alpha", alpha, self.size, learn_alpha, (0.0, 1.0))
-        self.syn = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.syn = Variable(jnp.zeros((self.size,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Zero ``syn``, ``V``, ``spike`` and ``input``."""
         super().reset_state(batch_size)
-        reset_var(self.syn, jnp.zeros(_state_shape(self.size, batch_size), jnp.float32))
+        reset_var(self.syn, jnp.zeros(_state_shape(self.size, batch_size), float_dtype()))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         syn = _read(self.alpha, True) * self.syn.value + self._current(x)
@@ -231,7 +232,7 @@ class _Recurrent:
         self.recurrent = Linear(self.size, self.size, bias=recurrent_bias, **kw)  # type: ignore[attr-defined]
 
     def _current(self, x: Any) -> jax.Array:
-        s_prev = self.spike.value.astype(jnp.float32)  # type: ignore[attr-defined]
+        s_prev = self.spike.value.astype(float_dtype())  # type: ignore[attr-defined]
         return super()._current(x) + self.recurrent(s_prev)  # type: ignore[misc]
 
 
@@ -309,11 +310,11 @@ class LeakyIntegrator(Module):
             raise ValueError(f"LeakyIntegrator: size must be a positive int, got {size!r}")
         self.size = int(size)
         self.beta = _coef("LeakyIntegrator", "beta", beta, self.size, learn_beta, (0.0, 1.0))
-        self.V = Variable(jnp.zeros((self.size,), jnp.float32))
+        self.V = Variable(jnp.zeros((self.size,), float_dtype()))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Zero ``V``; shape ``(size,)`` or ``(batch_size, size)``."""
-        reset_var(self.V, jnp.zeros(_state_shape(self.size, batch_size), jnp.float32))
+        reset_var(self.V, jnp.zeros(_state_shape(self.size, batch_size), float_dtype()))
 
     def update(self, x: Any) -> jax.Array:
         x = jnp.asarray(x)
@@ -356,17 +357,17 @@ class Delay(Module):
         if not np.issubdtype(d.dtype, np.integer) or np.any(d < 0):
             raise ValueError(f"Delay: steps must be ints >= 0, got {d.tolist()}")
         self.steps = np.broadcast_to(d, (self.size,)).astype(np.int32)
-        self.buffer = Variable(jnp.zeros((int(self.steps.max()) + 1, self.size), jnp.float32))
+        self.buffer = Variable(jnp.zeros((int(self.steps.max()) + 1, self.size), float_dtype()))
         self.pos = Variable(jnp.zeros((), jnp.int32))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Empty the buffer; state shape ``(max_delay + 1, [batch_size,] size)``."""
         shape = (int(self.steps.max()) + 1, *_state_shape(self.size, batch_size))
-        reset_var(self.buffer, jnp.zeros(shape, jnp.float32))
+        reset_var(self.buffer, jnp.zeros(shape, float_dtype()))
         reset_var(self.pos, jnp.zeros((), jnp.int32))
 
     def update(self, x: Any) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
+        x = jnp.asarray(x, float_dtype())
         if x.shape != self.buffer.shape[1:]:
             raise ValueError(f"Delay({self.size}) expects inputs of shape {tuple(self.buffer.shape[1:])}, got "
                              f"{tuple(x.shape)}; call reset_state(batch_size) first (outside compiled code)")
