@@ -89,7 +89,10 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
       spiking step); initial V normal with population-specific mean and SD (NEST's
       ``'optimized'`` initial condition);
     * background: ``K_ext`` (1600 ... 2900 per population) Poisson inputs at 8 Hz per
-      neuron with the excitatory weight, or (``background='dc'``) the equal mean current.
+      neuron with the excitatory weight, or (``background='dc'``) the equal mean current
+      (NEST's choice for benchmarks at full scale; reduced networks, with fewer and
+      stronger recurrent synapses, lose the external fluctuations and can fall silent:
+      at 10 % they do).
 
     Scaling (van Albada et al. 2015): ``scale`` multiplies the neuron numbers,
     ``k_scale`` (default ``scale``) the in-degrees and the external in-degrees. With
