@@ -85,10 +85,14 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
     * delays: normal, 1.5 +- 0.75 ms (excitatory sources) and 0.75 +- 0.375 ms
       (inhibitory), redrawn below one step, rounded half up to steps;
     * neurons: ``C_m = 250`` pF, ``tau_m = 10`` ms, ``E_L = V_reset = -65`` mV, ``V_th = -50`` mV,
-      ``t_ref = 2`` ms; initial V normal with population-specific mean and SD (NEST's
+      ``t_ref = 2`` ms (NEST's refractory convention: V clamped for 20 steps after the
+      spiking step); initial V normal with population-specific mean and SD (NEST's
       ``'optimized'`` initial condition);
     * background: ``K_ext`` (1600 ... 2900 per population) Poisson inputs at 8 Hz per
-      neuron with the excitatory weight, or (``background='dc'``) the equal mean current.
+      neuron with the excitatory weight, or (``background='dc'``) the equal mean current
+      (NEST's choice for benchmarks at full scale; reduced networks, with fewer and
+      stronger recurrent synapses, lose the external fluctuations and can fall silent:
+      at 10 % they do).
 
     Scaling (van Albada et al. 2015): ``scale`` multiplies the neuron numbers,
     ``k_scale`` (default ``scale``) the in-degrees and the external in-degrees. With
@@ -178,6 +182,7 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
             v0 = rng.normal(means[i], sds[i], n[i]).astype(np.float32)
             grp = nn.LIF(int(n[i]), V_rest=self.E_L, V_reset=-65.0, V_th=self.V_th, tau=tau_m, R=R,
                          tau_ref=self.t_ref, V_initializer=jnp.asarray(v0))
+            grp.refractory_convention = "nest"  # clamped for t_ref / dt whole steps after the spike
             lo, hi = int(offsets[i]), int(offsets[i + 1])
             grp.add_input("synapses", self._current_fn(lo, hi, factor, float(dc[i])))
             setattr(self, name, grp)

@@ -47,7 +47,7 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
     * ``drive='kick'`` (the original, self-sustained network; COBA only): ``V_rest = -60`` mV
       and no external input except ``kick_rate`` Hz of Poisson spikes of weight ``w_E`` onto
       every neuron's excitatory synapse during the first ``kick_ms = 50`` ms; recurrent
-      activity sustains itself afterwards (~17 Hz, CV of ISIs ~1.4). The CUBA network with
+      activity sustains itself afterwards (E 16.9 Hz, I 19.0 Hz over 0.2-1 s, CV of ISIs 1.5). The CUBA network with
       these weights and 4000 neurons falls silent within 100 ms after any kick (measured),
       so ``synapse='cuba'`` needs ``drive='constant'``;
     * ``drive='constant'``: a constant current: for COBA ``R I = I_ext = 20`` mV with
@@ -69,7 +69,7 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
 
     population_names = ("E", "I")
     #: firing rates (Hz) of the constant-drive COBA network measured across simulators
-    #: (Brian2, NEST, BrainPy, neurodyn; 19.2-21.8 Hz)
+    #: (Brian2, NEST, BrainPy, neurodyn 0.1; 19.2-21.8 Hz)
     reference_rates_constant_coba = {"E": 20.0, "I": 20.0}
 
     def __init__(self, synapse: str = "coba", drive: str = "kick", scale: float = 1.0,
