@@ -19,7 +19,7 @@ from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
 from ._checkpoint import load, save
 from ._trainer import Trainer
-from . import analysis, distributed, encoders, nn, optim, visualize
+from . import analysis, distributed, encoders, nir, nn, optim, visualize
 
 __version__ = "0.1.0"
 
@@ -31,5 +31,5 @@ __all__ = [
     "graph", "random", "set_dt", "get_dt", "context", "share",
     "set_precision", "get_precision", "float_dtype", "time_to_steps",
     "surrogate", "integrators", "odeint",
-    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis",
+    "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis", "nir",
 ]

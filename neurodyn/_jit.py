@@ -508,7 +508,11 @@ def jit(
     as a constant and no ``dyn_vars`` are needed. Variables that are only read
     are inputs of the compiled code; written ones are outputs too and are
     updated after each call. If the traced function raises, every Variable
-    keeps its previous value.
+    keeps its previous value. Plain attributes (numbers, flags) are compiled
+    in as constants; assigning a new one re-traces at the next call for every
+    Module of the models whose Variables the function touches, however it
+    reaches them (argument, closure, global, container, attribute of a plain
+    object), and for Modules it names directly.
 
     Args:
         fun: what to compile. Without it, ``jit`` returns a decorator.

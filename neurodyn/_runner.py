@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -152,9 +153,11 @@ class _Events:
         s = self.var.value
         return s if self.index is None else s[self.index]
 
-    def capacity(self, steps: int, dt: float) -> int:
-        expected = self.size * steps * self.rate * dt / 1000.0
-        return _round_up(int(1.5 * expected) + 64)
+    def capacity(self, steps: int, dt: float) -> tuple[int, int]:
+        """(events per chunk, events per step) the buffers are sized for at first."""
+        per_step = self.size * self.rate * dt / 1000.0
+        block = _round_up(int(4 * per_step) + 16)
+        return _round_up(int(1.5 * per_step * steps) + block + 64), block
 
 
 def _round_up(n: int) -> int:
@@ -162,18 +165,19 @@ def _round_up(n: int) -> int:
     return 1 << max(int(n) - 1, 1).bit_length()
 
 
-def _append_events(buf: Variable, pos: Variable, spikes: Any) -> Any:
+def _append_events(buf: Variable, pos: Variable, queries: Variable, spikes: Any) -> Any:
     """Write the indices of this step's spikes after the last event in ``buf``; returns their count.
 
-    Events that do not fit are dropped here, but the count is exact, so the host
-    sees the overflow and runs the chunk again with a larger buffer.
+    The first ``B = len(queries)`` spiking neurons are found by binary search in
+    the running count of spikes (``B log N`` work besides one cumulative sum) and
+    written as one block. Spikes beyond ``B``, or a block that does not fit, are
+    lost here, but the count is exact: the host sees it and runs the chunk again
+    with larger buffers.
     """
-    s = spikes.astype(jnp.int32)
-    k = jnp.cumsum(s)
-    cap = buf.shape[0]
-    where = jnp.where(spikes, pos.value + k - 1, cap)
-    buf.value = buf.value.at[where].set(jnp.arange(s.shape[0], dtype=jnp.int32), mode="drop")
-    count = k[-1] if s.shape[0] else jnp.int32(0)
+    k = jnp.cumsum(spikes.astype(jnp.int32))
+    count = k[-1] if k.shape[0] else jnp.int32(0)
+    idx = jnp.searchsorted(k, queries.value, side="left").astype(jnp.int32)
+    buf.value = jax.lax.dynamic_update_slice(buf.value, idx, (pos.value,))
     pos.value = pos.value + count
     return count
 
@@ -471,7 +475,8 @@ class Runner:
             return fn
         model, every, unroll = self.model, self.monitor_every, self.unroll
         # the event buffers belong to the compiled function, so Runners sharing it share them
-        buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0))) for _ in self._events]
+        buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0)),
+                    Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in self._events]
         holder: dict[str, Any] = {"layout": (self._monitors, self._inputs, self._events), "buffers": buffers}
 
         def step(i: jax.Array, values: list, once: frozenset = frozenset()) -> list:
@@ -492,7 +497,7 @@ class Runner:
                 # the loop carry keeps the neuron-axis split (without this XLA may gather a
                 # scatter's result onto every device and carry it replicated)
                 placement.constrain()
-            return [_append_events(buf, pos, e.read()) for e, (buf, pos) in zip(evs, holder["buffers"])]
+            return [_append_events(buf, pos, q, e.read()) for e, (buf, pos, q) in zip(evs, holder["buffers"])]
 
         def record(skip_counted: bool = False) -> dict:
             mons = holder["layout"][0]
@@ -521,7 +526,7 @@ class Runner:
             once = constant_inputs()
             for k in once:
                 ins[k].apply(values[k])
-            for _, pos in holder["buffers"]:
+            for _, pos, _ in holder["buffers"]:
                 pos.value = jnp.int32(0)
             # The last output is the step reached: an array that exists even without
             # monitors, so the host can wait for this chunk while the next one runs.
@@ -544,7 +549,7 @@ class Runner:
                     return rec, counts
                 recs, counts = for_loop(outer, jnp.arange(n // every))
                 counts = [c.reshape(-1) for c in counts]
-            return recs, counts, [buf.value for buf, _ in holder["buffers"]], i0 + n
+            return recs, counts, [buf.value for buf, _, _ in holder["buffers"]], i0 + n
 
         fn = jit(chunk, static_argnums=1)
         fn._nd_runner_layout = (self._monitors, self._inputs)
@@ -587,6 +592,13 @@ class Runner:
     def _check_memory(self, n: int, initial: bool) -> None:
         sizes = self._record_bytes(n, initial)
         streamed = {m.name for m in self._monitors} if self.record_to is not None else set()
+        if streamed:
+            on_disk = sum(sizes[k] for k in streamed)
+            os.makedirs(self.record_to, exist_ok=True)
+            free = shutil.disk_usage(self.record_to).free
+            if on_disk > free:
+                raise MemoryError(f"Runner.run: the records streamed to '{self.record_to}' need {_fmt(on_disk)}, "
+                                  f"but the disk has {_fmt(free)} free; nothing was run")
         in_memory = {k: v for k, v in sizes.items() if k not in streamed}
         total = sum(in_memory.values())
         if not total:
@@ -677,14 +689,19 @@ class Runner:
         return self.mon
 
     def _size_buffers(self, holder: dict, length: int) -> None:
-        for e, (buf, pos) in zip(self._events, holder["buffers"]):
-            cap = max(self._capacity.get(e.name, 0), e.capacity(length, self.dt), buf.shape[0])
-            self._capacity[e.name] = cap
+        for e, (buf, pos, queries) in zip(self._events, holder["buffers"]):
+            want_cap, want_block = e.capacity(length, self.dt)
+            have_cap, have_block = self._capacity.get(e.name, (0, 0))
+            cap = max(have_cap, want_cap, buf.shape[0])
+            block = max(have_block, want_block, queries.shape[0])
+            self._capacity[e.name] = (cap, block)
             if buf.shape[0] != cap:
                 buf.reset_value(jnp.zeros((cap,), jnp.int32))
+            if queries.shape[0] != block:
+                queries.reset_value(jnp.arange(1, block + 1, dtype=jnp.int32))
 
     def _compile(self, fn: JittedFunction, holder: dict, lengths: list[int], values: list, shapes: tuple) -> None:
-        caps = tuple(buf.shape[0] for buf, _ in holder["buffers"])
+        caps = tuple((buf.shape[0], q.shape[0]) for buf, _, q in holder["buffers"])
         done = fn.__dict__.setdefault("_nd_compiled", set())
         for length in lengths:
             if (length, shapes, caps) not in done:
@@ -726,8 +743,9 @@ class Runner:
                     k -= len(inflight)
                     state["i"] = i0
                     inflight.clear()
-                    for name, total in overflow.items():
-                        self._capacity[name] = _round_up(int(total * 1.25) + 64)
+                    for name, (total, most) in overflow.items():
+                        block = _round_up(int(most * 1.25) + 16)
+                        self._capacity[name] = (_round_up(int(total * 1.25) + block + 64), block)
                     self._size_buffers(holder, 0)
                     if self.jit:
                         shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
@@ -786,8 +804,8 @@ class _Sink:
         for m in runner._monitors:
             dtype = np.dtype(np.int32) if m.count else m.dtype
             if runner.record_to is not None:
-                self.files[m.name] = _NpyWriter(os.path.join(runner.record_to, f"{m.name}.npy"),
-                                                dtype, m.shape, rows_total)
+                fname = m.name.replace(os.sep, "_") + ".npy"
+                self.files[m.name] = _NpyWriter(os.path.join(runner.record_to, fname), dtype, m.shape, rows_total)
             else:
                 self.dense[m.name] = np.empty((rows_total,) + m.shape, dtype)
         self.events = {e.name: ([], []) for e in runner._events}
@@ -812,16 +830,19 @@ class _Sink:
         self.rows += 1
 
     def add(self, out: Any, i0: int, length: int) -> dict[str, int]:
-        """Copy one chunk's records; returns ``{monitor: events}`` for buffers that overflowed."""
+        """Copy one chunk's records; returns ``{monitor: (events, most in one step)}`` for overflowed buffers."""
         recs, counts, bufs, reached = out
         host = jax.device_get((recs, counts, bufs))
         jax.block_until_ready(reached)
         recs, counts, bufs = host
         overflow = {}
         for e, c, buf in zip(self.runner._events, counts, bufs):
-            total = int(np.sum(c))
-            if total > buf.shape[0]:
-                overflow[e.name] = total
+            c = np.asarray(c)
+            total, most = int(c.sum()), int(c.max(initial=0))
+            block = self.runner._capacity[e.name][1]
+            # every step wrote a block of B indices at the running count: all fit, and none was cut off
+            if most > block or total + block > buf.shape[0]:
+                overflow[e.name] = (total, most)
         if overflow:
             return overflow
         for name, arr in (recs or {}).items():
@@ -862,7 +883,9 @@ class _NpyWriter:
     def __init__(self, path: str, dtype: np.dtype, shape: tuple, rows: int) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path, self.dtype, self.shape = path, np.dtype(dtype), tuple(shape)
-        self.f = open(path, "wb")
+        # written under another name and moved into place when done: a record of an earlier
+        # run still mapped from the old file stays valid
+        self.f = open(path + ".partial", "wb")
         self._header(rows)
 
     def _header(self, rows: int) -> None:
@@ -880,6 +903,7 @@ class _NpyWriter:
     def close(self, rows: int) -> np.ndarray:
         self._header(rows)
         self.f.close()
+        os.replace(self.path + ".partial", self.path)
         return np.load(self.path, mmap_mode="r")
 
 

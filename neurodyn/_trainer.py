@@ -17,6 +17,8 @@ from . import random as _nd_random
 from ._checkpoint import read_file as _read_file
 from ._checkpoint import write_file as _write_file
 from ._checkpoint import variables as _ckpt_variables
+from ._data import DeviceEpoch, epoch_order, fits_on_device
+from ._data import gather as _gather
 from ._jit import jit as _jit
 from ._module import Module
 from ._random import RandomState
@@ -69,9 +71,15 @@ class Trainer:
             :meth:`evaluate` (in eval mode) besides the loss and its aux dict.
         jit: compile the steps (False: run eagerly, for debugging).
         progress_bar: show a tqdm bar per epoch with loss and metrics.
-        steps_per_call: run this many batches per compiled call with
-            ``nd.for_loop`` (batches stacked); for small models where the
-            per-call dispatch dominates.
+        steps_per_call: batches per compiled call. ``None`` (default): for an
+            array dataset that fits in a quarter of the device's memory (of
+            the host's RAM on CPU), :meth:`fit` copies it to the device once
+            and runs each epoch's full batches in one call, gathering every
+            batch on the device (same batches, same order as host batching);
+            otherwise one batch per call. ``'epoch'``: always whole epochs
+            from device-resident data. An int: that many host batches stacked
+            per call with ``nd.for_loop``. Needs ``jit=True`` and no ``mesh``
+            (otherwise one batch per call).
         donate: donate the written Variables' buffers to the step (saves
             memory and copies; arrays you kept from ``var.value`` before a step
             become invalid).
@@ -134,7 +142,7 @@ class Trainer:
 
     def __init__(self, model: Module, loss_fn: LossFn, optimizer: Any,
                  metrics: Mapping[str, Callable[[Module, Any], Any]] | None = None,
-                 jit: bool = True, progress_bar: bool = True, steps_per_call: int = 1,
+                 jit: bool = True, progress_bar: bool = True, steps_per_call: int | str | None = None,
                  donate: bool = False, stop_on_nan: bool = False, reset_state: bool | None = None,
                  before_step: Callable[[Module, Any], None] | None = None, log_every: int = 20,
                  batch_axis: int | tuple[int, ...] = 0, mesh: Any = None,
@@ -145,8 +153,10 @@ class Trainer:
             raise TypeError(f"Trainer: loss_fn must be callable (model, batch) -> loss, got {type(loss_fn).__name__}")
         if not (hasattr(optimizer, "update") and hasattr(optimizer, "register")):
             raise TypeError(f"Trainer: optimizer must be an optim.Optimizer, got {type(optimizer).__name__}")
-        if int(steps_per_call) < 1:
-            raise ValueError(f"Trainer: steps_per_call must be >= 1, got {steps_per_call}")
+        if not (steps_per_call is None or steps_per_call == "epoch"
+                or (isinstance(steps_per_call, (int, np.integer)) and not isinstance(steps_per_call, bool)
+                    and steps_per_call >= 1)):
+            raise ValueError(f"Trainer: steps_per_call must be None, 'epoch' or an int >= 1, got {steps_per_call!r}")
         self.model = model
         self.loss_fn = loss_fn
         self.optimizer = optimizer
@@ -160,7 +170,9 @@ class Trainer:
                 m.training = m.training
         self.metrics = dict(metrics or {})
         self.progress_bar = progress_bar
-        self.steps_per_call = int(steps_per_call)
+        self.steps_per_call = steps_per_call if steps_per_call in (None, "epoch") else int(steps_per_call)
+        self._jit = bool(jit)
+        self._bar: Any = None
         self.stop_on_nan = stop_on_nan
         self.reset_state = reset_state
         self._auto_reset = _needs_reset(model)
@@ -190,10 +202,12 @@ class Trainer:
         if jit:
             self._step_fn = _jit(self._train_step, donate=donate, child_objs=objs)
             self._multi_fn = _jit(self._train_steps, donate=donate, child_objs=objs)
+            self._gathered_fn = _jit(self._train_gathered, donate=donate, child_objs=objs)
             self._eval_fn = _jit(self._eval_step, child_objs=objs)
             self._predict_fn = _jit(self._predict, child_objs=objs)
         else:
             self._step_fn, self._multi_fn = self._train_step, self._train_steps
+            self._gathered_fn = self._train_gathered
             self._eval_fn, self._predict_fn = self._eval_step, self._predict
 
     # -- sharding -----------------------------------------------------------------------
@@ -314,6 +328,21 @@ class Trainer:
 
     def _train_steps(self, batches: Any) -> dict[str, Any]:
         return for_loop(self._train_step, batches)
+
+    def _train_gathered(self, data: Any, index: Any) -> dict[str, Any]:
+        def body(idx: Any) -> dict[str, Any]:
+            out = self._train_step(_gather(data, idx))
+            if self.progress_bar:
+                jax.debug.callback(self._tick)
+            return out
+
+        return for_loop(body, index)
+
+    def _tick(self) -> None:
+        # advances the bar from inside a whole-epoch call (a host callback per step)
+        bar = self._bar
+        if bar is not None and bar.total is not None and bar.n < bar.total:
+            bar.update(1)
 
     def _eval_step(self, batch: Any) -> dict[str, Any]:
         self._prepare(batch)
@@ -448,9 +477,29 @@ class Trainer:
         self.global_step += int(jnp.shape(jax.tree.leaves(batches)[0])[0])
         return out
 
+    def _device_steps(self, chunk: DeviceEpoch) -> dict[str, jax.Array]:
+        first = chunk.first_batch_shapes()
+        self._check_batch(first, f"batches of step {self.global_step}")
+        self._reset_outside(first)
+        out = self._gathered_fn(chunk.data, chunk.index)
+        self.global_step += len(chunk)
+        return out
+
     # -- data ------------------------------------------------------------------------------
+    def _device_data(self, data: Any) -> Any:
+        """``data`` on the device for whole-epoch calls, or None to batch on the host."""
+        mode = self.steps_per_call
+        if mode not in (None, "epoch") or not self._jit or self.mesh is not None or not _is_array_dataset(data):
+            return None
+        leaves, treedef = jax.tree.flatten(data)
+        leaves = [x if isinstance(x, jax.Array) else np.asarray(x) for x in leaves]
+        if mode is None and not fits_on_device(leaves):
+            return None
+        return jax.tree.unflatten(treedef, [jax.device_put(x) for x in leaves])
+
     def _batches(self, data: Any, batch_size: int | None, shuffle: bool, seed: Any,
-                 epoch: int, drop_last: bool, skip: int = 0) -> tuple[Iterator[Any], int | None]:
+                 epoch: int, drop_last: bool, skip: int = 0,
+                 device_data: Any = None) -> tuple[Iterator[Any], int | None]:
         if _is_array_dataset(data):
             leaves, treedef = jax.tree.flatten(data)
             leaves = [np.asarray(x) for x in leaves]
@@ -462,15 +511,18 @@ class Trainer:
             bs = n if batch_size is None else int(batch_size)
             if bs < 1:
                 raise ValueError(f"Trainer: batch_size must be >= 1, got {batch_size}")
-            if shuffle:
-                rng = np.random.default_rng(None if seed is None else [int(seed), epoch])
-                order = rng.permutation(n)
-            else:
-                order = None
+            order = epoch_order(n, shuffle, seed, epoch)
             count = n // bs if drop_last else math.ceil(n / bs)
+            full = min(n // bs, count)
 
             def gen() -> Iterator[Any]:
-                for k in range(skip, count):
+                start = skip
+                if device_data is not None and start < full:
+                    # the full batches in one call, gathered on the device; a short last one after it
+                    index = (np.arange(n) if order is None else order)[start * bs:full * bs].reshape(-1, bs)
+                    yield DeviceEpoch(device_data, index.astype(np.int32))
+                    start = full
+                for k in range(start, count):
                     sl = slice(k * bs, min((k + 1) * bs, n))
                     idx = order[sl] if order is not None else sl
                     yield jax.tree.unflatten(treedef, [x[idx] for x in leaves])
@@ -513,9 +565,10 @@ class Trainer:
             >>> trainer.fit((x, y), epochs=3, batch_size=32, eval_data=(x_val, y_val), seed=0)
         """
         self._first_epoch = self.epoch
+        device_data = self._device_data(train_data) if int(epochs) > 0 else None
         for _ in range(int(epochs)):
             it, total = self._batches(train_data, batch_size, shuffle, seed, self.epoch, drop_last,
-                                      self.batch_in_epoch)
+                                      self.batch_in_epoch, device_data)
             stats = self._run_epoch(it, total)
             record = dict(stats)
             if eval_data is not None:
@@ -593,9 +646,19 @@ class Trainer:
                 group.append(b)
                 run_group()
 
-        K = self.steps_per_call
+        K = self.steps_per_call if isinstance(self.steps_per_call, int) else 1
+        self._bar = bar
         try:
             for batch in it:
+                if isinstance(batch, DeviceEpoch):
+                    run_singly()
+                    pending.append((self.global_step, batch_index, self._device_steps(batch)))
+                    batch_index += len(batch)
+                    unfetched += len(batch)
+                    fetch()
+                    bar.n = batch_index  # the per-step callbacks may not all have shown
+                    bar.refresh()
+                    continue
                 # Only batches of one shape can be stacked (a short last batch runs on its own).
                 if K > 1 and group and self._signature(batch) != self._signature(group[0]):
                     run_singly()
@@ -617,6 +680,7 @@ class Trainer:
             self._partial = {**sums, "_n": n_done, "_skipped": skipped_total}
             raise
         finally:
+            self._bar = None
             bar.close()
         self._partial = {}
         if n_done + skipped_total == 0:

@@ -1,8 +1,8 @@
 """Statistics of spike trains: rates, irregularity, variability, correlations, synchrony.
 
 Every function takes spikes as an *event record*: spike times (ms), neuron
-indices, the number of neurons and the observation window ``[t_start,
-t_stop)`` in ms. Pass them as plain arrays::
+indices, the number of neurons and the observation window ``(t_start,
+t_stop]`` in ms. Pass them as plain arrays::
 
     analysis.firing_rates(times, indices, n_neurons, t_start, t_stop)
 
@@ -16,8 +16,12 @@ A dense ``(steps, neurons)`` boolean spike array from a Runner monitor
 becomes a record with :meth:`SpikeTrains.from_dense`. Neurons are numbered
 ``0 .. n_neurons - 1``; :meth:`SpikeTrains.select` cuts out a population.
 
-Conventions (as in Brunel 2000, Potjans & Diesmann 2014 and the NEST
-microcircuit example): rates in Hz over the window; the CV of the
+Conventions: a spike is labelled with the end of the step that produced it
+(``k dt`` for step ``k``, like Runner rows and ``nd.SpikeRecord``), so a
+window ``(t_start, t_stop]`` holds the steps that ended in it, and bins of
+``bin_ms`` are ``(t_start + j bin_ms, t_start + (j + 1) bin_ms]``. As in Brunel
+(2000), Potjans & Diesmann (2014) and the NEST microcircuit example: rates in
+Hz over the window; the CV of the
 inter-spike intervals per neuron with at least ``min_spikes`` spikes; the
 Fano factor and correlations of spike counts in bins of ``bin_ms``;
 synchrony as Golomb's chi, ``sqrt(var(mean count) / mean(var(count_i)))``
@@ -44,11 +48,11 @@ __all__ = ["SpikeTrains", "as_spike_trains", "firing_rates", "population_rate", 
 
 
 class SpikeTrains:
-    """An event record of the spikes of ``n_neurons`` neurons in ``[t_start, t_stop)`` ms.
+    """An event record of the spikes of ``n_neurons`` neurons in the window ``(t_start, t_stop]`` ms.
 
     ``times`` (float64, ms) and ``indices`` (int64) are sorted by time (stable
-    in the given order). Spikes outside the window or with an index outside
-    ``0 .. n_neurons - 1`` are an error.
+    in the given order). Spikes outside ``[t_start, t_stop]`` or with an index
+    outside ``0 .. n_neurons - 1`` are an error.
 
     Example:
         >>> st = SpikeTrains(times=[0.5, 2.0], indices=[3, 1], n_neurons=4, t_start=0., t_stop=10.)
@@ -73,9 +77,9 @@ class SpikeTrains:
             if indices.min() < 0 or indices.max() >= n_neurons:
                 raise ValueError(f"SpikeTrains: indices must lie in [0, {n_neurons}), got "
                                  f"[{indices.min()}, {indices.max()}]")
-            if times.min() < t_start or times.max() >= t_stop:
-                raise ValueError(f"SpikeTrains: spike times must lie in [t_start, t_stop) = "
-                                 f"[{t_start}, {t_stop}), got [{times.min()}, {times.max()}]")
+            if times.min() < t_start or times.max() > t_stop:
+                raise ValueError(f"SpikeTrains: spike times must lie in [t_start, t_stop] = "
+                                 f"[{t_start}, {t_stop}], got [{times.min()}, {times.max()}]")
             if np.any(np.diff(times) < 0):
                 order = np.argsort(times, kind="stable")
                 times, indices = times[order], indices[order]
@@ -91,9 +95,9 @@ class SpikeTrains:
     def from_dense(cls, spikes: Any, dt: float, t_start: float = 0.0) -> "SpikeTrains":
         """From a ``(steps, neurons)`` spike array recorded every step of ``dt`` ms.
 
-        Row ``k`` holds the spikes of the step ending at ``t_start + (k + 1) dt``;
-        they are given the time ``t_start + k dt`` (the start of that step, as
-        Runner's ``mon.ts``), so the window is ``[t_start, t_start + steps dt)``.
+        Row ``k`` holds the spikes of the step ending at ``t_start + (k + 1) dt``, their
+        time (as Runner's ``mon.ts``: ``t_start = mon.ts[0] - dt``); the window is
+        ``(t_start, t_start + steps dt]``.
 
         Example:
             >>> st = SpikeTrains.from_dense(runner.mon['E.spike'], dt=0.1)
@@ -102,7 +106,8 @@ class SpikeTrains:
         if spikes.ndim != 2:
             raise ValueError(f"SpikeTrains.from_dense: expected a (steps, neurons) array, got shape {spikes.shape}")
         step, idx = np.nonzero(spikes)
-        return cls(t_start + step * float(dt), idx, spikes.shape[1], t_start, t_start + spikes.shape[0] * float(dt))
+        return cls(t_start + (step + 1) * float(dt), idx, spikes.shape[1], t_start,
+                   t_start + spikes.shape[0] * float(dt))
 
     def select(self, start: int, stop: int) -> "SpikeTrains":
         """Neurons ``start .. stop - 1``, renumbered from 0 (a population)."""
@@ -113,11 +118,11 @@ class SpikeTrains:
         return SpikeTrains(self.times[keep], self.indices[keep] - start, stop - start, self.t_start, self.t_stop)
 
     def window(self, t_start: float, t_stop: float) -> "SpikeTrains":
-        """The spikes in ``[t_start, t_stop)`` (e.g. to drop an initial transient)."""
+        """The spikes in ``(t_start, t_stop]`` (e.g. to drop an initial transient)."""
         if not self.t_start <= t_start < t_stop <= self.t_stop:
             raise ValueError(f"SpikeTrains.window: need {self.t_start} <= t_start < t_stop <= {self.t_stop}, "
-                             f"got [{t_start}, {t_stop})")
-        keep = (self.times >= t_start) & (self.times < t_stop)
+                             f"got ({t_start}, {t_stop}]")
+        keep = (self.times > t_start) & (self.times <= t_stop)
         return SpikeTrains(self.times[keep], self.indices[keep], self.n_neurons, t_start, t_stop)
 
     def __len__(self) -> int:
@@ -125,7 +130,7 @@ class SpikeTrains:
 
     def __repr__(self) -> str:
         return (f"SpikeTrains({self.times.size} spikes, n_neurons={self.n_neurons}, "
-                f"window=[{self.t_start:g}, {self.t_stop:g}) ms)")
+                f"window=({self.t_start:g}, {self.t_stop:g}] ms)")
 
 
 def as_spike_trains(spikes: Any, indices: Any = None, n_neurons: int | None = None,
@@ -167,6 +172,12 @@ def _bins(st: SpikeTrains, bin_ms: float) -> int:
     return n_bins
 
 
+def _bin_index(st: SpikeTrains, bin_ms: float) -> np.ndarray:
+    # bins (t_start + j b, t_start + (j + 1) b]; the tolerance absorbs float error of k * dt
+    b = np.ceil((st.times - st.t_start) / bin_ms - 1e-6).astype(np.int64) - 1
+    return np.maximum(b, 0)
+
+
 def firing_rates(spikes: Any, *args: Any) -> np.ndarray:
     """The firing rate of every neuron in Hz: spike count / window.
 
@@ -181,12 +192,14 @@ def firing_rates(spikes: Any, *args: Any) -> np.ndarray:
 def population_rate(spikes: Any, *args: Any, bin_ms: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The population rate (Hz per neuron) in bins of ``bin_ms``: ``(bin start times, rate)``.
 
+    A partial last bin is dropped.
+
     Example:
         >>> t, r = population_rate(record, bin_ms=1.)
     """
     st = as_spike_trains(spikes, *args)
     n_bins = _bins(st, bin_ms)
-    b = np.floor((st.times - st.t_start) / bin_ms).astype(np.int64)
+    b = _bin_index(st, bin_ms)
     b = b[b < n_bins]
     counts = np.bincount(b, minlength=n_bins)
     return st.t_start + np.arange(n_bins) * bin_ms, counts * (1000.0 / bin_ms / st.n_neurons)
@@ -207,7 +220,7 @@ def spike_counts(spikes: Any, *args: Any, bin_ms: float = 5.0,
     row = np.full(st.n_neurons, -1, np.int64)
     row[neurons] = np.arange(neurons.size)
     r = row[st.indices]
-    b = np.floor((st.times - st.t_start) / bin_ms).astype(np.int64)
+    b = _bin_index(st, bin_ms)
     keep = (r >= 0) & (b < n_bins)
     flat = np.bincount(r[keep] * n_bins + b[keep], minlength=neurons.size * n_bins)
     return flat.reshape(neurons.size, n_bins)

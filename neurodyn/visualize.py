@@ -11,25 +11,95 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["raster_plot", "firing_rate"]
+__all__ = ["raster_plot", "line_plot", "firing_rate"]
 
 
-def firing_rate(spikes: Any, dt: float, window: float | None = None) -> np.ndarray:
-    """Population rate in Hz per recorded step (smoothed over ``window`` ms if given).
+def firing_rate(spikes: Any, *, dt: float, window: float | None = None) -> np.ndarray:
+    """Population rate in Hz per recorded step, averaged over ``window`` ms if given.
 
-    ``spikes`` is a (time, neurons) boolean array recorded every step of ``dt`` ms.
+    ``spikes`` is a (time, neurons) array (or a (time,) train of one neuron)
+    recorded every step of ``dt`` ms; ``dt`` is keyword-only, so a window
+    cannot be passed in its place. The moving average is centred and, near the
+    edges, averages only over the steps that exist (no zero padding, so the
+    rate does not dip at the start and end of a recording).
 
     Example:
         >>> rate = firing_rate(runner.mon['E.spike'], dt=0.1, window=5.)
     """
     spikes = np.asarray(spikes)
+    if spikes.ndim == 1:
+        spikes = spikes[:, None]
     if spikes.ndim != 2:
         raise ValueError(f"firing_rate expects a (time, neurons) array, got shape {spikes.shape}")
-    rate = spikes.mean(axis=1) / (dt / 1000.0)
+    dt = float(dt)
+    if not dt > 0:
+        raise ValueError(f"firing_rate: dt must be a positive number of ms, got {dt}")
+    rate = spikes.mean(axis=1, dtype=np.float64) / (dt / 1000.0)
     if window:
-        width = max(1, int(round(window / dt)))
-        rate = np.convolve(rate, np.ones(width) / width, mode="same")
+        if window < 0:
+            raise ValueError(f"firing_rate: window must be >= 0 ms, got {window}")
+        width = min(max(1, int(np.floor(window / dt + 0.5 + 1e-9))), len(rate))
+        kernel = np.ones(width)
+        total = np.convolve(rate, kernel, mode="same")
+        count = np.convolve(np.ones(len(rate)), kernel, mode="same")
+        rate = total / count
     return rate
+
+
+def line_plot(ts: Any, values: Any, plot_ids: Any = None, *, path: str | None = None, ax: Any = None,
+              title: str | None = None, xlabel: str = "time (ms)", ylabel: str | None = None,
+              legend: str | None = None) -> Any:
+    """Traces of a (time,) or (time, neurons) array against ``ts``, one line per neuron.
+
+    ``plot_ids`` selects the neurons (default: all; at most 20 are drawn
+    unless chosen). ``legend``: a label prefix, e.g. ``'V'`` labels the lines
+    ``V[0]``, ``V[3]``... Writes a PNG to ``path`` when given; returns the
+    matplotlib figure.
+
+    Example:
+        >>> fig = line_plot(mon.ts, mon['V'], plot_ids=[0, 5], ylabel='V (mV)', legend='V')
+    """
+    plt = _pyplot(path is not None and ax is None)
+    ts = np.asarray(ts)
+    values = np.asarray(values)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != ts.shape[0]:
+        raise ValueError(f"line_plot expects values of shape (len(ts),) or (len(ts), neurons) = "
+                         f"({ts.shape[0]}, n), got {values.shape}")
+    ids = list(range(min(values.shape[1], 20))) if plot_ids is None else [int(i) for i in np.ravel(plot_ids)]
+    bad = [i for i in ids if not 0 <= i < values.shape[1]]
+    if bad:
+        raise ValueError(f"line_plot: plot_ids {bad} are out of range for {values.shape[1]} neurons")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+    else:
+        fig = ax.figure
+    for i in ids:
+        ax.plot(ts, values[:, i], lw=1, label=None if legend is None else f"{legend}[{i}]")
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend is not None:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def _pyplot(headless: bool) -> Any:
+    try:
+        import matplotlib
+
+        if headless:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("plotting needs matplotlib: pip install 'neurodyn[plot]'") from e
+    return plt
 
 
 def raster_plot(ts: Any, spikes: Any = None, path: str | None = None, title: str | None = None,
@@ -43,14 +113,7 @@ def raster_plot(ts: Any, spikes: Any = None, path: str | None = None, title: str
         >>> fig = raster_plot(mon.ts, mon['E.spike'], path='raster.png')
         >>> fig = raster_plot(mon['E'], path='raster.png')      # an nd.SpikeRecord
     """
-    try:
-        import matplotlib
-
-        if path is not None and ax is None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("raster_plot needs matplotlib: pip install 'neurodyn[plot]'") from e
+    plt = _pyplot(path is not None and ax is None)
     from ._monitors import SpikeRecord
 
     record = ts if isinstance(ts, SpikeRecord) else None
@@ -87,7 +150,7 @@ def raster_plot(ts: Any, spikes: Any = None, path: str | None = None, title: str
         rate_ax.set_xlabel("time (ms)")
     elif rate_ax is not None and len(ts) > 1:
         dt = float(ts[1] - ts[0])
-        rate_ax.plot(ts, firing_rate(spikes, dt, window=5 * dt if dt >= 1 else 5.0), lw=1)
+        rate_ax.plot(ts, firing_rate(spikes, dt=dt, window=5 * dt if dt >= 1 else 5.0), lw=1)
         rate_ax.set_ylabel("rate (Hz)")
         rate_ax.set_xlabel("time (ms)")
     else:

@@ -38,13 +38,30 @@ def test_rates_hand_computed_and_plain_array_and_attribute_forms():
     assert st.n_neurons == 3 and st.duration == 500.0
 
 
-def test_from_dense_times_are_step_starts():
+def test_from_dense_times_are_step_ends():
     dense = np.zeros((10, 3), bool)
     dense[2, 1] = dense[7, 0] = True
     st = an.SpikeTrains.from_dense(dense, dt=0.5, t_start=100.0)
-    np.testing.assert_allclose(st.times, [101.0, 103.5])
+    np.testing.assert_allclose(st.times, [101.5, 104.0])  # row k ends at t_start + (k + 1) dt
     np.testing.assert_array_equal(st.indices, [1, 0])
     assert (st.t_start, st.t_stop, st.n_neurons) == (100.0, 105.0, 3)
+
+
+def test_spike_monitor_record_is_accepted_as_is():
+    import neurodyn as nd
+    from neurodyn import nn
+
+    lif = nn.LIF(20, V_rest=0.0, V_reset=0.0, V_th=1.0, tau=10.0)
+    runner = nd.Runner(lif, monitors={"rec": nd.SpikeMonitor("spike"), "dense": "spike"},
+                       inputs=[("input", np.linspace(1.5, 3.0, 20))], progress_bar=False)
+    mon = runner.run(100.0)
+    rec = mon["rec"]
+    st = an.as_spike_trains(rec)
+    ref = an.SpikeTrains.from_dense(mon["dense"], dt=nd.get_dt(), t_start=mon.ts[0] - nd.get_dt())
+    np.testing.assert_allclose(st.times, ref.times)
+    np.testing.assert_array_equal(st.indices, ref.indices)
+    np.testing.assert_allclose(an.firing_rates(rec), mon["dense"].sum(0) / 0.1)
+    np.testing.assert_allclose(an.cv_isi(rec), 0.0, atol=1e-6)  # constant input: regular firing
 
 
 def test_select_and_window():
@@ -52,8 +69,8 @@ def test_select_and_window():
     sub = st.select(3, 5)
     np.testing.assert_array_equal(sub.indices, [0, 1])
     np.testing.assert_allclose(sub.times, [2.0, 3.0])
-    w = st.window(2.0, 4.0)
-    np.testing.assert_allclose(w.times, [2.0, 3.0])
+    w = st.window(2.0, 4.0)  # (2, 4]
+    np.testing.assert_allclose(w.times, [3.0, 4.0])
     assert w.duration == 2.0
 
 
@@ -69,7 +86,7 @@ def test_cv_hand_computed_regular_and_poisson():
 
 
 def test_fano_regular_zero_poisson_one():
-    reg = regular_trains(10, 10.0, 2000.0)  # 10 spikes in each 100 ms bin
+    reg = regular_trains(10, 10.0, 2000.0, phases=np.full(10, 5.0))  # 10 spikes in each 100 ms bin
     np.testing.assert_allclose(an.fano_factor(reg, bin_ms=100.0), 0.0, atol=1e-12)
     ff = an.fano_factor(poisson_trains(500, 20.0, 20_000.0, seed=1), bin_ms=100.0)
     assert abs(ff.mean() - 1.0) < 0.03
@@ -118,10 +135,10 @@ def test_population_spectrum_peak_and_parseval():
 
 
 def test_population_rate_hand_computed():
-    st = an.SpikeTrains([0.2, 0.7, 1.5], [0, 1, 1], 2, 0.0, 3.0)
-    t, r = an.population_rate(st, bin_ms=1.0)
+    st = an.SpikeTrains([0.2, 1.0, 1.5, 3.0], [0, 1, 1, 0], 2, 0.0, 3.0)
+    t, r = an.population_rate(st, bin_ms=1.0)  # bins (0, 1], (1, 2], (2, 3]
     np.testing.assert_allclose(t, [0.0, 1.0, 2.0])
-    np.testing.assert_allclose(r, [1000.0, 500.0, 0.0])  # 2 spikes / 2 neurons / 1 ms
+    np.testing.assert_allclose(r, [1000.0, 500.0, 500.0])  # 2 spikes / 2 neurons / 1 ms
 
 
 def test_summary_per_population():
@@ -137,7 +154,7 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="indices must lie in \\[0, 3\\)"):
         an.SpikeTrains([1.0], [3], 3, 0.0, 10.0)
     with pytest.raises(ValueError, match="spike times must lie in"):
-        an.SpikeTrains([10.0], [0], 3, 0.0, 10.0)
+        an.SpikeTrains([10.5], [0], 3, 0.0, 10.0)
     with pytest.raises(ValueError, match="times has 2 entries but indices has 1"):
         an.SpikeTrains([1.0, 2.0], [0], 3, 0.0, 10.0)
     with pytest.raises(TypeError, match="also pass indices, n_neurons"):

@@ -194,7 +194,7 @@ def reference(net, n_steps, drive=26.0):
         is_ref = ref > 0
         V_new = jnp.where(is_ref, V, V_new)
         spike = (V_new >= 20.0) & ~is_ref
-        # released at t_spike + tau_ref: 20 steps after the spike, of which 19 are clamped
+        # released at t_spike + tau_ref: clamped for the 19 steps after the spiking one
         return jnp.where(spike, 10.0, V_new), jnp.where(spike, 19, jnp.maximum(ref - 1, 0)), spike
 
     def step(c, _):

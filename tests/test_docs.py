@@ -19,7 +19,7 @@ for i, code in enumerate(blocks):
 print(f"ran {len(blocks)} blocks")
 """
 
-PAGES = {"custom_models.md": 5, "conventions.md": 4, "migration.md": 8}
+PAGES = {"custom_models.md": 5, "conventions.md": 6, "migration.md": 9}
 
 
 def run_page(page, tmp_path):

@@ -167,15 +167,13 @@ def test_trainer_checkpoint_of_per_batch_reset_model_loads_fresh_and_resumes_exa
     x, y = _snn_data()
     batches = [(x[:, :4], y[:4]), (x[:, 4:8], y[4:8]), (x[:, 8:12], y[8:12]), (x[:, 12:], y[12:])]
     straight = _snn_trainer(0)
-    straight.fit(batches, epochs=2)
-
-    first = _snn_trainer(0)
-    first.fit(batches, epochs=1)  # ends on the short batch of 2: neuron state has batch size 2
-    assert first.model.lif.V.shape == (2, 8)
+    straight.fit(batches, epochs=1)  # ends on the short batch of 2: neuron state has batch size 2
+    assert straight.model.lif.V.shape == (2, 8)
     path = tmp_path / "snn.npz"
-    first.save(path)
+    straight.save(path)
     with np.load(path) as f:
         assert "model/lif.V" not in f.files and "model/fc.weight" in f.files
+    straight.fit(batches, epochs=1)
 
     resumed = _snn_trainer(5)  # a fresh model and Trainer: state shapes from construction
     resumed.load(path)
@@ -190,7 +188,9 @@ def test_interrupted_fit_resumes_at_the_batch_reached(tmp_path):
 
     def make():
         nd.random.seed(0)
-        return nd.Trainer(nn.Linear(5, 1), _mse, optim.Adam(1e-2), progress_bar=False, log_every=2)
+        # one host batch per call: the test interrupts Trainer._step
+        return nd.Trainer(nn.Linear(5, 1), _mse, optim.Adam(1e-2), progress_bar=False, log_every=2,
+                          steps_per_call=1)
 
     straight = make()
     straight.fit((x, y), epochs=2, batch_size=10, seed=3)
@@ -349,7 +349,7 @@ m = Leak(4000)
 r = nd.Runner(m, monitors=["V"], progress_bar=False)
 r.run(1.)
 used = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:")][0]
-resource.setrlimit(resource.RLIMIT_AS, (used + 700 * 2**20, resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_AS, (used + 900 * 2**20, resource.RLIM_INFINITY))
 before = np.asarray(m.V.value).copy()
 try:
     r.run(10000.)                         # 1e5 steps x 4000 float32 = 1.6 GB

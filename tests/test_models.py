@@ -37,15 +37,20 @@ def test_delayed_currents_deliver_every_spike_at_its_delay():
     dt = nd.get_dt()
     rng = np.random.default_rng(0)
     n = 50
-    blocks, syn = [], []
-    for pre_off, post_off, n_pre, n_post, m in ((0, 0, 30, 30, 400), (30, 0, 20, 30, 200), (0, 30, 30, 20, 300)):
-        pre = rng.integers(0, n_pre, m)
-        post = rng.integers(0, n_post, m)
-        w = rng.normal(1.0, 0.5, m).astype(np.float32)
-        d = rng.uniform(dt / 2, 2.0, m)  # includes delays that round to exactly one step
-        blocks.append((pre_off, post_off, pre, post, w, d))
-        syn.append((pre + pre_off, post + post_off, w, np.floor(d / dt + 0.5).astype(int)))
-    dc = DelayedCurrents(n, blocks, k=4)  # k small: many steps take the chunked path
+    syn, sources = [], []
+    # two source populations (neurons 0-29 and 30-49) onto two target populations
+    for pre_off, n_pre, targets in ((0, 30, ((0, 30, 400), (30, 20, 300))), (30, 20, ((0, 30, 200),))):
+        parts = []
+        for post_off, n_post, m in targets:
+            pre = np.sort(rng.integers(0, n_pre, m))
+            post = rng.integers(0, n_post, m)
+            w = rng.normal(1.0, 0.5, m).astype(np.float32)
+            d = rng.uniform(dt / 2, 2.0, m)  # includes delays that round to exactly one step
+            parts.append((post_off, pre, post, w, d))
+            syn.append((pre + pre_off, post + post_off, w, np.floor(d / dt + 0.5).astype(int)))
+        sources.append((pre_off, n_pre, parts))
+    # k and chunk small: many steps loop over rows and over synapses
+    dc = DelayedCurrents(n, sources, nnz=900, k=4, chunk=16)
     T = 60
     spikes = rng.random((T, n)) < 0.1
     ref = np.zeros((T + 40, n))
@@ -62,6 +67,10 @@ def test_delayed_currents_deliver_every_spike_at_its_delay():
             np.add.at(ref, (t_emit + D[hit], post[hit]), w[hit])
     np.testing.assert_allclose(np.array(got), ref[:T], rtol=1e-5, atol=1e-5)
     assert dc.R == int(np.max([s[3].max() for s in syn]))
+    with pytest.raises(ValueError, match="sources covered 30 of 50 neurons"):
+        DelayedCurrents(n, sources[:1], nnz=700)
+    with pytest.raises(ValueError, match="delay\\(s\\) below one step"):
+        DelayedCurrents(10, [(0, 10, [(0, np.array([0]), np.array([1]), np.ones(1), np.array([0.01]))])], nnz=1)
 
 
 def test_poisson_counts_mean_variance_and_law():
@@ -88,19 +97,22 @@ def test_microcircuit_structure():
     w0 = 0.15 * psp_to_psc(250.0, 10.0, 0.5) / math.sqrt(0.05)
     assert net.weight_mean[3, 0] == pytest.approx(w0) and net.weight_mean[3, 1] == pytest.approx(-4 * w0)
     assert net.weight_mean[0, 2] == pytest.approx(2 * w0)
-    # the realised synapses: one table row per presynaptic neuron, sign by source population
-    table = np.asarray(net.synapses.table.value)
+    # the realised synapses: one CSR row per presynaptic neuron, sign by source population
+    indptr = np.asarray(net.synapses.indptr.value)
+    comb = np.asarray(net.synapses.comb.value)
     weights = np.asarray(net.synapses.weights.value)
-    n_total, R = net.n_neurons, net.synapses.R
-    valid = table < R * n_total
-    assert valid.sum() == net.n_synapses
-    src_pop = np.repeat(np.arange(8), list(sizes.values()))
-    exc_rows = src_pop[:, None] % 2 == 0
-    assert np.all(weights[:-1][valid[:-1] & exc_rows] > 0) and np.all(weights[:-1][valid[:-1] & ~exc_rows] < 0)
-    D = table[valid] // n_total + 1  # delays in steps
+    n_total = net.n_neurons
+    assert indptr[-1] == comb.size == net.n_synapses
+    src_pop = np.repeat(np.repeat(np.arange(8), list(sizes.values())), np.diff(indptr[:-1]))
+    exc = src_pop % 2 == 0
+    assert np.all(weights[exc] > 0) and np.all(weights[~exc] < 0)
+    tgt_pop = np.searchsorted(np.cumsum(list(sizes.values())), comb % n_total, side="right")
+    counts = np.zeros((8, 8), int)
+    np.add.at(counts, (tgt_pop, src_pop), 1)
+    np.testing.assert_array_equal(counts, net.num_synapses)  # every block has its total number
+    D = comb // n_total + 1  # delays in steps
     assert D.min() >= 1
-    D_exc = (table[:-1][valid[:-1] & exc_rows] // n_total + 1) * nd.get_dt()
-    D_inh = (table[:-1][valid[:-1] & ~exc_rows] // n_total + 1) * nd.get_dt()
+    D_exc, D_inh = D[exc] * nd.get_dt(), D[~exc] * nd.get_dt()
     # normal(1.5, 0.75) and normal(0.75, 0.375) redrawn below 0.1 ms: truncated-normal means
     for mean_ms, got in ((1.5, D_exc.mean()), (0.75, D_inh.mean())):
         a = (0.1 - mean_ms) / (0.5 * mean_ms)
@@ -174,35 +186,45 @@ def _siegert_rate(g, eta, J=0.1, C_E=1000, gamma=0.25, tau=20.0, theta=20.0, V_r
 
 @pytest.fixture(scope="module")
 def brunel_states():
+    # One network (the paper's Fig. 8 scans g and eta on one network); set_regime changes
+    # Variables only, so the Runner's loop compiles once.
+    nd.random.seed(1)
+    net = models.Brunel2000(regime="SR", scale=0.25, seed=1)
+    runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
     out = {}
-    for regime in ("SR", "AI", "SI_fast", "SI_slow"):
-        nd.random.seed(1)
-        net = models.Brunel2000(regime=regime, scale=0.25, seed=1)
-        runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
+    for regime in ("SR", "SI_fast", "AI", "SI_slow"):
+        net.set_regime(regime)
+        runner.reset(reset_state=False)
         runner.run(300.0)
         st = net.spike_trains(runner).window(100.0, 300.0).select(0, net.E.size)
         f, p = analysis.population_spectrum(st, bin_ms=1.0)
         out[regime] = dict(rate=analysis.firing_rates(st).mean(), cv=np.mean(analysis.cv_isi(st)),
                            chi=analysis.synchrony(st, n_neurons=500), peak=f[np.argmax(p[1:]) + 1])
+    out["traces"] = runner.stats["traces"]
     return out
 
 
 def test_brunel_regimes_differ_as_in_fig8(brunel_states):
     s = brunel_states
-    # Rates of the asynchronous and fast-oscillating states: Brunel's mean-field theory.
-    assert s["AI"]["rate"] == pytest.approx(_siegert_rate(6.0, 4.0), rel=0.15)
-    assert s["SI_fast"]["rate"] == pytest.approx(_siegert_rate(5.0, 2.0), rel=0.15)
+    # Rates against Brunel's mean-field theory (diffusion approximation: SR 327, SI fast 56,
+    # AI 38 Hz). It neglects the finite PSPs and, at this size (C_E / N_E = 0.4), the shared
+    # input: measured here 335, 62, 39 Hz; tolerance 10 % (SR, AI) and 20 % (SI fast, where the
+    # oscillation makes the stationary theory approximate).
+    assert s["SR"]["rate"] == pytest.approx(_siegert_rate(3.0, 2.0), rel=0.1)
+    assert s["AI"]["rate"] == pytest.approx(_siegert_rate(5.0, 2.0), rel=0.1)
+    assert s["SI_fast"]["rate"] == pytest.approx(_siegert_rate(6.0, 4.0), rel=0.2)
     # A, synchronous regular: neurons fire regularly near saturation, in synchrony.
     assert s["SR"]["rate"] > 200 and s["SR"]["cv"] < 0.1
     assert s["SR"]["chi"] > max(s[r]["chi"] for r in ("AI", "SI_fast", "SI_slow")) + 0.1
-    # B, asynchronous irregular: Poisson-like single neurons.
-    assert s["AI"]["cv"] > 0.8
-    # C, synchronous irregular, fast: population oscillation above 80 Hz, neurons skip cycles.
-    assert s["SI_fast"]["peak"] > 80 and s["SI_fast"]["rate"] < s["SI_fast"]["peak"] / 1.5
-    # D, synchronous irregular, slow: low rates and a slower oscillation than C.
-    assert s["SI_slow"]["rate"] < 10 and s["SI_slow"]["peak"] < s["SI_fast"]["peak"]
-    rates = [s[r]["rate"] for r in ("SR", "AI", "SI_fast", "SI_slow")]
+    # B, synchronous irregular, fast: a global oscillation near 180 Hz; irregular neurons
+    # fire well below it; more synchronous than the stationary state C.
+    assert 140 < s["SI_fast"]["peak"] < 220 and s["SI_fast"]["rate"] < s["SI_fast"]["peak"] / 2
+    assert s["SI_fast"]["cv"] > 0.6 and s["SI_fast"]["chi"] > s["AI"]["chi"]
+    # D, synchronous irregular, slow: very low rates, a slow oscillation.
+    assert s["SI_slow"]["rate"] < 10 and s["SI_slow"]["peak"] < s["SI_fast"]["peak"] / 2
+    rates = [s[r]["rate"] for r in ("SR", "SI_fast", "AI", "SI_slow")]
     assert rates == sorted(rates, reverse=True)
+    assert s["traces"] <= 2  # the four regimes shared one compiled loop
 
 
 def test_brunel_parameters_and_errors():
@@ -216,6 +238,10 @@ def test_brunel_parameters_and_errors():
         models.Brunel2000(regime="AI", g=3.0)
     with pytest.raises(ValueError, match="in-degrees C_E=1000, C_I=250 need more neurons"):
         models.Brunel2000(regime="AI", scale=0.05)
+    with pytest.raises(ValueError, match="exceeds the drive this network was built for"):
+        net.set_regime(g=5.0, eta=6.0)
+    net.set_regime("SI_slow")
+    assert (net.g, net.eta, float(net.w_inh.value)) == (4.5, 0.9, pytest.approx(-0.45))
 
 
 # -- Vogels & Abbott (2005) / Brette et al. (2007) --------------------------------------------
@@ -223,33 +249,28 @@ def test_vogels_abbott_self_sustained_after_kick():
     nd.random.seed(0)
     net = models.VogelsAbbott2005(synapse="coba", drive="kick")
     runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
-    runner.run(600.0)
+    runner.run(400.0)
     st = net.spike_trains(runner)
-    _, pop = analysis.population_rate(st.window(100.0, 600.0), bin_ms=50.0)
+    _, pop = analysis.population_rate(st.window(100.0, 400.0), bin_ms=50.0)
     assert pop.min() > 5.0  # active in every 50 ms window long after the 50 ms kick
-    s = analysis.summary(st.window(100.0, 600.0), populations=net.population_slices(), n_sync=500)
+    s = analysis.summary(st.window(100.0, 400.0), populations=net.population_slices(), n_sync=500)
     # the benchmark's regime: ~20 Hz (19.2-21.8 Hz across simulators with constant drive), irregular
     for pop_name in ("E", "I"):
-        assert 10.0 < s[pop_name]["rate"] < 30.0 and s[pop_name]["cv"] > 1.0
-    # without the kick nothing starts: the activity is the network's own
-    quiet = models.VogelsAbbott2005(synapse="coba", drive="kick", kick_rate=0.0)
-    runner = nd.Runner(quiet, monitors=quiet.spike_monitor(), progress_bar=False)
-    runner.run(100.0)
-    assert len(quiet.spike_trains(runner)) == 0
+        assert 10.0 < s[pop_name]["rate"] < 30.0 and s[pop_name]["cv"] > 0.8  # ~1.4 over 1 s
 
 
 def test_vogels_abbott_constant_drive_rates():
     nd.random.seed(0)
     net = models.VogelsAbbott2005(synapse="coba", drive="constant")
     runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
-    runner.run(500.0)
-    s = analysis.summary(net.spike_trains(runner).window(100.0, 500.0), populations=net.population_slices())
+    runner.run(300.0)
+    s = analysis.summary(net.spike_trains(runner).window(100.0, 300.0), populations=net.population_slices())
     for pop_name, ref in net.reference_rates_constant_coba.items():
         assert s[pop_name]["rate"] == pytest.approx(ref, abs=2.5)
     cuba = models.VogelsAbbott2005(synapse="cuba", drive="constant", scale=0.5)
     runner = nd.Runner(cuba, monitors=cuba.spike_monitor(), progress_bar=False)
-    runner.run(300.0)
-    rates = analysis.firing_rates(cuba.spike_trains(runner).window(100.0, 300.0))
+    runner.run(200.0)
+    rates = analysis.firing_rates(cuba.spike_trains(runner).window(50.0, 200.0))
     assert 2.0 < rates.mean() < 15.0
     with pytest.raises(ValueError, match="synapse must be 'coba' or 'cuba'"):
         models.VogelsAbbott2005(synapse="delta")

@@ -158,3 +158,31 @@ def test_raster_plot_accepts_a_spike_record(tmp_path):
     np.testing.assert_allclose(xs, mon["ev"].times)
     np.testing.assert_array_equal(ys, mon["ev"].indices)
     assert (tmp_path / "r.png").exists()
+
+
+def test_synchronous_volleys_larger_than_the_per_step_block_are_all_kept():
+    class Volley(nd.Module):
+        """All 300 units fire together every 7th step, one unit in between."""
+
+        def __init__(self):
+            self.spike = nd.Variable(jnp.zeros(300, bool))
+
+        def update(self):
+            i = nd.share.i
+            self.spike.value = (i % 7 == 0) | (jnp.arange(300) == i % 300)
+
+    r = nd.Runner(Volley(), monitors={"ev": nd.SpikeMonitor("spike", rate=1.), "d": "spike"},
+                  progress_bar=False, chunk_size=50)
+    mon = r.run(20.)
+    assert mon["d"].sum() > 300 * 25
+    np.testing.assert_array_equal(mon["ev"].to_dense(), mon["d"])
+
+
+def test_streamed_records_of_an_earlier_run_stay_valid_after_the_next_run(tmp_path):
+    nd.random.seed(3)
+    r = _runner(Net(), monitors=["E.V"], record_to=tmp_path)
+    first = r.run(2.)
+    keep = np.array(first["E.V"])
+    second = r.run(3.)
+    np.testing.assert_array_equal(first["E.V"], keep)  # still readable, unchanged
+    assert second["E.V"].shape == (30, 40) and sorted(p.name for p in tmp_path.iterdir()) == ["E.V.npy"]

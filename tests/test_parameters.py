@@ -62,8 +62,8 @@ def test_heterogeneous_V_th_and_tau_ref_give_each_neuron_its_own_rate():
 
 def test_refractory_convention_against_hand_computed_spike_times():
     # tau = 10, V_reset = -5, V_th = 20, I = 40, tau_ref = 2 ms, dt = 0.1 ms.
-    # First spike: 40 (1 - exp(-k dt / 10)) >= 20 first at k = 70 -> step index 69 (t = 6.9 ms).
-    # Then clamped at V_reset during steps 70..88 (released at 6.9 + 2 = 8.9 ms), and from -5:
+    # First spike: 40 (1 - exp(-k dt / 10)) >= 20 first at k = 70 -> step index 69 (row t = 7.0 ms).
+    # Then clamped at V_reset during steps 70..88 (n - 1 = 19 steps, Brian2), and from -5:
     # 40 - 45 exp(-m dt / 10) >= 20 first at m = 82 -> the next spike at step 88 + 82 = 170.
     lif = nn.LIF(1, V_rest=0.0, V_reset=-5.0, V_th=20.0, tau=10.0, tau_ref=2.0)
     lif.input.value = jnp.array([40.0])
@@ -73,6 +73,14 @@ def test_refractory_convention_against_hand_computed_spike_times():
     np.testing.assert_array_equal(V[69:89], -5.0)
     assert V[89] > -5.0
     # ISI 10.1 ms; the continuous model's 2 + 10 ln(45 / 20) = 10.109 ms
+    # NEST's convention clamps n = 20 steps: every interval one step longer (10.2 ms)
+    nest = nn.LIF(1, V_rest=0.0, V_reset=-5.0, V_th=20.0, tau=10.0, tau_ref=2.0)
+    nest.refractory_convention = "nest"
+    nest.input.value = jnp.array([40.0])
+    np.testing.assert_array_equal(np.flatnonzero(run_spikes(nest, 400)[:, 0]), [69, 171, 273, 375])
+    nest.refractory_convention = "neuron"
+    with pytest.raises(ValueError, match="refractory_convention must be 'brian2' or 'nest', got 'neuron'"):
+        nest.update()
 
 
 def test_tau_ref_rounds_half_up():

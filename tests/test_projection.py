@@ -213,8 +213,8 @@ def _drive_net(net, spikes_a, spikes_b):  # -> the synaptic g of each projection
 
 def test_fused_network_equals_unfused_in_every_tier():
     rng = np.random.default_rng(0)
-    # spike counts per step (A + B): tier 1 (<= 16), tier 2 (<= 48), and the full path
-    totals = [0, 3, 10, 16, 17, 30, 48, 49, 120, 5]
+    # spike counts per step (A + B): tier 1 (<= 16), 32, 48, 96, 192, and the full path
+    totals = [0, 3, 10, 16, 17, 30, 48, 49, 120, 5, 200, 230]
     sa, sb = [], []
     for t in totals:
         s = np.zeros(240, bool)
@@ -226,6 +226,7 @@ def test_fused_network_equals_unfused_in_every_tier():
         if fuse:
             assert net._fusion.projs == [net.AX, net.AY, net.BX, net.AXw]
             assert (net._fusion.k1, net._fusion.k2) == (16, 48)
+            assert net._fusion.tiers == [16, 32, 48, 96, 192]
         else:
             assert net._fusion is None
         out[fuse] = _drive_net(net, sa, sb)

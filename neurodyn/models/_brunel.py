@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._environ import get_dt
+from .._state import Variable
 from .. import nn
 from ._common import PoissonCounts, PopulationsMixin, lif_jump_factor
 
@@ -54,10 +55,12 @@ class Brunel2000(PopulationsMixin, nn.Network):
     ``nu_thr = theta / (J C_E tau)``. LIF: ``tau = 20`` ms, ``theta = 20`` mV, ``V_r = 10`` mV,
     ``tau_rp = 2`` ms, ``V_rest = 0``.
 
-    The four states of the paper's Fig. 8 are :attr:`REGIMES`: ``'SR'`` (g = 3, eta = 2,
-    synchronous regular), ``'AI'`` (g = 6, eta = 4, asynchronous irregular), ``'SI_fast'``
-    (g = 5, eta = 2) and ``'SI_slow'`` (g = 4.5, eta = 0.9), synchronous irregular with fast
-    and slow oscillations; pass ``regime=`` or ``g`` and ``eta``.
+    The four states of the paper's Fig. 8 are :attr:`REGIMES`: A ``'SR'`` (g = 3, eta = 2:
+    synchronous regular, neurons fire regularly at high rates), B ``'SI_fast'`` (g = 6,
+    eta = 4: fast global oscillation, neurons fire irregularly below its frequency), C
+    ``'AI'`` (g = 5, eta = 2: stationary global activity, irregular neurons) and D
+    ``'SI_slow'`` (g = 4.5, eta = 0.9: slow oscillation, very low rates); pass ``regime=``
+    or ``g`` and ``eta``.
 
     ``scale`` changes the number of neurons only: the in-degrees, weights and drive stay, so
     the mean and variance of every neuron's input at given rates (``mu = C_E J tau (nu_ext +
@@ -75,20 +78,14 @@ class Brunel2000(PopulationsMixin, nn.Network):
     """
 
     population_names = ("E", "I")
-    REGIMES = {"SR": (3.0, 2.0), "AI": (6.0, 4.0), "SI_fast": (5.0, 2.0), "SI_slow": (4.5, 0.9)}
+    REGIMES = {"SR": (3.0, 2.0), "SI_fast": (6.0, 4.0), "AI": (5.0, 2.0), "SI_slow": (4.5, 0.9)}
+    #: the largest eta that ``set_regime`` can switch to (sizes the Poisson tables)
+    MAX_ETA = 4.0
 
     def __init__(self, regime: str | None = None, g: float | None = None, eta: float | None = None,
                  scale: float = 1.0, J: float = 0.1, delay: float = 1.5, C_E: int = 1000, C_I: int = 250,
                  seed: int = 0) -> None:
-        if regime is not None:
-            if regime not in self.REGIMES:
-                raise ValueError(f"Brunel2000: regime must be one of {list(self.REGIMES)}, got {regime!r}")
-            if g is not None or eta is not None:
-                raise ValueError("Brunel2000: pass either regime= or g= and eta=, not both")
-            g, eta = self.REGIMES[regime]
-        if g is None or eta is None:
-            raise ValueError("Brunel2000: pass regime= (one of "
-                             f"{list(self.REGIMES)}) or both g= and eta=")
+        g, eta = self._regime_parameters(regime, g, eta)
         if not 0 < scale <= 10:
             raise ValueError(f"Brunel2000: scale must be in (0, 10], got {scale}")
         self.g, self.eta, self.scale, self.J, self.delay = float(g), float(eta), float(scale), float(J), float(delay)
@@ -111,13 +108,51 @@ class Brunel2000(PopulationsMixin, nn.Network):
                                  Instant(post.size), VoltageJump(post), delay=self.delay, mode="event",
                                  max_spikes=max(16, pre.size // 20))
 
+        # The inhibitory weight and the drive live in Variables: set_regime() changes them
+        # without recompiling.
+        self.w_inh = Variable(jnp.asarray(-self.g * self.J, jnp.float32))
         self.EE = proj(self.E, self.E, self.C_E, self.J, 1)
         self.EI = proj(self.E, self.I, self.C_E, self.J, 2)
-        self.IE = proj(self.I, self.E, self.C_I, -self.g * self.J, 3)
-        self.II = proj(self.I, self.I, self.C_I, -self.g * self.J, 4)
+        self.IE = proj(self.I, self.E, self.C_I, self.w_inh, 3)
+        self.II = proj(self.I, self.I, self.C_I, self.w_inh, 4)
         # External drive: C_E Poisson inputs per neuron, each a jump of J mV.
         jump = self.J * lif_jump_factor(self.tau, 1.0, get_dt())
+        max_rate = max(self.nu_ext, self.MAX_ETA * self.nu_thr)
         for k, grp in enumerate((self.E, self.I)):
-            drive = PoissonCounts(np.full(grp.size, self.C_E), self.nu_ext, np.full(grp.size, jump), seed + 10 + k)
+            drive = PoissonCounts(np.full(grp.size, self.C_E), self.nu_ext, np.full(grp.size, jump), seed + 10 + k,
+                                  max_rate=max_rate)
             setattr(self, f"ext_{'EI'[k]}", drive)
             grp.add_input("external", lambda V, drive=drive: drive.update())
+
+    def set_regime(self, regime: str | None = None, *, g: float | None = None, eta: float | None = None) -> None:
+        """Switch to another point of the phase diagram (same network) and reset the state.
+
+        Changes only Variables, so a compiled Runner loop is reused (a scan of Fig. 8 compiles once).
+
+        Example:
+            >>> net.set_regime('SI_slow'); runner.reset(); runner.run(500.)
+        """
+        g, eta = self._regime_parameters(regime, g, eta)
+        if eta * self.nu_thr > self.ext_E.max_rate:
+            raise ValueError(f"Brunel2000.set_regime: eta={eta} exceeds the drive this network was built for "
+                             f"(eta <= {self.ext_E.max_rate / self.nu_thr:g}); build a new network")
+        self.g, self.eta = g, eta
+        self.nu_ext = eta * self.nu_thr
+        self.w_inh.value = jnp.asarray(-g * self.J, jnp.float32)
+        self.ext_E.set_rate(self.nu_ext)
+        self.ext_I.set_rate(self.nu_ext)
+        self.reset_state()
+
+    def _regime_parameters(self, regime: str | None, g: float | None, eta: float | None) -> tuple[float, float]:
+        if regime is not None:
+            if regime not in self.REGIMES:
+                raise ValueError(f"Brunel2000: regime must be one of {list(self.REGIMES)}, got {regime!r}")
+            if g is not None or eta is not None:
+                raise ValueError("Brunel2000: pass either regime= or g= and eta=, not both")
+            g, eta = self.REGIMES[regime]
+        if g is None or eta is None:
+            raise ValueError("Brunel2000: pass regime= (one of "
+                             f"{list(self.REGIMES)}) or both g= and eta=")
+        if g < 0 or eta < 0:
+            raise ValueError(f"Brunel2000: g and eta must be >= 0, got g={g}, eta={eta}")
+        return float(g), float(eta)

@@ -64,7 +64,8 @@ class PopulationsMixin:
     def spike_trains(self, runner: Any, key: str = "spikes") -> analysis.SpikeTrains:
         """The spikes recorded by :meth:`spike_monitor` in ``runner``'s last run, as an event record.
 
-        A spike of the step that starts at ``t`` has the time ``t`` (ms), as in ``runner.mon.ts``.
+        A spike has the time of its row in ``runner.mon.ts`` (the end of its step, as
+        ``nd.SpikeRecord``); the window is ``(mon.ts[0] - dt, mon.ts[-1]]``.
         """
         bits = np.asarray(runner.mon[key])
         ts = np.asarray(runner.mon.ts)
@@ -73,7 +74,8 @@ class PopulationsMixin:
                              f"record with monitors=net.spike_monitor()")
         dense = np.unpackbits(bits, axis=1, count=self.n_neurons).astype(bool)
         dt = runner.dt
-        return analysis.SpikeTrains.from_dense(dense, dt=dt, t_start=float(ts[0]) if ts.size else 0.0)
+        # rows are labelled with the end of their step (mon.ts[k] = (k + 1) dt after the start)
+        return analysis.SpikeTrains.from_dense(dense, dt=dt, t_start=float(ts[0]) - dt if ts.size else 0.0)
 
 
 def lif_jump_factor(tau_m: float, R: float, dt: float) -> float:
@@ -116,65 +118,92 @@ def _compact_rows(s: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
 
 
 class DelayedCurrents(Module):
-    """Event-driven input through one table for all projections of a network, with per-synapse delays.
+    """Event-driven input through one CSR table for all projections of a network, with per-synapse delays.
 
-    Built on the host from blocks ``(pre_offset, post_offset, pre_local, post_local, weight,
-    delay_ms)`` over a global numbering of ``n`` neurons. Each step, ``update(spikes)``
-    takes the spikes of the previous step ``t - 1`` and adds the weights of the spiking
-    neurons' synapses into a ring buffer of future inputs: a spike of step ``t - 1``
-    arrives at step ``t - 1 + D`` (``D >= 1``, the delay in steps rounded half up as in
-    ``nn.Projection``). It returns the input due at step ``t`` for every neuron. Steps
-    with more than ``k`` spikes are processed in chunks of ``k`` (exact, cost in
-    proportion to the spikes).
+    Built on the host, one source population at a time, over a global numbering of ``n``
+    neurons: ``sources`` yields ``(pre_offset, n_pre, parts)`` in increasing, contiguous
+    ``pre_offset`` order, each part ``(post_offset, pre, post, weight, delay)`` with ``pre``
+    sorted (local indices) and ``delay`` in ms (floats) or in steps (integers). Each step, ``update(spikes)`` takes the spikes of the
+    previous step ``t - 1`` and adds the weights of the spiking neurons' synapses into a
+    ring buffer of future inputs: a spike of step ``t - 1`` arrives at step ``t - 1 + D``
+    (``D >= 1``, the delay in steps rounded half up as in ``nn.Projection``). It returns
+    the input due at step ``t`` for every neuron.
 
-    Memory: 8 bytes per synapse (a combined delay/target index and a float32
-    weight) plus padding of rows to the largest out-degree, plus ``D_max x n`` floats.
+    The cost per step is proportional to the synapses of the spiking neurons: up to
+    ``k`` spiking rows are compacted, and their synapses are gathered ``chunk``
+    at a time (more rows or synapses loop, exactly). Memory: 8 bytes per synapse (a
+    combined delay/target index and a float32 weight), ``4 (n + 2)`` bytes of row
+    pointers and ``D_max x n`` floats of ring buffer.
     """
 
-    def __init__(self, n: int, blocks: list[tuple], k: int | None = None, name: str = "synapses") -> None:
+    def __init__(self, n: int, sources: Any, nnz: int, k: int | None = None, chunk: int | None = None,
+                 name: str = "synapses") -> None:
         dt = get_dt()
-        self.n = int(n)
+        self.n = n = int(n)
         self._dt = dt
-        pre_all, comb_all, w_all = [], [], []
-        d_max = 1
-        for pre_off, post_off, pre, post, w, d in blocks:
-            D = delay_steps(d, dt).astype(np.int64)
-            if D.size and D.min() < 1:
-                raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
-            d_max = max(d_max, int(D.max(initial=1)))
-            pre_all.append(np.asarray(pre, np.int64) + pre_off)
-            comb_all.append((np.asarray(post, np.int64) + post_off, D))
-            w_all.append(np.asarray(w, np.float32))
-        R = d_max  # slots: due now (D = 1) up to D_max - 1 steps ahead
-        self.R = R
-        if R * n >= 2**30:
+        nnz = int(nnz)
+        if nnz >= 2**31:
+            raise ValueError(f"{name}: {nnz} synapses exceed the int32 index range")
+        comb = np.empty(nnz, np.int32)
+        weights = np.empty(nnz, np.float32)
+        indptr = np.zeros(n + 2, np.int64)
+        seg, next_pre, d_max = 0, 0, 1
+        for pre_off, n_pre, parts in sources:
+            if pre_off != next_pre:
+                raise ValueError(f"{name}: sources must cover neurons 0..{n - 1} in order; got a source "
+                                 f"at {pre_off}, expected {next_pre}")
+            counts = [np.bincount(pre, minlength=n_pre) for _, pre, _, _, _ in parts]
+            row_len = np.sum(counts, axis=0) if counts else np.zeros(n_pre, np.int64)
+            row_start = np.zeros(n_pre + 1, np.int64)
+            np.cumsum(row_len, out=row_start[1:])
+            if seg + row_start[-1] > nnz:
+                raise ValueError(f"{name}: more synapses than the nnz={nnz} announced")
+            indptr[pre_off + 1:pre_off + n_pre + 1] = seg + row_start[1:]
+            prior = np.zeros(n_pre, np.int64)
+            for (post_off, pre, post, w, d), c in zip(parts, counts):
+                pre = np.asarray(pre)
+                if pre.size and np.any(pre[1:] < pre[:-1]):
+                    raise ValueError(f"{name}: presynaptic indices of each part must be sorted")
+                d = np.asarray(d)
+                D = d if np.issubdtype(d.dtype, np.integer) else delay_steps(d, dt)
+                if D.size and D.min() < 1:
+                    raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
+                d_max = max(d_max, int(D.max(initial=1)))
+                idt = np.int32 if d_max * n < 2**31 else np.int64
+                # pre is sorted: a synapse's slot is its neuron's offset plus its rank in the part
+                part_start = np.zeros(n_pre + 1, np.int64)
+                np.cumsum(c, out=part_start[1:])
+                offset = seg + row_start[:-1] + prior - part_start[:-1]
+                pos = offset[pre]
+                pos += np.arange(pre.size)
+                target = (D.astype(idt) - 1) * n
+                target += np.asarray(post).astype(idt, copy=False)
+                target += post_off
+                comb[pos] = target
+                weights[pos] = w
+                prior += c
+                del D, pos, target
+            seg += int(row_start[-1])
+            next_pre = pre_off + n_pre
+        if next_pre != n or seg != nnz:
+            raise ValueError(f"{name}: sources covered {next_pre} of {n} neurons and {seg} of {nnz} synapses")
+        indptr[n + 1] = nnz  # row n: the empty row that unused compaction slots point at
+        R = d_max  # ring slots: due now (D = 1) up to D_max - 1 steps ahead
+        if 2 * R * n >= 2**31:
             raise ValueError(f"{name}: {n} neurons x {R} delay slots exceed the int32 index range")
-        pre = np.concatenate(pre_all) if pre_all else np.zeros(0, np.int64)
-        counts = np.bincount(pre, minlength=n)
-        width = max(1, int(counts.max(initial=0)))
-        order = np.argsort(pre, kind="stable")
-        starts = np.zeros(n + 1, np.int64)
-        np.cumsum(counts, out=starts[1:])
-        col = np.empty(pre.size, np.int64)
-        col[order] = np.arange(pre.size) - starts[pre[order]]
-        # Padding: 2 R n stays out of range after the ring offset is added and wrapped once.
-        table = np.full((n + 1, width), 2 * R * n, np.int32)
-        weights = np.zeros((n + 1, width), np.float32)
-        off = 0
-        for (tg, D), w in zip(comb_all, w_all):
-            m = tg.size
-            rows, cols = pre[off:off + m], col[off:off + m]
-            table[rows, cols] = ((D - 1) * n + tg).astype(np.int32)
-            weights[rows, cols] = w
-            off += m
-        self.nnz = int(pre.size)
-        self.width = width
-        self.table = Variable(jnp.asarray(table))
+        self.R, self.nnz = R, nnz
+        row_lengths = np.diff(indptr[:n + 1])
+        self.max_row = int(row_lengths.max(initial=0))
+        mean_row = float(row_lengths.mean()) if n else 0.0
+        self.k = int(min(n, k if k is not None else max(64, n // 500)))
+        self.chunk = int(chunk if chunk is not None else min(1 << 17, max(4096, int(16 * mean_row))))
+        self.indptr = Variable(jnp.asarray(indptr.astype(np.int32)))
+        self.comb = Variable(jnp.asarray(comb))
+        del comb
         self.weights = Variable(jnp.asarray(weights))
-        del table, weights
+        del weights
         self.buffer = Variable(jnp.zeros((R, n), jnp.float32))
         self.pos = Variable(jnp.zeros((), jnp.int32))
-        self.k = int(min(n, k if k is not None else max(64, n // 200)))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         if batch_size is not None:
@@ -186,16 +215,32 @@ class DelayedCurrents(Module):
         """Deliver ``spikes`` (bool, shape ``(n,)``) into the future and return the input due now."""
         if get_dt() != self._dt:
             raise RuntimeError(f"DelayedCurrents: built for dt={self._dt} ms, but dt is now {get_dt()} ms")
-        n, R, k = self.n, self.R, self.k
-        table, weights = self.table.value, self.weights.value
+        n, R, k, S = self.n, self.R, self.k, self.chunk
+        indptr, comb, weights = self.indptr.value, self.comb.value, self.weights.value
         pos = self.pos.value
         base = pos * n
-        flat_buf = self.buffer.value.reshape(-1)
+        drop = 2 * R * n
+        slots = jnp.arange(S, dtype=jnp.int32)
 
-        def scatter(buf: jax.Array, idx: jax.Array) -> jax.Array:
-            tg = table[idx] + base
-            tg = jnp.where(tg >= R * n, tg - R * n, tg)
-            return buf.at[tg].add(weights[idx], mode="drop")
+        def deliver_rows(buf: jax.Array, rows: jax.Array) -> jax.Array:
+            # All synapses of ``rows`` (n: none), S at a time, as one flat list.
+            starts = indptr[rows]
+            lens = indptr[rows + 1] - starts
+            ends = jnp.cumsum(lens)
+            total = ends[-1]
+
+            def body(c: Any) -> Any:
+                j, b = c
+                p = j * S + slots
+                r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), rows.shape[0] - 1)
+                src = starts[r] + p - (ends[r] - lens[r])
+                ok = p < total
+                src = jnp.where(ok, src, 0)
+                tg = jnp.where(ok, comb[src] + base, drop)
+                tg = jnp.where(tg >= R * n, tg - R * n, tg)
+                return j + 1, b.at[tg].add(jnp.where(ok, weights[src], 0.0), mode="drop")
+
+            return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), buf))[1]
 
         idx, count = _compact_rows(spikes, k)
 
@@ -206,12 +251,13 @@ class DelayedCurrents(Module):
 
             def body(c: Any) -> Any:
                 j, b = c
-                return j + 1, scatter(b, jax.lax.dynamic_slice_in_dim(rows, j * k, k))
+                return j + 1, deliver_rows(b, jax.lax.dynamic_slice_in_dim(rows, j * k, k))
 
             return jax.lax.while_loop(lambda c: c[0] * k < count, body, (jnp.int32(0), buf))[1]
 
-        flat_buf = jax.lax.cond(count <= k, lambda b: scatter(b, idx), many, flat_buf)
-        buf = flat_buf.reshape(R, n)
+        flat = self.buffer.value.reshape(-1)
+        flat = jax.lax.cond(count <= k, lambda b: deliver_rows(b, idx), many, flat)
+        buf = flat.reshape(R, n)
         x = jax.lax.dynamic_index_in_dim(buf, pos, axis=0, keepdims=False)
         self.buffer.value = jax.lax.dynamic_update_index_in_dim(buf, jnp.zeros((n,), jnp.float32), pos, axis=0)
         self.pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
@@ -226,17 +272,28 @@ class PoissonCounts(Module):
     remaining probability is below 1e-12, far below the uniforms' resolution).
     """
 
-    def __init__(self, k_ext: np.ndarray, rate: float, weight: np.ndarray, seed: int) -> None:
-        lam = np.asarray(k_ext, np.float64) * rate * get_dt() * 1e-3
-        kmax = int(lam.max(initial=0) + 12 * math.sqrt(lam.max(initial=0)) + 12)
-        k = np.arange(kmax)
-        logpmf = k[None, :] * np.log(np.maximum(lam[:, None], 1e-300)) - lam[:, None] - np.cumsum(
-            np.log(np.maximum(k, 1)))[None, :]
-        cdf = np.cumsum(np.exp(logpmf), axis=1)
-        self.lam = lam
-        self.cdf = Variable(jnp.asarray(cdf, jnp.float32))
+    def __init__(self, k_ext: np.ndarray, rate: float, weight: np.ndarray, seed: int,
+                 max_rate: float | None = None) -> None:
+        self.k_ext = np.asarray(k_ext, np.float64)
+        self.max_rate = float(rate if max_rate is None else max(rate, max_rate))
+        lam_max = float(self.k_ext.max(initial=0)) * self.max_rate * get_dt() * 1e-3
+        self.kmax = int(lam_max + 12 * math.sqrt(lam_max) + 12)
+        self.cdf = Variable(jnp.asarray(self._cdf(rate), jnp.float32))
         self.weight = Variable(jnp.asarray(weight, jnp.float32))
         self.key = Variable(jax.random.key_data(jax.random.key(seed, impl="rbg")))
+
+    def _cdf(self, rate: float) -> np.ndarray:
+        lam = self.k_ext * float(rate) * get_dt() * 1e-3
+        k = np.arange(self.kmax)
+        logpmf = k[None, :] * np.log(np.maximum(lam[:, None], 1e-300)) - lam[:, None] - np.cumsum(
+            np.log(np.maximum(k, 1)))[None, :]
+        return np.cumsum(np.exp(logpmf), axis=1)
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate of every input (up to ``max_rate``), keeping compiled code."""
+        if not 0 <= rate <= self.max_rate:
+            raise ValueError(f"PoissonCounts.set_rate: rate must be in [0, {self.max_rate:g}] Hz, got {rate}")
+        self.cdf.value = jnp.asarray(self._cdf(rate), jnp.float32)
 
     def reset_state(self, batch_size: int | None = None) -> None:
         pass

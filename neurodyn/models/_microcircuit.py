@@ -46,14 +46,24 @@ def psp_to_psc(C_m: float, tau_m: float, tau_syn: float) -> float:
     return 1.0 / peak
 
 
-def _redraw_normal(rng: np.random.Generator, mean: float, sd: float, size: int, low: float, high: float,
-                   dtype: Any = np.float32) -> np.ndarray:
-    """Normal values, values outside ``[low, high]`` redrawn (as NEST's ``redraw``)."""
-    x = rng.standard_normal(size, dtype=np.float32).astype(dtype) * sd + mean
-    bad = np.flatnonzero((x < low) | (x > high))
+def _redraw_normal(rng: np.random.Generator, mean: float, sd: float, size: int, low: float,
+                   high: float) -> np.ndarray:
+    """float32 normal values; those outside ``[low, high]`` are redrawn (as NEST's ``redraw``)."""
+    def draw(m: int) -> np.ndarray:
+        x = rng.standard_normal(m, dtype=np.float32)
+        x *= sd
+        x += mean
+        return x
+
+    def outside(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(x.shape, bool) if low == -np.inf else x < low
+        return out if high == np.inf else out | (x > high)
+
+    x = draw(size)
+    bad = np.flatnonzero(outside(x))
     while bad.size:
-        x[bad] = rng.standard_normal(bad.size, dtype=np.float32).astype(dtype) * sd + mean
-        bad = bad[(x[bad] < low) | (x[bad] > high)]
+        x[bad] = draw(bad.size)
+        bad = bad[outside(x[bad])]
     return x
 
 
@@ -172,26 +182,37 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
             grp.add_input("synapses", self._current_fn(lo, hi, factor, float(dc[i])))
             setattr(self, name, grp)
 
-        # Connectivity of all 64 projections in one table (host side, NumPy).
-        blocks = []
-        for t in range(8):
-            for s in range(8):
+        # Connectivity of all 64 projections in one table, built on the host one source
+        # population at a time (bounded peak memory).
+        seeds = rng.integers(2**31 - 1, size=(8, 8))
+
+        def parts(s: int) -> list:
+            out = []
+            for t in range(8):
                 num = int(self.num_synapses[t, s])
                 if num == 0:
                     continue
-                conn = nn.FixedTotalNum(num, seed=int(rng.integers(2**31 - 1)))
+                conn = nn.FixedTotalNum(num, seed=int(seeds[t, s]))
                 indptr, post = conn.csr(int(n[s]), int(n[t]))
-                pre = np.repeat(np.arange(n[s], dtype=np.int32), np.diff(indptr))
-                mean = w_mean[t, s]
-                sd = abs(mean) * 0.1
-                w = _redraw_normal(rng, mean, sd, num, 0.0 if mean > 0 else -np.inf, np.inf if mean > 0 else 0.0)
-                d_mean = 1.5 if s % 2 == 0 else 0.75
-                d = _redraw_normal(rng, d_mean, 0.5 * d_mean, num, dt, np.inf)
-                blocks.append((int(offsets[s]), int(offsets[t]), pre, post, w, d))
                 conn._cache.clear()
+                pre = np.repeat(np.arange(n[s], dtype=np.int32), np.diff(indptr))
+                part_rng = np.random.default_rng(int(seeds[t, s]) + 1)
+                mean = w_mean[t, s]
+                sign_ok = (0.0, np.inf) if mean > 0 else (-np.inf, 0.0)
+                w = _redraw_normal(part_rng, mean, abs(mean) * 0.1, num, *sign_ok)
+                d_mean = 1.5 if s % 2 == 0 else 0.75
+                d = _redraw_normal(part_rng, d_mean, 0.5 * d_mean, num, dt, np.inf)
+                d *= 1.0 / dt
+                d += 0.5
+                steps = np.floor(d, out=d).astype(np.int16 if d.max(initial=0) < 2**15 else np.int32)
+                del d
+                out.append((int(offsets[t]), pre, post, w, steps))
+            return out
+
         total = int(offsets[-1])
-        self.synapses = DelayedCurrents(total, blocks, name="PotjansDiesmann2014")
-        del blocks
+        sources = ((int(offsets[s]), int(n[s]), parts(s)) for s in range(8))
+        self.synapses = DelayedCurrents(total, sources, nnz=int(self.num_synapses.sum()),
+                                        name="PotjansDiesmann2014")
         self.I_syn = Variable(jnp.zeros((total,), jnp.float32))
         self.I_now = Variable(jnp.zeros((total,), jnp.float32))
         self._p11 = math.exp(-dt / tau_syn)

@@ -272,6 +272,11 @@ class NeuronGroup(Group):
         ...         return self.spike.value
     """
 
+    #: ``'brian2'`` (default): after a spike in step k, V is clamped in steps k+1 ... k+n-1
+    #: (n = tau_ref / dt rounded half up), as Brian2; ``'nest'``: in steps k+1 ... k+n, as
+    #: NEST. Set it on a group (or on the class) before compiling.
+    refractory_convention: str = "brian2"
+
     def __init__(self, size: int, spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
         super().__init__(size)
         if spike_fn is not None and not callable(spike_fn):
@@ -417,15 +422,16 @@ class NeuronGroup(Group):
     def refractory_step(self, V: jax.Array, V_new: jax.Array) -> tuple[jax.Array, Any]:
         """Clamp refractory neurons: returns ``(V_new with refractory neurons kept at V, can_spike)``.
 
-        Convention (Brian2's; see docs/conventions.md): a neuron that spikes at
-        step k (the step labelled ``t_k = k dt``) is released at
-        ``t_k + tau_ref``: it is clamped during steps k+1 ... k+n-1 and
-        integrates freely again from step k+n, with ``n = tau_ref / dt``
-        rounded half up. The spiking step counts as the first refractory
-        step, so ``tau_ref <= dt`` clamps nothing. The ``refractory`` Variable
-        counts the clamped steps still to come. Call :meth:`fire` after this
-        with ``can_spike``; it restarts the counter of neurons that spike.
-        ``can_spike`` is None when no neuron is ever clamped.
+        With ``n = tau_ref / dt`` rounded half up, a neuron that spikes in
+        step k is clamped during the next ``n - 1`` steps and integrates freely
+        again from step ``k + n`` (:attr:`refractory_convention` ``'brian2'``,
+        the default: Brian2's spike times; the spiking step counts as the
+        first refractory step, so ``tau_ref <= dt`` clamps nothing), or during
+        the next ``n`` steps (``'nest'``: NEST's, one step longer). The
+        ``refractory`` Variable counts the clamped steps still to come. Call
+        :meth:`fire` after this with ``can_spike``; it restarts the counter of
+        neurons that spike. ``can_spike`` is None when no neuron is ever
+        clamped. See docs/conventions.md.
         """
         if self._clamped_steps() is None:
             return V_new, None
@@ -435,11 +441,17 @@ class NeuronGroup(Group):
         return jnp.where(is_ref, V, V_new), ~is_ref
 
     def _clamped_steps(self) -> Any:
-        """The number of clamped steps after a spike (``n - 1``), or None if it is always 0."""
+        """The number of clamped steps after a spike, or None if it is always 0."""
         if "tau_ref" not in self.__dict__:
             return None
+        conv = self.refractory_convention
+        if conv not in ("brian2", "nest"):
+            raise ValueError(f"{type(self).__name__}: refractory_convention must be 'brian2' or 'nest', "
+                             f"got {conv!r}")
         n = _ref_steps(self.tau_ref, get_dt())
-        return None if np.max(n) <= 1 else n - 1
+        if conv == "brian2":
+            n = n - 1
+        return None if np.max(n) <= 0 else n
 
     def fire(self, V_new: jax.Array, V_th: Any, V_reset: Any, can_spike: Any = None) -> tuple[jax.Array, jax.Array]:
         """Spike where ``V_new >= V_th`` (and ``can_spike``); return ``(V after reset, spike bool)``.
@@ -513,8 +525,8 @@ class LIF(NeuronGroup):
 
     def __init__(self, size: int, V_rest: Any = 0.0, V_reset: Any = -5.0, V_th: Any = 20.0,
                  tau: Any = 10.0, R: Any = 1.0, tau_ref: Any = 0.0,
-                 V_initializer: Initializer = None, refractory_initializer: Initializer = 0,
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 V_initializer: Initializer = None, spike_fn: Callable | None = None,
+                 detach_reset: bool = False, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
         self.V_th, self.R = self.param("V_th", V_th), self.param("R", R)
@@ -547,9 +559,9 @@ class ALIF(NeuronGroup):
 
     def __init__(self, size: int, V_rest: Any = 0.0, V_reset: Any = 0.0, V_th: Any = 1.0,
                  tau: Any = 20.0, tau_a: Any = 200.0, beta: Any = 1.8, R: Any = 1.0,
-                 tau_ref: Any = 0.0, V_initializer: Initializer = None, a_initializer: Initializer = 0.0,
-                 refractory_initializer: Initializer = 0,
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 tau_ref: Any = 0.0, V_initializer: Initializer = None,
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 a_initializer: Initializer = 0.0, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
         self.V_th, self.R, self.beta = self.param("V_th", V_th), self.param("R", R), self.param("beta", beta)
@@ -593,9 +605,9 @@ class Izhikevich(NeuronGroup):
 
     def __init__(self, size: int, a: Any = 0.02, b: Any = 0.2, c: Any = -65.0, d: Any = 8.0,
                  V_th: Any = 30.0, tau_ref: Any = 0.0, V_initializer: Initializer = None,
-                 u_initializer: Initializer = None, refractory_initializer: Initializer = 0,
-                 method: str | Callable = "exp_euler",
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 u_initializer: Initializer = None, method: str | Callable = "exp_euler",
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.a, self.b = self.param("a", a), self.param("b", b)
         self.c, self.d, self.V_th = self.param("c", c), self.param("d", d), self.param("V_th", V_th)
@@ -663,9 +675,10 @@ class HH(NeuronGroup):
 
     def __init__(self, size: int, E_Na: Any = 50.0, E_K: Any = -77.0, E_L: Any = -54.387,
                  g_Na: Any = 120.0, g_K: Any = 36.0, g_L: Any = 0.3, C: Any = 1.0,
-                 V_th: Any = 20.0, V_initializer: Initializer = None, m_initializer: Initializer = None,
-                 h_initializer: Initializer = None, n_initializer: Initializer = None,
-                 method: str | Callable = "exp_euler", spike_fn: Callable | None = None) -> None:
+                 V_th: Any = 20.0, V_initializer: Initializer = None,
+                 method: str | Callable = "exp_euler", spike_fn: Callable | None = None,
+                 m_initializer: Initializer = None, h_initializer: Initializer = None,
+                 n_initializer: Initializer = None) -> None:
         super().__init__(size, spike_fn, False)
         self.E_Na, self.E_K, self.E_L = self.param("E_Na", E_Na), self.param("E_K", E_K), self.param("E_L", E_L)
         self.g_Na, self.g_K = self.param("g_Na", g_Na, nonneg=True), self.param("g_K", g_K, nonneg=True)
@@ -734,9 +747,9 @@ class AdEx(NeuronGroup):
     def __init__(self, size: int, V_rest: Any = -65.0, V_reset: Any = -68.0, V_th: Any = -30.0,
                  V_T: Any = -59.9, delta_T: Any = 3.48, a: Any = 1.0, b: Any = 1.0,
                  tau: Any = 10.0, tau_w: Any = 30.0, R: Any = 1.0, tau_ref: Any = 0.0,
-                 V_initializer: Initializer = None, w_initializer: Initializer = 0.0,
-                 refractory_initializer: Initializer = 0, method: str | Callable = "exp_euler",
-                 spike_fn: Callable | None = None, detach_reset: bool = False) -> None:
+                 V_initializer: Initializer = None, method: str | Callable = "exp_euler",
+                 spike_fn: Callable | None = None, detach_reset: bool = False,
+                 w_initializer: Initializer = 0.0, refractory_initializer: Initializer = 0) -> None:
         super().__init__(size, spike_fn, detach_reset)
         self.V_rest, self.V_reset = self.param("V_rest", V_rest), self.param("V_reset", V_reset)
         self.V_th, self.V_T = self.param("V_th", V_th), self.param("V_T", V_T)

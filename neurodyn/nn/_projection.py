@@ -23,6 +23,7 @@ counts are summed exactly, then multiplied by the weight).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from typing import Any, Callable
@@ -616,13 +617,22 @@ class _Fusion:
         self.weight_index = None if widx is None else Variable(jnp.asarray(widx),
                                                                name="Network.fused_weight_index")
         self.n_in = n_in
-        # Tier 1 handles typical steps cheaply; tier 2 holds as many spikes as the
-        # projections' max_spikes allow; beyond that, the exact full-table path.
+        # Tier 1 (k1) handles typical steps cheaply; k2 is as many spikes as the projections'
+        # max_spikes allow. Buffers double from k1 up to 8 x k2, so a step costs at most
+        # about twice its spikes' rows; beyond that, the exact full-table path.
         k2 = 0
         for key in self.sources:
             k2 += max(p.max_spikes for p in projs if _source(p) == key)
         self.k2 = min(k2, n_in)
         self.k1 = min(self.k2, max(16, -(-self.k2 // 3)))
+        tiers = [self.k1]
+        while tiers[-1] < min(n_in, 8 * self.k2):
+            nxt = 2 * tiers[-1]
+            if tiers[-1] < self.k2 < nxt:
+                nxt = self.k2
+            tiers.append(min(nxt, n_in))
+        # a buffer of all rows is the full path itself
+        self.tiers = [k for k in tiers if k < n_in] or [n_in]
 
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
@@ -656,12 +666,10 @@ class _Fusion:
         idx = _compact_to_rows(sf, self.k1)
         total = jnp.sum(s, dtype=jnp.int32)
         branches = [lambda: scatter(idx)]
-        if self.k2 > self.k1:
-            branches.append(lambda: scatter(_compact_to_rows(sf, self.k2)))
+        for k in self.tiers[1:]:
+            branches.append(lambda k=k: scatter(_compact_to_rows(sf, k)))
         branches.append(full)
-        which = (total > self.k1).astype(jnp.int32)
-        if len(branches) == 3:
-            which = which + (total > self.k2).astype(jnp.int32)
+        which = jnp.sum(total > jnp.asarray(self.tiers, jnp.int32), dtype=jnp.int32)
         return jax.lax.switch(which, branches)
 
     def inputs(self) -> list[jax.Array]:
@@ -673,6 +681,24 @@ class _Fusion:
         c = self.counts([arriving[k] for k in self.sources])
         return [c[s0:s0 + n] if not p.homogeneous else p._weight() * c[s0:s0 + n]
                 for p, (s0, n) in zip(self.projs, self.slots)]
+
+
+def _build_fusion_once(init: Callable) -> Callable:
+    """Wrap a Network ``__init__``: projections assigned in it are fused once, at its end,
+    not once per assignment (the table of a large network takes a while to build)."""
+
+    @functools.wraps(init)
+    def __init__(self: "Network", *args: Any, **kwargs: Any) -> None:
+        depth = self.__dict__.get("_nd_constructing", 0)
+        object.__setattr__(self, "_nd_constructing", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_nd_constructing", depth)
+        if depth == 0:
+            self._refuse()
+
+    return __init__
 
 
 class Network(Module):
@@ -696,9 +722,11 @@ class Network(Module):
     connectivity arrays were replaced since). A projection with a scalar
     weight receives ``weight * count`` exactly as unfused, so results are
     bit-identical; per-connection weights are summed in the same order as
-    unfused (identical on CPU). Steps with more than a third of the sources'
-    summed ``max_spikes`` (at least 16) take a second, larger buffer; more
-    than the sum takes the exact full-table path. Other projections (dense,
+    unfused (identical on CPU). The spiking rows are compacted into the
+    smallest of a ladder of buffers that fits this step's spikes: the first
+    holds a third of the sources' summed ``max_spikes`` (at least 16), the
+    next ones double up to 8 times that sum; more spikes take the exact
+    full-table path. Other projections (dense,
     per-synapse delays, float or batched spikes, subclasses overriding the
     dynamics), and all of them when the table is stale inside compiled code,
     take the per-projection path, where those without delay that share a
@@ -723,6 +751,14 @@ class Network(Module):
         for name, m in modules.items():
             setattr(self, name, m)
 
+    __init__ = _build_fusion_once(__init__)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _build_fusion_once(init)
+
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if isinstance(value, Projection) or name == "fuse":
@@ -741,7 +777,7 @@ class Network(Module):
 
     def _refuse(self) -> None:
         """(Re)build the fused table for the current projections (outside compiled code)."""
-        if CTX.frames:
+        if CTX.frames or self.__dict__.get("_nd_constructing", 0):
             return
         projs = self._fusable()
         if any(isinstance(p.targets._value, jax.core.Tracer) for p in projs):

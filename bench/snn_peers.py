@@ -1,0 +1,438 @@
+"""One spiking network trained by neurodyn, hand-written JAX, spyx and snnTorch, side by side.
+
+Task (issue 17's): spike patterns of 100 inputs x 100 steps (examples/snn_classification.py's
+generator, 10 classes, 4096 training and 1024 test samples), Linear(100, 256) -> Leaky LIF
+(beta 0.9, threshold 1, subtractive reset, detached, fast-sigmoid surrogate with slope 10)
+-> Linear(256, 10) -> leaky readout ``V <- 0.9 V + I``; logits are the readout averaged over
+time; cross-entropy, Adam(1e-3), batch 128, the same batch order (seeded permutation per epoch).
+
+Every system runs in its own process (so peak RSS is its own) from the same initial weights
+(written by the parent), and first computes the gradient of the loss on the first batch: the
+parent checks that every system's gradient equals hand-written JAX's, which proves the models
+are the same. Then it trains ``--epochs`` epochs, blocking on each before reading the clock.
+
+Systems: ``nd`` (neurodyn Trainer, default: whole-epoch calls from device-resident data),
+``nd-step`` (``steps_per_call=1``: one host batch per call, the previous default), ``jax``
+(jit + lax.scan + optax, one call per batch, batches sliced on the host), ``jax-epoch``
+(the same with the whole epoch in one jitted scan), and ``spyx`` (1.0, flax nnx; run by
+``--peer-python``, a separate environment). spyx's ``LIF`` emits ``H(V[t-1] - thr)``, the
+spike one step later than snnTorch's convention, and does not detach its reset, so its
+gradient is checked against hand-written JAX in its own convention. snnTorch is not
+included: the only torch wheel reachable here needs CUDA libraries (it fails to import).
+
+``--malloc`` runs every system with ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
+raised (see bench/README.md); ``--malloc both`` runs each twice.
+
+Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax] [--malloc off|on|both]``;
+``--same-process`` times nd, nd-step, jax and jax-epoch in one process instead, alternating
+epochs (``--epochs`` rounds), which is the better comparison on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+N_IN, N_STEPS, N_HID, N_OUT = 100, 100, 256, 10
+BETA, BETA_OUT, THR, SLOPE, LR, BS = 0.9, 0.9, 1.0, 10.0, 1e-3, 128
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
+
+def make_data(n_train: int, n_test: int):
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import snn_classification as ex
+    patterns = ex.make_patterns(N_OUT, N_IN, N_STEPS, rate_hz=20.0, seed=0)
+    x, y = ex.make_data(patterns, n_train, N_IN, N_STEPS, seed=1)
+    xt, yt = ex.make_data(patterns, n_test, N_IN, N_STEPS, seed=2)
+    return x, y, xt, yt
+
+
+def orders(n: int, epochs: int):
+    # neurodyn's Trainer order: np.random.default_rng([seed, epoch]).permutation(n), seed 0
+    return [np.random.default_rng([0, e]).permutation(n) for e in range(epochs)]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the systems (each run in a child process) -------------------------------------------------------
+def timed_epochs(epoch, n, epochs):
+    """Run ``epoch(order)`` (returns the epoch's mean loss, blocked on) for each epoch's order."""
+    times, losses = [], []
+    for order in orders(n, epochs):
+        t0 = time.perf_counter()
+        losses.append(epoch(order))
+        times.append(time.perf_counter() - t0)
+    return times, losses
+
+
+def setup_jax(params, x, y, whole_epoch):
+    """Hand-written JAX: (gradient on the first batch, epoch(order) -> mean loss, accuracy(x, y))."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    @jax.custom_vjp
+    def spike(v):
+        return (v >= 0).astype(v.dtype)
+
+    spike.defvjp(lambda v: (spike(v), v), lambda v, g: (g / (1 + SLOPE * jnp.abs(v)) ** 2,))
+
+    def forward(p, xb):
+        xs = jnp.swapaxes(xb.astype(jnp.float32), 0, 1)
+
+        def step(c, x_t):
+            v, s, o = c
+            v = BETA * v + x_t @ p["w1"] + p["b1"] - jax.lax.stop_gradient(s) * THR
+            s = spike(v - THR)
+            o = BETA_OUT * o + s @ p["w2"] + p["b2"]
+            return (v, s, o), o
+
+        B = xb.shape[0]
+        init = (jnp.zeros((B, N_HID)), jnp.zeros((B, N_HID)), jnp.zeros((B, N_OUT)))
+        return jax.lax.scan(step, init, xs)[1].mean(0)
+
+    def loss_fn(p, xb, yb):
+        return optax.softmax_cross_entropy_with_integer_labels(forward(p, xb), yb).mean()
+
+    tx = optax.adam(LR)
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    grads = {k: np.asarray(v) for k, v in jax.grad(loss_fn)(p, x[:BS], y[:BS]).items()}
+    st = {"p": p, "s": tx.init(p)}
+
+    def train_step(p, s, xb, yb):
+        loss, g = jax.value_and_grad(loss_fn)(p, xb, yb)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, loss
+
+    step = jax.jit(train_step)
+
+    @jax.jit
+    def epoch_fn(p, s, xd, yd, idx):
+        def body(c, i):
+            p, s, loss = train_step(c[0], c[1], xd[i], yd[i])
+            return (p, s), loss
+        (p, s), losses = jax.lax.scan(body, (p, s), idx)
+        return p, s, losses
+
+    nb = len(x) // BS
+
+    def epoch(order):
+        if whole_epoch:
+            xd, yd = jax.device_put(x), jax.device_put(y)  # once per epoch, as the Trainer does per fit
+            st["p"], st["s"], ls = epoch_fn(st["p"], st["s"], xd, yd, order[:nb * BS].reshape(nb, BS))
+        else:
+            ls = []
+            for k in range(nb):
+                idx = order[k * BS:(k + 1) * BS]
+                st["p"], st["s"], l = step(st["p"], st["s"], x[idx], y[idx])
+                ls.append(l)
+        return float(np.mean(jax.device_get(ls)))
+
+    def accuracy(xt, yt):
+        return float(np.mean(np.asarray(jax.jit(forward)(st["p"], xt)).argmax(-1) == yt))
+
+    return grads, epoch, accuracy
+
+
+def setup_nd(params, x, y, steps_per_call):
+    """neurodyn: nn.Sequential of the discrete layers and the Trainer."""
+    sys.path.insert(0, ROOT)
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import neurodyn as nd
+    from neurodyn import nn, optim, surrogate
+
+    net = nn.Sequential(nn.Linear(N_IN, N_HID), nn.Leaky(N_HID, beta=BETA, spike_fn=surrogate.FastSigmoid(SLOPE)),
+                        nn.Linear(N_HID, N_OUT), nn.LeakyIntegrator(N_OUT, beta=BETA_OUT))
+    names = {"w1": "layers.0.weight", "b1": "layers.0.bias", "w2": "layers.2.weight", "b2": "layers.2.bias"}
+    for key, name in names.items():
+        net.get(name).value = jnp.asarray(params[key])
+
+    def loss_fn(model, batch):
+        xb, yb = batch
+        V = nd.for_loop(model, jnp.swapaxes(xb.astype(jnp.float32), 0, 1))
+        return optax.softmax_cross_entropy_with_integer_labels(V.mean(0), yb).mean()
+
+    net.reset_state(BS)
+    g = nd.grad(lambda b: loss_fn(net, b), grad_vars=net.train_vars())((x[:BS], y[:BS]))
+    grads = {key: np.asarray(g[name]) for key, name in names.items()}
+    trainer = nd.Trainer(net, loss_fn, optim.Adam(LR), progress_bar=False, steps_per_call=steps_per_call)
+
+    def epoch(order):  # the Trainer draws the same order itself (seed 0, its epoch counter)
+        trainer.fit((x, y), epochs=1, batch_size=BS, seed=0, drop_last=True)
+        jax.block_until_ready(net.get(names["w1"]).value)
+        return trainer.history["loss"][-1]
+
+    def accuracy(xt, yt):
+        net.reset_state(len(xt))
+        V = nd.for_loop(net, jnp.swapaxes(jnp.asarray(xt, jnp.float32), 0, 1))
+        return float(np.mean(np.asarray(V.mean(0)).argmax(-1) == yt))
+
+    return grads, epoch, accuracy
+
+
+def run_setup(setup, x, xt, yt, epochs):
+    grads, epoch, accuracy = setup
+    times, losses = timed_epochs(epoch, len(x), epochs)
+    return grads, times, losses, accuracy(xt, yt)
+
+
+def run_jax(params, x, y, xt, yt, epochs, whole_epoch):
+    return run_setup(setup_jax(params, x, y, whole_epoch), x, xt, yt, epochs)
+
+
+def run_nd(params, x, y, xt, yt, epochs, steps_per_call):
+    return run_setup(setup_nd(params, x, y, steps_per_call), x, xt, yt, epochs)
+
+
+def same_process(params, data, rounds):
+    """neurodyn (both modes) and hand-written JAX (both) in one process, alternating epochs."""
+    x, y, _, _ = data
+    setups = {"nd": setup_nd(params, x, y, None), "nd-step": setup_nd(params, x, y, 1),
+              "jax": setup_jax(params, x, y, False), "jax-epoch": setup_jax(params, x, y, True)}
+    times = {k: [] for k in setups}
+    for r, order in enumerate(orders(len(x), rounds)):
+        names = list(setups) if r % 2 == 0 else list(setups)[::-1]
+        for k in names:
+            t0 = time.perf_counter()
+            setups[k][1](order)
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def run_system(system, params, data, epochs):
+    x, y, xt, yt = data
+    if system == "jax":
+        return run_jax(params, x, y, xt, yt, epochs, False)
+    if system == "jax-epoch":
+        return run_jax(params, x, y, xt, yt, epochs, True)
+    if system == "nd":
+        return run_nd(params, x, y, xt, yt, epochs, None)
+    if system == "nd-step":
+        return run_nd(params, x, y, xt, yt, epochs, 1)
+    if system == "spyx":
+        return run_spyx_train(params, x, y, xt, yt, epochs)
+    raise ValueError(f"unknown system {system!r}")
+
+
+def run_spyx_train(params, x, y, xt, yt, epochs):
+    import jax
+    import jax.numpy as jnp
+    import optax
+    import spyx
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.fc1 = nnx.Linear(N_IN, N_HID, rngs=rngs)
+            self.lif = spyx.nn.LIF((N_HID,), beta=BETA, threshold=THR, activation=spyx.axn.superspike(SLOPE),
+                                   rngs=rngs)
+            self.fc2 = nnx.Linear(N_HID, N_OUT, rngs=rngs)
+            self.li = spyx.nn.LI((N_OUT,), beta=BETA_OUT, rngs=rngs)
+
+        def __call__(self, xb):  # (batch, time, in)
+            def step(c, x_t):
+                v, o = c
+                s, v = self.lif(self.fc1(x_t), v)
+                out, o = self.li(self.fc2(s), o)
+                return (v, o), out
+            B = xb.shape[0]
+            init = (self.lif.initial_state(B), self.li.initial_state(B))
+            return jax.lax.scan(step, init, jnp.swapaxes(xb.astype(jnp.float32), 0, 1))[1].mean(0)
+
+    net = Net(nnx.Rngs(0))
+    net.fc1.kernel.value, net.fc1.bias.value = jnp.asarray(params["w1"]), jnp.asarray(params["b1"])
+    net.fc2.kernel.value, net.fc2.bias.value = jnp.asarray(params["w2"]), jnp.asarray(params["b2"])
+    graphdef, state = nnx.split(net)
+
+    def loss_fn(st, xb, yb):
+        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, st)(xb), yb).mean()
+
+    def linear_only(g):  # spyx's beta is a parameter; keep it fixed, as in the other systems
+        return jax.tree_util.tree_map_with_path(
+            lambda path, v: v if any(getattr(k, "key", None) in ("fc1", "fc2") for k in path) else jnp.zeros_like(v), g)
+
+    g = jax.grad(loss_fn)(state, x[:BS], y[:BS])
+    grads = {"w1": g["fc1"]["kernel"].value, "b1": g["fc1"]["bias"].value,
+             "w2": g["fc2"]["kernel"].value, "b2": g["fc2"]["bias"].value}
+    ref = jax_grads(params, x[:BS], y[:BS], spyx_convention=True)
+    tx = optax.adam(LR)
+    opt = tx.init(state)
+
+    @jax.jit
+    def step(st, o, xb, yb):
+        loss, gr = jax.value_and_grad(loss_fn)(st, xb, yb)
+        u, o = tx.update(linear_only(gr), o, st)
+        return optax.apply_updates(st, u), o, loss
+
+    times, losses = [], []
+    for order in orders(len(x), epochs):
+        t0 = time.perf_counter()
+        ls = []
+        for k in range(len(x) // BS):
+            idx = order[k * BS:(k + 1) * BS]
+            state, opt, l = step(state, opt, x[idx], y[idx])
+            ls.append(l)
+        ls = np.asarray(jax.device_get(ls))
+        times.append(time.perf_counter() - t0)
+        losses.append(float(ls.mean()))
+    logits = jax.jit(lambda st, xb: nnx.merge(graphdef, st)(xb))(state, xt)
+    acc = float(np.mean(np.asarray(logits).argmax(-1) == yt))
+    return {k: np.asarray(v) for k, v in grads.items()}, times, losses, acc, ref
+
+
+def jax_grads(params, xb, yb, spyx_convention=False):
+    """Hand-written gradients; spyx's LIF emits ``H(V[t-1] - thr)`` (the spike one step later) and
+    does not detach its reset."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    @jax.custom_vjp
+    def spike(v):
+        return (v >= 0).astype(v.dtype)
+
+    spike.defvjp(lambda v: (spike(v), v), lambda v, g: (g / (1 + SLOPE * jnp.abs(v)) ** 2,))
+
+    def loss_fn(p):
+        def step(c, x_t):
+            v, s, o = c
+            if spyx_convention:
+                s = spike(v - THR)
+                v = BETA * v + x_t @ p["w1"] + p["b1"] - s * THR
+            else:
+                v = BETA * v + x_t @ p["w1"] + p["b1"] - jax.lax.stop_gradient(s) * THR
+                s = spike(v - THR)
+            o = BETA_OUT * o + s @ p["w2"] + p["b2"]
+            return (v, s, o), o
+        B = xb.shape[0]
+        init = (jnp.zeros((B, N_HID)), jnp.zeros((B, N_HID)), jnp.zeros((B, N_OUT)))
+        logits = jax.lax.scan(step, init, jnp.swapaxes(jnp.asarray(xb, jnp.float32), 0, 1))[1].mean(0)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    g = jax.grad(loss_fn)({k: jnp.asarray(v) for k, v in params.items()})
+    return {k: np.asarray(v) for k, v in g.items()}
+
+
+def child(args):
+    params = dict(np.load(args.params))
+    data = make_data(args.n_train, args.n_test)
+    if args.system == "same-process":
+        print(json.dumps(same_process(params, data, args.epochs)))
+        return
+    t0 = time.perf_counter()
+    grads, times, losses, acc, *ref = run_system(args.system, params, data, args.epochs)
+    np.savez(args.out, **{k: np.asarray(v) for k, v in grads.items()},
+             **{f"ref_{k}": np.asarray(v) for k, v in (ref[0] if ref else {}).items()})
+    print(json.dumps({"times": times, "losses": losses, "acc": acc, "rss_mb": peak_rss_mb(),
+                      "total_s": time.perf_counter() - t0}))
+
+
+# -- the parent -----------------------------------------------------------------------------------
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--systems", default="jax,nd,nd-step,jax-epoch,spyx")
+    p.add_argument("--malloc", choices=["off", "on", "both"], default="both")
+    p.add_argument("--n-train", type=int, default=4096)
+    p.add_argument("--n-test", type=int, default=1024)
+    p.add_argument("--same-process", action="store_true",
+                   help="instead: nd, nd-step, jax and jax-epoch in one process, alternating --epochs rounds")
+    p.add_argument("--peer-python", default="/work/venv-ml-peers/bin/python",
+                   help="interpreter for spyx and snnTorch (a separate environment)")
+    p.add_argument("--system", help=argparse.SUPPRESS)
+    p.add_argument("--params", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.system:
+        return child(args)
+
+    import jax
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.normal(0, 1 / np.sqrt(N_IN), (N_IN, N_HID)).astype(np.float32) * 3,
+              "b1": np.zeros(N_HID, np.float32),
+              "w2": rng.normal(0, 1 / np.sqrt(N_HID), (N_HID, N_OUT)).astype(np.float32),
+              "b2": np.zeros(N_OUT, np.float32)}
+    tmp = tempfile.mkdtemp(prefix="snn_peers_")
+    pfile = os.path.join(tmp, "params.npz")
+    np.savez(pfile, **params)
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; {args.n_train} samples, "
+          f"batch {BS}, {N_STEPS} steps, {N_IN}-{N_HID}-{N_OUT}; {args.epochs} epochs per system, each in its "
+          f"own process")
+    mallocs = {"off": [False], "on": [True], "both": [False, True]}[args.malloc]
+    if args.same_process:
+        for malloc in mallocs:
+            env = dict(os.environ, PYTHONPATH=ROOT, **(MALLOC_ENV if malloc else {}))
+            cmd = [sys.executable, os.path.abspath(__file__), "--system", "same-process", "--params", pfile,
+                   "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", str(args.n_test)]
+            times = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                              check=True).stdout.strip().splitlines()[-1])
+            print(f"one process, {args.epochs} alternating rounds{' +malloc' if malloc else ''} "
+                  "(first round includes compilation):")
+            ref_med, ref_min = statistics.median(times["jax"][1:]), min(times["jax"][1:])
+            for k, t in times.items():
+                med, lo = statistics.median(t[1:]), min(t[1:])
+                print(f"{k:>12}: first {t[0]:.2f} s, median {med:.3f} s ({med / ref_med:.3f}x jax), "
+                      f"min {lo:.3f} s ({lo / ref_min:.3f}x jax)  {[round(v, 2) for v in t]}", flush=True)
+        return
+    results, ref_grads = [], None
+    for system in args.systems.split(","):
+        for malloc in mallocs:
+            peer = system == "spyx"
+            py = args.peer_python if peer else sys.executable
+            if not os.path.exists(py):
+                print(f"{system}: skipped ({py} not found)")
+                break
+            out = os.path.join(tmp, f"{system}-{int(malloc)}.npz")
+            # the peer environment borrows this one's jax/optax (same versions for everyone)
+            path = ROOT + (os.pathsep + os.pathsep.join(p for p in sys.path if p.endswith("site-packages"))
+                           if peer else "")
+            env = dict(os.environ, PYTHONPATH=path, **(MALLOC_ENV if malloc else {}))
+            cmd = [py, os.path.abspath(__file__), "--system", system, "--params", pfile, "--out", out,
+                   "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", str(args.n_test)]
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"{system}: failed ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode})")
+                break
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            g = dict(np.load(out))
+            own_ref = {k[4:]: v for k, v in g.items() if k.startswith("ref_")}
+            g = {k: v for k, v in g.items() if not k.startswith("ref_")}
+            res.update(system=system + (" +malloc" if malloc else ""), grads=g, ref=own_ref or None)
+            results.append(res)
+            t = res["times"]
+            print(f"{res['system']:>24}: first epoch {t[0]:.2f} s, median epoch {statistics.median(t[1:] or t):.3f} s "
+                  f"(min {min(t[1:] or t):.3f}), "
+                  f"peak RSS {res['rss_mb']:.0f} MB, test acc {res['acc']:.3f}, losses "
+                  f"{[round(l, 4) for l in res['losses']]}", flush=True)
+    ref = next((r for r in results if r["system"] == "jax"), None)
+    if ref is None:
+        return
+    base = statistics.median(ref["times"][1:] or ref["times"])
+    print("\nsystem, median epoch / hand-written JAX's (same malloc setting first), max relative gradient "
+          "difference vs hand-written JAX (spyx: vs hand-written JAX in spyx's convention)")
+    for r in results:
+        rg = r["ref"] or ref["grads"]
+        diff = max(float(np.max(np.abs(r["grads"][k] - rg[k])) / (np.max(np.abs(rg[k])) + 1e-12)) for k in rg)
+        m = statistics.median(r["times"][1:] or r["times"])
+        lo = min(r["times"][1:] or r["times"]) / min(ref["times"][1:] or ref["times"])
+        print(f"{r['system']:>24}: {m / base:.3f}x (min/min {lo:.3f}x)   grad diff {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

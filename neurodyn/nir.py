@@ -1,0 +1,16 @@
+"""NIR (Neuromorphic Intermediate Representation) export and import.
+
+Needs the optional ``nir`` package (``pip install 'neurodyn[nir]'``).
+:func:`export` turns a model of discrete spiking layers into a
+``nir.NIRGraph``; :func:`load` runs a NIR graph as a neurodyn module, one
+step of ``dt`` per call. Continuous NIR nodes map to discrete layers by
+forward Euler: ``beta = 1 - dt / tau``.
+
+Example:
+    >>> graph = nd.nir.export(net, dt=1.0)
+    >>> again = nd.nir.load(graph)
+"""
+
+from ._nir import NIRModule, export, load
+
+__all__ = ["export", "load", "NIRModule"]
