@@ -31,6 +31,13 @@ spikes emitted in the same step are simultaneous for the rule (as in Brian2 with
 a zero delay, where ``on_pre`` runs in the step of the spike). NEST's
 ``stdp_synapse`` treats the delay as dendritic instead, which shifts the STDP
 window by the delay. Per-synapse delays are refused with plasticity.
+
+Cost: spikes are taken in batches of ``proj.max_spikes`` (presynaptic) and
+``proj.max_post_spikes`` (postsynaptic; both default to max(8, 0.25% of the
+group); set the attributes to change them) inside a ``lax.while_loop`` that
+updates the weights in place. When the weights or a rule parameter are
+``TrainVar`` s, a conditional replaces the loop so that ``nd.grad`` can pass;
+it copies the weights once per step (slower, same numbers).
 """
 
 from __future__ import annotations
