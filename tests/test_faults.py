@@ -578,3 +578,20 @@ def test_small_input_checks():
             return x
 
     assert OnlyForward().update(3.) == 3.
+
+
+def test_timed_input_plays_at_its_own_time_base_under_another_dt():
+    lif = nn.LIF(2)
+    with nd.context(dt=0.1):
+        stim = nn.TimedInput(lif, jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    assert stim.rows_dt == 0.1
+    rows = []
+    with nd.context(dt=0.05):
+        for i in range(7):
+            with nd.context(i=i):
+                rows.append(np.asarray(stim._current(None)))
+    # each 0.1 ms row is held for two 0.05 ms steps; after the last row the stimulus has ended
+    np.testing.assert_array_equal(np.stack(rows)[:, 0], [1, 1, 3, 3, 5, 5, 0])
+    with pytest.raises(ValueError, match=r"TimedInput: dt \(the rows' spacing\).*got 0.0"):
+        nn.TimedInput(lif, jnp.ones((3, 2)), dt=0.0)
+    assert list(lif.current_inputs) == [stim.name]

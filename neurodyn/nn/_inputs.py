@@ -108,10 +108,14 @@ class ConstantInput(Module):
 
 
 class TimedInput(Module):
-    """Adds ``currents[nd.share.i]`` to ``target`` every step (a time-varying current).
+    """Adds ``currents[row]`` to ``target`` every step (a time-varying current).
 
-    ``currents`` has one row per step (e.g. from :func:`section_input`); after
-    the last row the current is 0.
+    ``currents`` has one row per ``dt`` ms (e.g. from :func:`section_input`),
+    ``dt`` being ``nd.get_dt()`` when the input is built unless given. A step
+    at time ``t`` uses the row that covers ``t``, so a table built at one dt
+    plays at the right speed under another (rows are held for their
+    duration). After the last row the current is 0: a stimulus ends, unlike a
+    Runner ``'iter'`` input, which must cover the whole run.
 
     Example:
         >>> lif = nn.LIF(10)
@@ -120,22 +124,33 @@ class TimedInput(Module):
         ...     lif.update()
     """
 
-    def __init__(self, target: NeuronGroup, currents: Any, name: str | None = None) -> None:
+    def __init__(self, target: NeuronGroup, currents: Any, name: str | None = None,
+                 dt: float | None = None) -> None:
         if not isinstance(target, NeuronGroup):
             raise TypeError(f"TimedInput: target must be a NeuronGroup, got {type(target).__name__}")
         currents = jnp.asarray(currents, float_dtype())
         if currents.ndim == 0:
             raise ValueError("TimedInput: currents needs a leading time axis (one row per step), got a scalar")
+        rows_dt = get_dt() if dt is None else dt
+        if not (isinstance(rows_dt, (int, float)) and math.isfinite(rows_dt) and rows_dt > 0):
+            raise ValueError(f"TimedInput: dt (the rows' spacing) must be a positive number of ms, got {dt!r}")
+        self.rows_dt = float(rows_dt)
         self.currents = Variable(currents)
         self.name = name or f"timed{len(target.current_inputs)}"
         target.add_input(self.name, self._current)
 
     def _current(self, V: Any) -> jax.Array:
         i = jnp.asarray(_get_shared("i"))
+        step_dt = get_dt()
+        if math.isclose(step_dt, self.rows_dt, rel_tol=1e-9):
+            r = i
+        else:
+            # the row covering the step's time; the epsilon absorbs float error at row edges
+            r = jnp.floor(i * (step_dt / self.rows_dt) + 1e-6).astype(jnp.int32)
         table = self.currents.value
         n = table.shape[0]
-        row = table[jnp.clip(i, 0, n - 1)]
-        return jnp.where((i >= 0) & (i < n), row, jnp.zeros_like(row))
+        row = table[jnp.clip(r, 0, n - 1)]
+        return jnp.where((r >= 0) & (r < n), row, jnp.zeros_like(row))
 
 
 def _freq_prob(cls: str, freq: Any, dt: float) -> Any:
