@@ -178,6 +178,26 @@ def neuron_axis_rule(mesh: Mesh, axes: tuple[str, ...]) -> SpecRule:
     return rule
 
 
+def module_specs(model: Module, mesh: Mesh, axes: tuple[str, ...]) -> dict[str, PartitionSpec]:
+    """Specs that modules ask for their own Variables, by path.
+
+    A module whose Variables have no leading neuron axis (a ring buffer of
+    delayed input laid out ``(slots, neurons)``, a raw PRNG key) defines
+    ``_shard_specs(entry, n) -> {attribute: PartitionSpec}``, ``entry`` being the
+    mesh axes to split neurons over and ``n`` their device count; a user's rule
+    still wins.
+    """
+    entry = axes[0] if len(axes) == 1 else axes
+    n = axis_size(mesh, axes)
+    out: dict[str, PartitionSpec] = {}
+    for mpath, m in model.modules().items():
+        hook = getattr(m, "_shard_specs", None)
+        if callable(hook):
+            for name, spec in hook(entry, n).items():
+                out[f"{mpath}.{name}" if mpath else name] = spec
+    return out
+
+
 def module_placement(model: Module, mesh: Mesh, rule: Any = None, axes: Sequence[str] | str | None = None,
                      where: str = "shard") -> Placement:
     """The placement of every Variable of ``model``: ``rule`` first, then the neuron-axis default."""
@@ -189,9 +209,12 @@ def module_placement(model: Module, mesh: Mesh, rule: Any = None, axes: Sequence
         if a not in mesh.axis_names:
             raise ValueError(f"{where}: axis '{a}' is not an axis of the mesh; expected one of {mesh.axis_names}")
     default = neuron_axis_rule(mesh, tuple(axes))
+    hinted = module_specs(model, mesh, tuple(axes))
     placement = Placement(mesh, model)
     for path, var in model.vars().items():
         spec = spec_from(rule, path, var, where)
+        if spec is None:
+            spec = hinted.get(path)
         if spec is None:
             spec = default(path, var)
         check_spec(mesh, spec, var.shape, f"{where}: Variable '{path}'")

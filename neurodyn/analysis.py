@@ -42,7 +42,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["SpikeTrains", "as_spike_trains", "firing_rates", "population_rate", "spike_counts",
+__all__ = ["SpikeTrains", "as_spike_trains", "firing_rates", "population_rate", "population_rate_monitor",
+           "spike_counts",
            "cv_isi", "fano_factor", "spike_count_correlations", "population_spectrum",
            "synchrony", "summary", "raster", "distributions", "rate_boxplot"]
 
@@ -203,6 +204,36 @@ def population_rate(spikes: Any, *args: Any, bin_ms: float = 1.0) -> tuple[np.nd
     b = b[b < n_bins]
     counts = np.bincount(b, minlength=n_bins)
     return st.t_start + np.arange(n_bins) * bin_ms, counts * (1000.0 / bin_ms / st.n_neurons)
+
+
+def population_rate_monitor(groups: Any) -> Any:
+    """A Runner monitor: the number of spikes of ``groups`` in each step, summed on the device.
+
+    ``groups``: a neuron group (anything with a boolean ``spike`` Variable) or a
+    list of them. The record is one int32 per step instead of one bit per neuron;
+    the population rate in Hz is ``count * 1000 / (dt * n_neurons)``, the same
+    as :func:`population_rate` of the event record with ``bin_ms = dt``.
+
+    Example:
+        >>> runner = nd.Runner(net, monitors={'E_count': analysis.population_rate_monitor(net.E)})
+        >>> runner.run(1000.)
+        >>> rate_hz = runner.mon['E_count'] * 1000. / (runner.dt * net.E.size)
+    """
+    import jax.numpy as jnp  # the statistics above need NumPy only
+
+    gs = list(groups) if isinstance(groups, (list, tuple)) else [groups]
+    if not gs:
+        raise ValueError("population_rate_monitor: expected a neuron group or a non-empty list of groups, got []")
+    for g in gs:
+        spike = getattr(g, "spike", None)
+        if getattr(spike, "ndim", None) is None:
+            raise TypeError(f"population_rate_monitor: expected neuron groups with a 'spike' Variable, "
+                            f"got {type(g).__name__}")
+
+    def count(model: Any) -> Any:
+        return sum(jnp.sum(g.spike.value, dtype=jnp.int32) for g in gs)
+
+    return count
 
 
 def spike_counts(spikes: Any, *args: Any, bin_ms: float = 5.0,

@@ -172,6 +172,30 @@ def check_sharded_coba_same_spikes():
         assert n4.E.V.value.sharding.spec == P("neurons")
 
 
+def check_sharded_microcircuit_same_spikes():
+    import numpy as np
+    import neurodyn as nd
+    from jax.sharding import PartitionSpec as P
+    from neurodyn import models
+
+    def run(mesh):
+        nd.random.seed(2)
+        net = models.PotjansDiesmann2014(scale=0.02, k_scale=0.05, seed=3)
+        runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False, mesh=mesh)
+        runner.run(30.0)
+        return net, np.unpackbits(np.asarray(runner.mon["spikes"]), axis=1, count=net.n_neurons)
+
+    (_, s1), (n4, s4) = run(None), run(4)
+    assert s1.sum() > 50, "the microcircuit should be active"
+    np.testing.assert_array_equal(s4, s1)
+    # 288 L6E neurons split 4 ways; the ring buffer of delayed input split along its neuron
+    # axis (1544 neurons); the table and the PRNG key whole on every device
+    for var, spec in ((n4.L6E.V, P("neurons")), (n4.synapses.buffer, P(None, "neurons")),
+                      (n4.synapses.comb, P()), (n4.poisson.key, P())):
+        s = var.value.sharding
+        assert s.spec == spec and len(s.device_set) == 4, (var, s)
+
+
 def check_shard_function():
     import neurodyn as nd
     from jax.sharding import PartitionSpec as P

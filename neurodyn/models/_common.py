@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from .._environ import get_dt
 from .._module import Module
@@ -205,6 +206,14 @@ class DelayedCurrents(Module):
         self.buffer = Variable(jnp.zeros((R, n), jnp.float32))
         self.pos = Variable(jnp.zeros((), jnp.int32))
 
+    def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, PartitionSpec]:
+        # Under Runner(mesh=...): the ring buffer is split along its neuron axis (axis 1), so
+        # reading the slot due now stays local; the table is replicated, because a spike's
+        # synapses are gathered at arbitrary positions of it.
+        buffer = PartitionSpec(None, entry) if self.n % n_devices == 0 else PartitionSpec()
+        return {"buffer": buffer, "indptr": PartitionSpec(), "comb": PartitionSpec(),
+                "weights": PartitionSpec(), "pos": PartitionSpec()}
+
     def reset_state(self, batch_size: int | None = None) -> None:
         if batch_size is not None:
             raise ValueError("DelayedCurrents: batched state is not supported")
@@ -294,6 +303,10 @@ class PoissonCounts(Module):
         if not 0 <= rate <= self.max_rate:
             raise ValueError(f"PoissonCounts.set_rate: rate must be in [0, {self.max_rate:g}] Hz, got {rate}")
         self.cdf.value = jnp.asarray(self._cdf(rate), jnp.float32)
+
+    def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, PartitionSpec]:
+        # the key is one PRNG state for all neurons (its 4 words are no neuron axis)
+        return {"key": PartitionSpec()}
 
     def reset_state(self, batch_size: int | None = None) -> None:
         pass

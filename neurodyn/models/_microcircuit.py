@@ -105,6 +105,11 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
     with per-synapse delays (8 bytes per synapse). Spikes of step ``t`` arrive at
     ``t + D`` and change V from the next step on.
 
+    Across devices, ``nd.Runner(net, mesh=...)`` gives the same spikes as one device:
+    populations whose size divides by the device count and the ring buffer of delayed
+    input are split along their neurons; the synapse table is replicated on every device
+    (its memory is not divided).
+
     Args:
         scale: fraction of neurons (1.0: 77,169).
         k_scale: fraction of in-degrees (default: ``scale``).

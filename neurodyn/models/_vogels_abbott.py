@@ -44,15 +44,19 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
 
     Drive:
 
-    * ``drive='kick'`` (the original, self-sustained network; COBA only): ``V_rest = -60`` mV
-      and no external input except ``kick_rate`` Hz of Poisson spikes of weight ``w_E`` onto
-      every neuron's excitatory synapse during the first ``kick_ms = 50`` ms; recurrent
-      activity sustains itself afterwards (E 16.9 Hz, I 19.0 Hz over 0.2-1 s, CV of ISIs 1.5). The CUBA network with
-      these weights and 4000 neurons falls silent within 100 ms after any kick (measured),
-      so ``synapse='cuba'`` needs ``drive='constant'``;
-    * ``drive='constant'``: a constant current: for COBA ``R I = I_ext = 20`` mV with
-      ``V_rest = -60`` mV (the common COBA benchmark setting, ~20 Hz); for CUBA the resting
-      potential ``V_rest = -49`` mV above threshold (Brette et al.'s benchmark 2).
+    * ``drive='kick'`` (the original, self-sustained network): no external input except
+      ``kick_rate`` Hz of Poisson spikes of weight ``w_E`` onto every neuron's excitatory
+      synapse during the first ``kick_ms = 50`` ms; recurrent activity sustains itself
+      afterwards. COBA: ``V_rest = -60`` mV (E 16.9 Hz, I 19.0 Hz over 0.2-1 s, CV of ISIs 1.5);
+    * ``drive='constant'``: for COBA a constant current ``R I = I_ext = 20`` mV with
+      ``V_rest = -60`` mV (the common COBA benchmark setting, ~20 Hz).
+
+    CUBA (benchmark 2) keeps its leak reversal ``E_L = V_rest = -49`` mV, above threshold,
+    in both variants, as in Brette et al. (2007) (and PyNN's ``VAbenchmarks.py``, Brian's
+    ``CUBA.py``): that depolarising drift is what sustains its activity, with these weights
+    (``w_E = 0.27 nS x 60 mV``, ``w_I = -4.5 nS x 20 mV`` over a 10 nS leak, in mV) it falls
+    silent at ``V_rest = -60`` mV after any kick. The two CUBA variants thus differ only by
+    the 50 ms kick.
 
     Initial V is uniform between reset and threshold.
 
@@ -62,7 +66,7 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
     J. Comput. Neurosci. 23:349-398.
 
     Example:
-        >>> net = VogelsAbbott2005(synapse='coba', drive='kick')
+        >>> net = VogelsAbbott2005(synapse='coba', drive='kick')  # or synapse='cuba'
         >>> runner = nd.Runner(net, monitors=net.spike_monitor())
         >>> runner.run(1000.)
     """
@@ -71,6 +75,9 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
     #: firing rates (Hz) of the constant-drive COBA network measured across simulators
     #: (Brian2, NEST, BrainPy, neurodyn 0.1; 19.2-21.8 Hz)
     reference_rates_constant_coba = {"E": 20.0, "I": 20.0}
+    #: firing rates (Hz) of the CUBA network (benchmark 2, 4000 neurons, 0.1-1 s): Brian2 2.9.0
+    #: with the same equations (exact integration, two seeds) 5.6-5.7 Hz, neurodyn 5.3-6.1 Hz
+    reference_rates_cuba = {"E": 5.6, "I": 5.6}
 
     def __init__(self, synapse: str = "coba", drive: str = "kick", scale: float = 1.0,
                  I_ext: float = 20.0, kick_rate: float = 200.0, kick_ms: float = 50.0, seed: int = 0) -> None:
@@ -80,14 +87,10 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
             raise ValueError(f"VogelsAbbott2005: drive must be 'kick' or 'constant', got {drive!r}")
         if not 0.05 <= scale <= 10:
             raise ValueError(f"VogelsAbbott2005: scale must be in [0.05, 10], got {scale}")
-        if synapse == "cuba" and drive == "kick":
-            raise ValueError("VogelsAbbott2005: the CUBA network (benchmark 2) does not sustain its activity "
-                             "after a kick at V_rest = -60 mV; use drive='constant' (V_rest = -49 mV, as in "
-                             "Brette et al. 2007)")
         self.synapse, self.drive, self.scale = synapse, drive, float(scale)
         n_e, n_i = int(round(3200 * scale)), int(round(800 * scale))
         p = min(1.0, 0.02 / scale)
-        V_rest = -49.0 if (synapse == "cuba" and drive == "constant") else -60.0
+        V_rest = -49.0 if synapse == "cuba" else -60.0
         lif = dict(V_rest=V_rest, V_reset=-60.0, V_th=-50.0, tau=20.0, tau_ref=5.0,
                    V_initializer=nn.Uniform(-60.0, -50.0))
         self.E = nn.LIF(n_e, **lif)
