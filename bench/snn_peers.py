@@ -17,13 +17,19 @@ Systems: ``nd`` (neurodyn Trainer, default: whole-epoch calls from device-reside
 (the same with the whole epoch in one jitted scan), and ``spyx`` (1.0, flax nnx; run by
 ``--peer-python``, a separate environment). spyx's ``LIF`` emits ``H(V[t-1] - thr)``, the
 spike one step later than snnTorch's convention, and does not detach its reset, so its
-gradient is checked against hand-written JAX in its own convention. snnTorch is not
-included: the only torch wheel reachable here needs CUDA libraries (it fails to import).
+gradient is checked against hand-written JAX in its own convention. ``snntorch`` (1.0, torch CPU,
+2 threads) is the model as snnTorch users write it: ``snn.Leaky`` (its default subtractive,
+detached reset from the previous step's membrane, ``surrogate.fast_sigmoid``) and a readout
+``snn.Leaky(reset_mechanism="none")``, a Python loop over time, ``torch.optim.Adam``, from the same
+weights (transposed into ``nn.Linear``) and batch order; ``snntorch-compile`` is the same module
+under ``torch.compile``: its first call's compilation is reported apart from the epochs (the first
+epoch still holds one recompilation, reported too, as does the test-set call). Both are run by
+``--peer-python`` and checked against hand-written JAX in snnTorch's (= the usual) convention.
 
 ``--malloc`` runs every system with ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 raised (see bench/README.md); ``--malloc both`` runs each twice.
 
-Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax] [--malloc off|on|both]``;
+Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax,snntorch] [--malloc off|on|both]``;
 ``--same-process`` times nd, nd-step, jax and jax-epoch in one process instead, alternating
 epochs (``--epochs`` rounds), which is the better comparison on a loaded machine.
 """
@@ -303,8 +309,9 @@ def run_snntorch_train(params, x, y, xt, yt, epochs, compiled):
     """snnTorch 1.0 as its users write it: ``snn.Leaky`` layers in a module, a Python loop over time,
     ``torch.optim.Adam``; ``compiled`` wraps the module in ``torch.compile``. The gradient call on the
     first batch goes through the (compiled) module, so for ``compiled`` it includes the compilation
-    and is reported as ``compile_s``; the accuracy call (no grad, batch of the test set) compiles
-    again and is reported as ``eval_s``."""
+    (``compile_s``); the first training step compiles again (``first_step_s``, counted in the first
+    epoch: the state buffer ``reset_mem`` reuses now requires grad, failing a guard), and so does the
+    accuracy call (no grad, the test set as one batch; ``eval_s``)."""
     import torch
     import snntorch as snn
     from snntorch import surrogate as snn_surrogate
@@ -347,22 +354,28 @@ def run_snntorch_train(params, x, y, xt, yt, epochs, compiled):
     grads = {k: v.detach().numpy().copy() for k, v in grads.items()}
     ref = jax_grads(params, x[:BS], y[:BS])
 
+    first_step = []
+
     def epoch(order):
         ls = []
         for k in range(len(x) // BS):
+            t0 = time.perf_counter()
             idx = torch.from_numpy(order[k * BS:(k + 1) * BS])
             opt.zero_grad()
             loss = loss_fn(model(X[idx]), Y[idx])
             loss.backward()
             opt.step()
             ls.append(loss.detach())
+            if not first_step:
+                first_step.append(time.perf_counter() - t0)
         return float(torch.stack(ls).mean())
 
     times, losses = timed_epochs(epoch, len(x), epochs)
     t0 = time.perf_counter()
     with torch.no_grad():
         acc = float((model(torch.from_numpy(xt.astype(np.float32))).argmax(-1).numpy() == yt).mean())
-    extra = {"compile_s": compile_s, "eval_s": time.perf_counter() - t0} if compiled else {}
+    extra = ({"compile_s": compile_s, "first_step_s": first_step[0], "eval_s": time.perf_counter() - t0}
+             if compiled else {})
     return grads, times, losses, acc, ref, extra
 
 
@@ -486,8 +499,9 @@ def main():
             res.update(system=system + (" +malloc" if malloc else ""), grads=g, ref=own_ref or None)
             results.append(res)
             t = res["times"]
-            compiled = (f" (after compiling: first call {res['compile_s']:.1f} s; test-set call, compiling "
-                        f"again, {res['eval_s']:.1f} s)" if "compile_s" in res else "")
+            compiled = (f" (after compiling: first call {res['compile_s']:.1f} s; the epoch's first step, "
+                        f"compiling again, {res['first_step_s']:.1f} s; test-set call, compiling again, "
+                        f"{res['eval_s']:.1f} s)" if "compile_s" in res else "")
             print(f"{res['system']:>24}: first epoch {t[0]:.2f} s{compiled}, median epoch "
                   f"{statistics.median(t[1:] or t):.3f} s (min {min(t[1:] or t):.3f}), "
                   f"peak RSS {res['rss_mb']:.0f} MB, test acc {res['acc']:.3f}, losses "
