@@ -17,13 +17,19 @@ Systems: ``nd`` (neurodyn Trainer, default: whole-epoch calls from device-reside
 (the same with the whole epoch in one jitted scan), and ``spyx`` (1.0, flax nnx; run by
 ``--peer-python``, a separate environment). spyx's ``LIF`` emits ``H(V[t-1] - thr)``, the
 spike one step later than snnTorch's convention, and does not detach its reset, so its
-gradient is checked against hand-written JAX in its own convention. snnTorch is not
-included: the only torch wheel reachable here needs CUDA libraries (it fails to import).
+gradient is checked against hand-written JAX in its own convention. ``snntorch`` (1.0, torch CPU,
+2 threads) is the model as snnTorch users write it: ``snn.Leaky`` (its default subtractive,
+detached reset from the previous step's membrane, ``surrogate.fast_sigmoid``) and a readout
+``snn.Leaky(reset_mechanism="none")``, a Python loop over time, ``torch.optim.Adam``, from the same
+weights (transposed into ``nn.Linear``) and batch order; ``snntorch-compile`` is the same module
+under ``torch.compile``: its first call's compilation is reported apart from the epochs (the first
+epoch still holds one recompilation, reported too, as does the test-set call). Both are run by
+``--peer-python`` and checked against hand-written JAX in snnTorch's (= the usual) convention.
 
 ``--malloc`` runs every system with ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 raised (see bench/README.md); ``--malloc both`` runs each twice.
 
-Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax] [--malloc off|on|both]``;
+Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax,snntorch] [--malloc off|on|both]``;
 ``--same-process`` times nd, nd-step, jax and jax-epoch in one process instead, alternating
 epochs (``--epochs`` rounds), which is the better comparison on a loaded machine.
 """
@@ -46,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 N_IN, N_STEPS, N_HID, N_OUT = 100, 100, 256, 10
 BETA, BETA_OUT, THR, SLOPE, LR, BS = 0.9, 0.9, 1.0, 10.0, 1e-3, 128
+PEER_SYSTEMS = ("spyx", "snntorch", "snntorch-compile")  # run by --peer-python
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
@@ -227,6 +234,8 @@ def run_system(system, params, data, epochs):
         return run_nd(params, x, y, xt, yt, epochs, 1)
     if system == "spyx":
         return run_spyx_train(params, x, y, xt, yt, epochs)
+    if system in ("snntorch", "snntorch-compile"):
+        return run_snntorch_train(params, x, y, xt, yt, epochs, system == "snntorch-compile")
     raise ValueError(f"unknown system {system!r}")
 
 
@@ -296,6 +305,80 @@ def run_spyx_train(params, x, y, xt, yt, epochs):
     return {k: np.asarray(v) for k, v in grads.items()}, times, losses, acc, ref
 
 
+def run_snntorch_train(params, x, y, xt, yt, epochs, compiled):
+    """snnTorch 1.0 as its users write it: ``snn.Leaky`` layers in a module, a Python loop over time,
+    ``torch.optim.Adam``; ``compiled`` wraps the module in ``torch.compile``. The gradient call on the
+    first batch goes through the (compiled) module, so for ``compiled`` it includes the compilation
+    (``compile_s``); the first training step compiles again (``first_step_s``, counted in the first
+    epoch: the state buffer ``reset_mem`` reuses now requires grad, failing a guard), and so does the
+    accuracy call (no grad, the test set as one batch; ``eval_s``)."""
+    import torch
+    import snntorch as snn
+    from snntorch import surrogate as snn_surrogate
+
+    torch.set_num_threads(2)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = torch.nn.Linear(N_IN, N_HID)
+            # snnTorch's default reset: by subtraction, from the previous step's membrane, detached
+            self.lif = snn.Leaky(beta=BETA, threshold=THR, spike_grad=snn_surrogate.fast_sigmoid(slope=SLOPE))
+            self.fc2 = torch.nn.Linear(N_HID, N_OUT)
+            self.li = snn.Leaky(beta=BETA_OUT, reset_mechanism="none")  # readout V <- beta V + I
+
+        def forward(self, xb):  # (batch, time, in)
+            mem1, mem2 = self.lif.reset_mem(), self.li.reset_mem()
+            out = []
+            for t in range(xb.shape[1]):
+                spk1, mem1 = self.lif(self.fc1(xb[:, t]), mem1)
+                _, mem2 = self.li(self.fc2(spk1), mem2)
+                out.append(mem2)
+            return torch.stack(out).mean(0)
+
+    net = Net()
+    with torch.no_grad():
+        for layer, w, b in ((net.fc1, "w1", "b1"), (net.fc2, "w2", "b2")):
+            layer.weight.copy_(torch.from_numpy(params[w].T.copy()))
+            layer.bias.copy_(torch.from_numpy(params[b]))
+    model = torch.compile(net) if compiled else net
+    X, Y = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    loss_fn = torch.nn.functional.cross_entropy
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+
+    t0 = time.perf_counter()
+    loss_fn(model(X[:BS]), Y[:BS]).backward()
+    compile_s = time.perf_counter() - t0
+    grads = {"w1": net.fc1.weight.grad.T, "b1": net.fc1.bias.grad,
+             "w2": net.fc2.weight.grad.T, "b2": net.fc2.bias.grad}
+    grads = {k: v.detach().numpy().copy() for k, v in grads.items()}
+    ref = jax_grads(params, x[:BS], y[:BS])
+
+    first_step = []
+
+    def epoch(order):
+        ls = []
+        for k in range(len(x) // BS):
+            t0 = time.perf_counter()
+            idx = torch.from_numpy(order[k * BS:(k + 1) * BS])
+            opt.zero_grad()
+            loss = loss_fn(model(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+            ls.append(loss.detach())
+            if not first_step:
+                first_step.append(time.perf_counter() - t0)
+        return float(torch.stack(ls).mean())
+
+    times, losses = timed_epochs(epoch, len(x), epochs)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        acc = float((model(torch.from_numpy(xt.astype(np.float32))).argmax(-1).numpy() == yt).mean())
+    extra = ({"compile_s": compile_s, "first_step_s": first_step[0], "eval_s": time.perf_counter() - t0}
+             if compiled else {})
+    return grads, times, losses, acc, ref, extra
+
+
 def jax_grads(params, xb, yb, spyx_convention=False):
     """Hand-written gradients; spyx's LIF emits ``H(V[t-1] - thr)`` (the spike one step later) and
     does not detach its reset."""
@@ -340,14 +423,14 @@ def child(args):
     np.savez(args.out, **{k: np.asarray(v) for k, v in grads.items()},
              **{f"ref_{k}": np.asarray(v) for k, v in (ref[0] if ref else {}).items()})
     print(json.dumps({"times": times, "losses": losses, "acc": acc, "rss_mb": peak_rss_mb(),
-                      "total_s": time.perf_counter() - t0}))
+                      "total_s": time.perf_counter() - t0, **(ref[1] if len(ref) > 1 else {})}))
 
 
 # -- the parent -----------------------------------------------------------------------------------
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--systems", default="jax,nd,nd-step,jax-epoch,spyx")
+    p.add_argument("--systems", default="jax,nd,nd-step,jax-epoch,spyx,snntorch,snntorch-compile")
     p.add_argument("--malloc", choices=["off", "on", "both"], default="both")
     p.add_argument("--n-train", type=int, default=4096)
     p.add_argument("--n-test", type=int, default=1024)
@@ -393,7 +476,7 @@ def main():
     results, ref_grads = [], None
     for system in args.systems.split(","):
         for malloc in mallocs:
-            peer = system == "spyx"
+            peer = system in PEER_SYSTEMS
             py = args.peer_python if peer else sys.executable
             if not os.path.exists(py):
                 print(f"{system}: skipped ({py} not found)")
@@ -416,19 +499,29 @@ def main():
             res.update(system=system + (" +malloc" if malloc else ""), grads=g, ref=own_ref or None)
             results.append(res)
             t = res["times"]
-            print(f"{res['system']:>24}: first epoch {t[0]:.2f} s, median epoch {statistics.median(t[1:] or t):.3f} s "
-                  f"(min {min(t[1:] or t):.3f}), "
+            compiled = (f" (after compiling: first call {res['compile_s']:.1f} s; the epoch's first step, "
+                        f"compiling again, {res['first_step_s']:.1f} s; test-set call, compiling again, "
+                        f"{res['eval_s']:.1f} s)" if "compile_s" in res else "")
+            print(f"{res['system']:>24}: first epoch {t[0]:.2f} s{compiled}, median epoch "
+                  f"{statistics.median(t[1:] or t):.3f} s (min {min(t[1:] or t):.3f}), "
                   f"peak RSS {res['rss_mb']:.0f} MB, test acc {res['acc']:.3f}, losses "
                   f"{[round(l, 4) for l in res['losses']]}", flush=True)
     ref = next((r for r in results if r["system"] == "jax"), None)
-    if ref is None:
+    if ref is None and not any(r["ref"] for r in results):
         return
-    base = statistics.median(ref["times"][1:] or ref["times"])
     print("\nsystem, median epoch / hand-written JAX's (same malloc setting first), max relative gradient "
-          "difference vs hand-written JAX (spyx: vs hand-written JAX in spyx's convention)")
+          "difference vs hand-written JAX (spyx: vs hand-written JAX in spyx's convention; spyx and snnTorch: "
+          "computed in their own process)")
     for r in results:
-        rg = r["ref"] or ref["grads"]
+        rg = r["ref"] or (ref["grads"] if ref else None)
+        if rg is None:
+            print(f"{r['system']:>24}: (no jax run to compare with)")
+            continue
         diff = max(float(np.max(np.abs(r["grads"][k] - rg[k])) / (np.max(np.abs(rg[k])) + 1e-12)) for k in rg)
+        if ref is None:
+            print(f"{r['system']:>24}: (no jax run to time against)   grad diff {diff:.2e}")
+            continue
+        base = statistics.median(ref["times"][1:] or ref["times"])
         m = statistics.median(r["times"][1:] or r["times"])
         lo = min(r["times"][1:] or r["times"]) / min(ref["times"][1:] or ref["times"])
         print(f"{r['system']:>24}: {m / base:.3f}x (min/min {lo:.3f}x)   grad diff {diff:.2e}")
