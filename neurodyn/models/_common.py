@@ -14,9 +14,7 @@ from .._environ import get_dt
 from .._module import Module
 from .._state import Variable
 from .. import analysis
-from ..nn._projection import delay_steps
-
-_BLOCK = 32
+from ..nn._projection import _compact_to_rows, delay_steps
 
 
 def packed_spikes(groups: list) -> jax.Array:
@@ -105,17 +103,7 @@ def psc_exp_factor(tau_m: float, tau_syn: float, C_m: float, dt: float) -> float
 
 def _compact_rows(s: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """Indices of up to ``k`` spiking neurons of boolean ``s`` (unused slots: ``len(s)``), and the count."""
-    n = s.shape[0]
-    nb = -(-n // _BLOCK)
-    sf = s.astype(jnp.float32)
-    if nb * _BLOCK != n:
-        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
-    blocks = sf.reshape(nb, _BLOCK)
-    b = min(k, nb)
-    _, bidx = jax.lax.top_k(jnp.any(blocks != 0, axis=1).astype(jnp.float32), b)
-    key, j = jax.lax.top_k(blocks[bidx].reshape(-1), min(k, b * _BLOCK))
-    idx = jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
-    return idx, jnp.sum(s, dtype=jnp.int32)
+    return _compact_to_rows(s.astype(jnp.float32), k), jnp.sum(s, dtype=jnp.int32)
 
 
 class DelayedCurrents(Module):
