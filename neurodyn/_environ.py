@@ -105,6 +105,12 @@ def float_dtype() -> np.dtype:
     return np.dtype(np.float64) if _PRECISION[0] == 64 else np.dtype(np.float32)
 
 
+def half_up_steps(duration: Any, dt: float, tol: float = 1e-9) -> np.ndarray:
+    """``duration / dt`` rounded half up, elementwise (int64); ratios within ``tol`` below a
+    half-integer count as that half-integer. The one rounding rule of times to steps."""
+    return np.floor(np.asarray(duration, np.float64) / float(dt) + 0.5 + tol).astype(np.int64)
+
+
 def time_to_steps(duration: float, dt: float | None = None, what: str = "duration") -> int:
     """The number of steps of ``dt`` in ``duration`` ms, rounded half up (as Brian2 and NEST).
 
@@ -120,7 +126,7 @@ def time_to_steps(duration: float, dt: float | None = None, what: str = "duratio
     duration = float(duration)
     if not duration >= 0:
         raise ValueError(f"{what} must be >= 0 ms, got {duration}")
-    return int(np.floor(duration / dt + 0.5 + 1e-9))
+    return int(half_up_steps(duration, dt))
 
 
 def get(name: str, default: Any = ...) -> Any:

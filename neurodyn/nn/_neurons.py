@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import random as _nd_random
 from .._environ import get as _get_shared
-from .._environ import float_dtype, get_dt, time_to_steps
+from .._environ import float_dtype, get_dt, half_up_steps, time_to_steps
 from .._integrators import get_method
 from .._module import Module
 from .._state import Variable, in_trace
@@ -202,7 +202,7 @@ def _ref_steps(tau_ref: Any, dt: float) -> Any:
     """``tau_ref`` in steps, rounded half up: an int, or an int32 array per neuron."""
     if isinstance(tau_ref, float):
         return time_to_steps(tau_ref, dt, "tau_ref")
-    return np.floor(tau_ref / dt + 0.5 + 1e-9).astype(np.int32)
+    return half_up_steps(tau_ref, dt).astype(np.int32)
 
 
 # -- base classes ----------------------------------------------------------------

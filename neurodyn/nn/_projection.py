@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._environ import float_dtype, get_dt
+from .._environ import float_dtype, get_dt, half_up_steps
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
@@ -106,8 +106,7 @@ def delay_steps(delay: Any, dt: float) -> np.ndarray:
         >>> delay_steps([0.05, 0.25, 1.5], 0.1)
         array([1, 3, 15])
     """
-    d = np.asarray(delay, np.float64)
-    return np.floor(d / float(dt) + 0.5 + _HALF_UP_TOL).astype(np.int64)
+    return half_up_steps(delay, dt, _HALF_UP_TOL)
 
 
 def _per_connection(value: Any, nnz: int, what: str, name: str) -> Any:
