@@ -479,8 +479,6 @@ class NeuronGroup(Group):
         s_r = jax.lax.stop_gradient(s) if self.detach_reset else s
         return V_new * (1 - s_r) + V_reset * s_r, spike
 
-    _fire = fire
-
     def _spike_float(self, dtype: Any) -> jax.Array:
         """This step's spikes as floats (gradient stopped with ``detach_reset``): for jumps of
         adaptation variables at a spike."""
