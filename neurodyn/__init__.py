@@ -3,6 +3,17 @@
 Models are Python classes (:class:`Module`) whose changing state lives in
 :class:`Variable` objects; :func:`jit` compiles functions, objects and methods
 and finds every Variable they use by itself.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> import neurodyn as nd
+    >>> count = nd.Variable(0)
+    >>> @nd.jit
+    ... def step(x):
+    ...     count.value += 1          # updated in place, found by nd.jit
+    ...     return 2 * x
+    >>> step(jnp.ones(2)), int(count.value)
+    (Array([2., 2.], dtype=float32), 1)
 """
 
 from . import graph, random, surrogate

@@ -40,7 +40,13 @@ def rate(x: Any, num_steps: int, gain: float = 1.0, key: Any = None) -> jax.Arra
     ``spikegen.rate``); ``x`` is typically an intensity in ``[0, 1]``.
 
     Example:
-        >>> spikes = encoders.rate(images, num_steps=100)      # (100, batch, 784)
+        >>> import jax, jax.numpy as jnp
+        >>> from neurodyn import encoders
+        >>> spikes = encoders.rate(jnp.array([0., 0.5, 1.]), num_steps=100, key=jax.random.key(0))
+        >>> spikes.shape
+        (100, 3)
+        >>> spikes.mean(0)[0], spikes.mean(0)[2]
+        (Array(0., dtype=float32), Array(1., dtype=float32))
     """
     n = _steps("rate", num_steps)
     p = jnp.clip(gain * jnp.asarray(x, jnp.float32), 0.0, 1.0)
@@ -55,7 +61,12 @@ def poisson(x: Any, num_steps: int, max_rate: float, dt: float, key: Any = None)
     so several events may fall into one step (unlike :func:`rate`).
 
     Example:
-        >>> counts = encoders.poisson(x, num_steps=200, max_rate=0.1, dt=1.0)   # 100 Hz at x = 1
+        >>> import jax, jax.numpy as jnp
+        >>> from neurodyn import encoders
+        >>> x = jnp.array([0.5, 1.])           # 50 Hz and 100 Hz with max_rate 0.1 per ms
+        >>> counts = encoders.poisson(x, num_steps=200, max_rate=0.1, dt=1.0, key=jax.random.key(0))
+        >>> counts.shape
+        (200, 2)
     """
     n = _steps("poisson", num_steps)
     if not (max_rate >= 0 and dt > 0):
@@ -75,7 +86,11 @@ def latency(x: Any, num_steps: int, threshold: float = 0.01, tau: float | None =
     ``x <= threshold`` never spike.
 
     Example:
-        >>> spikes = encoders.latency(images, num_steps=50)     # one spike per pixel at most
+        >>> import jax.numpy as jnp
+        >>> from neurodyn import encoders
+        >>> spikes = encoders.latency(jnp.array([1., 0.5, 0.]), num_steps=5)
+        >>> spikes.argmax(0), spikes.sum(0)    # step of the first spike; 0. never spikes
+        (Array([0, 2, 0], dtype=int32), Array([1., 1., 0.], dtype=float32))
     """
     n = _steps("latency", num_steps)
     x = jnp.clip(jnp.asarray(x, jnp.float32), 0.0, 1.0)
@@ -99,7 +114,10 @@ def delta(x: Any, threshold: float = 0.1, off_spike: bool = False) -> jax.Array:
     emits ``-1`` where it fell by ``>= threshold``.
 
     Example:
-        >>> spikes = encoders.delta(audio_features, threshold=0.05, off_spike=True)
+        >>> import jax.numpy as jnp
+        >>> from neurodyn import encoders
+        >>> encoders.delta(jnp.array([0., 0.2, 0.2, 0.]), threshold=0.1, off_spike=True)
+        Array([ 0.,  1.,  0., -1.], dtype=float32)
     """
     x = jnp.asarray(x, jnp.float32)
     if x.ndim < 1:
@@ -126,8 +144,16 @@ def bin_events(events: np.ndarray, sensor_size: Sequence[int], n_time_bins: int 
     dropped. Flatten the last three axes for a dense layer.
 
     Example:
-        >>> frames = encoders.bin_events(ev, (700, 1, 1), time_window=1000)   # 1 ms bins of us
-        >>> x = frames.reshape(len(frames), -1)                                 # (time, 700)
+        >>> import numpy as np
+        >>> from neurodyn import encoders
+        >>> ev = np.zeros(3, dtype=encoders.EVENT_DTYPE)        # an SHD-like stream, times in us
+        >>> ev["x"], ev["t"] = [3, 3, 699], [10., 1500., 2100.]
+        >>> frames = encoders.bin_events(ev, (700, 1, 1), time_window=1000)   # 1 ms bins
+        >>> frames.shape
+        (3, 1, 1, 700)
+        >>> x = frames.reshape(len(frames), -1)                  # (time, 700) for a dense layer
+        >>> x[:, 3], x[:, 699]
+        (array([1., 1., 0.], dtype=float32), array([0., 0., 1.], dtype=float32))
     """
     if not isinstance(events, np.ndarray) or events.dtype.names is None:
         raise TypeError(f"encoders.bin_events: events must be a NumPy structured array with fields x, t, p "
@@ -189,7 +215,11 @@ def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None,
     cut to ``length`` (default: the longest).
 
     Example:
-        >>> x, lengths = encoders.pad_sequences([bin_events(e, (700, 1, 1), time_window=1e3) for e in streams])
+        >>> import numpy as np
+        >>> from neurodyn import encoders
+        >>> x, lengths = encoders.pad_sequences([np.ones((2, 4)), np.ones((3, 4))])
+        >>> x.shape, lengths.tolist()
+        ((2, 3, 4), [2, 3])
     """
     if not len(seqs):
         raise ValueError("encoders.pad_sequences: got no sequences")

@@ -37,7 +37,11 @@ def set_dt(dt: float) -> None:
     """Set the global simulation step in ms (default 0.1).
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.set_dt(0.05)
+        >>> nd.get_dt()
+        0.05
+        >>> nd.set_dt(0.1)                       # back to the default
     """
     dt = float(dt)
     if not dt > 0:
@@ -51,6 +55,7 @@ def get_dt() -> float:
     """The current simulation step in ms (the innermost ``context(dt=...)`` wins).
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.get_dt()
         0.1
         >>> with nd.context(dt=0.05):
@@ -74,9 +79,11 @@ def set_precision(bits: int) -> None:
     ``JAX_ENABLE_X64=1`` makes float64 the default.
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.set_precision(64)
-        >>> nn.LIF(10).V.dtype
+        >>> nd.nn.LIF(10).V.dtype
         dtype('float64')
+        >>> nd.set_precision(32)                 # back to the default
     """
     if bits not in (32, 64) or isinstance(bits, bool):
         raise ValueError(f"set_precision: bits must be 32 or 64, got {bits!r}")
@@ -90,6 +97,7 @@ def get_precision() -> int:
     """The float precision in bits: 32 (default) or 64 (see :func:`set_precision`).
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.get_precision()
         32
     """
@@ -100,7 +108,10 @@ def float_dtype() -> np.dtype:
     """The float dtype of model state and parameters: float32, or float64 after ``set_precision(64)``.
 
     Example:
-        >>> x = jnp.zeros(3, nd.float_dtype())
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> jnp.zeros(3, nd.float_dtype()).dtype
+        dtype('float32')
     """
     return np.dtype(np.float64) if _PRECISION[0] == 64 else np.dtype(np.float32)
 
@@ -119,6 +130,7 @@ def time_to_steps(duration: float, dt: float | None = None, what: str = "duratio
     ``dt`` defaults to :func:`get_dt`.
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.time_to_steps(0.25, dt=0.1)
         3
     """
@@ -130,7 +142,14 @@ def time_to_steps(duration: float, dt: float | None = None, what: str = "duratio
 
 
 def get(name: str, default: Any = ...) -> Any:
-    """A shared value set by the Runner or :func:`context` (``'t'``, ``'i'``, ``'dt'``)."""
+    """A shared value set by the Runner or :func:`context` (``'t'``, ``'i'``, ``'dt'``).
+
+    Example:
+        >>> from neurodyn import _environ
+        >>> with _environ.context(i=3):
+        ...     _environ.get("i"), _environ.get("t", default=0.)
+        (3, 0.0)
+    """
     if name == "dt":
         return get_dt()
     for frame in reversed(_LOCAL.stack):
@@ -149,8 +168,10 @@ def context(**values: Any) -> Iterator[None]:
     """Set shared values (``dt``, ``t``, ``i``, anything) for a block of code.
 
     Example:
-        >>> with nd.context(dt=0.05, t=0.):
-        ...     model.update()
+        >>> import neurodyn as nd
+        >>> with nd.context(dt=0.05, t=2.):
+        ...     nd.get_dt(), float(nd.share.t)
+        (0.05, 2.0)
     """
     if "dt" in values:
         values["dt"] = float(values["dt"])

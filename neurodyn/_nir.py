@@ -161,10 +161,16 @@ def export(model: Module, dt: float = 1.0) -> Any:
     metadata records ``dt``. See the module docstring for the mapping.
 
     Example:
-        >>> net = nn.Sequential(nn.Linear(100, 256), nn.Leaky(256, beta=0.9),
-        ...                     nn.Linear(256, 10), nn.LeakyIntegrator(10, beta=0.9))
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Leaky(8, beta=0.9),
+        ...                     nn.Linear(8, 2), nn.LeakyIntegrator(2, beta=0.9))
         >>> graph = nd.nir.export(net, dt=1e-3)
-        >>> nir.write("net.nir", graph)
+        >>> sorted(graph.nodes)
+        ['0', '1', '2', '3', 'input', 'output']
+        >>> type(graph.nodes['1']).__name__, graph.metadata['dt']
+        ('LIF', 0.001)
+        >>> import nir; nir.write("net.nir", graph)  # doctest: +SKIP
     """
     nir = _nir()
     if not dt > 0:
@@ -339,9 +345,14 @@ class NIRModule(Module):
     ``nn.RSynaptic``. ``nodes`` maps NIR node names to the layers.
 
     Example:
-        >>> net = nd.nir.load(graph, dt=1.0)
-        >>> net.reset_state(32)
-        >>> out = nd.for_loop(net, xs)          # xs: (time, 32, n_in)
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> graph = nd.nir.export(nn.Sequential(nn.Linear(4, 8), nn.Leaky(8, beta=0.9)), dt=1.0)
+        >>> net = nd.nir.load(graph)            # an NIRModule
+        >>> net.reset_state(3)                  # a batch of 3
+        >>> nd.for_loop(net, jnp.ones((5, 3, 4))).shape     # (time, batch, features)
+        (5, 3, 8)
     """
 
     reset_state_per_batch = True
@@ -424,9 +435,16 @@ def load(graph: Any, dt: float | None = None) -> NIRModule:
     subgraph) with decays ``1 - dt / tau``; see the module docstring.
 
     Example:
-        >>> net = nd.nir.load(nir.read("net.nir"), dt=1e-3)
-        >>> net.reset_state(16)
-        >>> spikes = nd.for_loop(net, xs)
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Leaky(8, beta=0.9),
+        ...                     nn.Linear(8, 2), nn.LeakyIntegrator(2, beta=0.9))
+        >>> again = nd.nir.load(nd.nir.export(net, dt=1e-3))   # or nd.nir.load("net.nir")
+        >>> again.reset_state(3); net.reset_state(3)
+        >>> xs = jnp.ones((5, 3, 4))
+        >>> bool(jnp.allclose(nd.for_loop(again, xs), nd.for_loop(net, xs)))   # an exact round trip
+        True
     """
     nir = _nir()
     if isinstance(graph, str) or hasattr(graph, "__fspath__"):

@@ -23,6 +23,8 @@ class Surrogate:
     with ``jax.grad``, ``nd.grad`` and forward-mode differentiation.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from neurodyn import surrogate
         >>> class Triangle(surrogate.Surrogate):
         ...     def grad(self, x):
         ...         return jnp.maximum(0., 1. - jnp.abs(x))
@@ -71,8 +73,11 @@ class Sigmoid(Surrogate):
     """Gradient of ``sigmoid(alpha x)``: ``alpha s (1 - s)`` with ``s = sigmoid(alpha x)``.
 
     Example:
+        >>> import jax
+        >>> from neurodyn import surrogate
         >>> spike_fn = surrogate.Sigmoid(alpha=4.)
-        >>> jax.grad(lambda x: spike_fn(x))(0.)   # alpha / 4 = 1.0
+        >>> float(spike_fn(0.5)), float(jax.grad(spike_fn)(0.))   # a step forward; alpha / 4 backward
+        (1.0, 1.0)
     """
 
     def __init__(self, alpha: float = 4.0) -> None:
@@ -88,7 +93,11 @@ class ArcTan(Surrogate):
     """Gradient of ``arctan(pi/2 alpha x) / pi + 1/2``: ``alpha / 2 / (1 + (pi/2 alpha x)^2)``.
 
     Example:
+        >>> import jax
+        >>> from neurodyn import surrogate
         >>> spike_fn = surrogate.ArcTan(alpha=2.)
+        >>> float(spike_fn(-0.1)), float(jax.grad(spike_fn)(0.))  # alpha / 2 at 0
+        (0.0, 1.0)
     """
 
     def __init__(self, alpha: float = 2.0) -> None:
@@ -103,7 +112,11 @@ class FastSigmoid(Surrogate):
     """SuperSpike (Zenke & Ganguli 2018): gradient ``1 / (1 + alpha |x|)^2``.
 
     Example:
+        >>> import jax
+        >>> from neurodyn import surrogate
         >>> spike_fn = surrogate.FastSigmoid(alpha=10.)
+        >>> float(jax.grad(spike_fn)(0.1))          # 1 / (1 + 10 * 0.1)^2
+        0.25
     """
 
     def __init__(self, alpha: float = 10.0) -> None:
@@ -118,7 +131,11 @@ class PiecewiseQuadratic(Surrogate):
     """Gradient ``alpha - alpha^2 |x|`` for ``|x| < 1/alpha``, else 0 (Esser et al. 2016).
 
     Example:
+        >>> import jax
+        >>> from neurodyn import surrogate
         >>> spike_fn = surrogate.PiecewiseQuadratic(alpha=1.)
+        >>> float(jax.grad(spike_fn)(0.5)), float(jax.grad(spike_fn)(2.))
+        (0.5, 0.0)
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
@@ -134,7 +151,11 @@ class Gaussian(Surrogate):
     """Gradient ``alpha * N(x; 0, sigma)`` (a Gaussian bump of area ``alpha``).
 
     Example:
+        >>> import jax
+        >>> from neurodyn import surrogate
         >>> spike_fn = surrogate.Gaussian(sigma=0.5, alpha=1.)
+        >>> round(float(jax.grad(spike_fn)(0.)), 4)   # 1 / (sigma sqrt(2 pi))
+        0.7979
     """
 
     def __init__(self, sigma: float = 0.5, alpha: float = 1.0) -> None:

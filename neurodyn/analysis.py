@@ -31,6 +31,7 @@ Plots (:func:`raster`, :func:`distributions`, :func:`rate_boxplot`) import
 matplotlib only when called (``pip install neurodyn[plot]``).
 
 Example:
+    >>> from neurodyn import analysis
     >>> st = analysis.SpikeTrains([1., 5., 9.], [0, 1, 0], n_neurons=2, t_start=0., t_stop=1000.)
     >>> analysis.firing_rates(st)
     array([2., 1.])
@@ -56,9 +57,14 @@ class SpikeTrains:
     outside ``0 .. n_neurons - 1`` are an error.
 
     Example:
+        >>> from neurodyn.analysis import SpikeTrains
         >>> st = SpikeTrains(times=[0.5, 2.0], indices=[3, 1], n_neurons=4, t_start=0., t_stop=10.)
+        >>> st
+        SpikeTrains(2 spikes, n_neurons=4, window=(0, 10] ms)
         >>> st.select(0, 2).indices
         array([1])
+        >>> st.window(1., 10.).times
+        array([2.])
     """
 
     def __init__(self, times: Any, indices: Any, n_neurons: int, t_start: float, t_stop: float) -> None:
@@ -101,7 +107,13 @@ class SpikeTrains:
         ``(t_start, t_start + steps dt]``.
 
         Example:
-            >>> st = SpikeTrains.from_dense(runner.mon['E.spike'], dt=0.1)
+            >>> import numpy as np
+            >>> from neurodyn.analysis import SpikeTrains
+            >>> spikes = np.zeros((5, 2), bool)      # 5 steps of 0.1 ms, as a Runner records them
+            >>> spikes[1, 0] = spikes[4, 1] = True
+            >>> st = SpikeTrains.from_dense(spikes, dt=0.1)
+            >>> st.times, st.indices, st.t_stop
+            (array([0.2, 0.5]), array([0, 1]), 0.5)
         """
         spikes = np.asarray(spikes)
         if spikes.ndim != 2:
@@ -143,7 +155,12 @@ def as_spike_trains(spikes: Any, indices: Any = None, n_neurons: int | None = No
     other four arguments given.
 
     Example:
-        >>> st = as_spike_trains(times, indices, 100, 0., 1000.)
+        >>> from neurodyn import analysis
+        >>> st = analysis.as_spike_trains([3., 1.], [1, 0], 2, 0., 10.)    # sorted by time
+        >>> st.times, st.indices
+        (array([1., 3.]), array([0, 1]))
+        >>> analysis.as_spike_trains(st) is st
+        True
     """
     if isinstance(spikes, SpikeTrains) and indices is None:
         return spikes
@@ -183,7 +200,9 @@ def firing_rates(spikes: Any, *args: Any) -> np.ndarray:
     """The firing rate of every neuron in Hz: spike count / window.
 
     Example:
-        >>> rates = firing_rates(times, indices, 100, 0., 1000.)   # shape (100,)
+        >>> from neurodyn import analysis
+        >>> analysis.firing_rates([10., 20., 30.], [0, 0, 2], 3, 0., 1000.)   # times (ms), indices, n, window
+        array([2., 0., 1.])
     """
     st = as_spike_trains(spikes, *args)
     counts = np.bincount(st.indices, minlength=st.n_neurons)
@@ -196,7 +215,11 @@ def population_rate(spikes: Any, *args: Any, bin_ms: float = 1.0) -> tuple[np.nd
     A partial last bin is dropped.
 
     Example:
-        >>> t, r = population_rate(record, bin_ms=1.)
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([0.5, 1.5, 1.7], [0, 0, 1], n_neurons=2, t_start=0., t_stop=3.)
+        >>> t, r = analysis.population_rate(st, bin_ms=1.)
+        >>> t, r                               # 2 spikes of 2 neurons in 1 ms: 1000 Hz per neuron
+        (array([0., 1., 2.]), array([ 500., 1000.,    0.]))
     """
     st = as_spike_trains(spikes, *args)
     n_bins = _bins(st, bin_ms)
@@ -215,9 +238,15 @@ def population_rate_monitor(groups: Any) -> Any:
     as :func:`population_rate` of the event record with ``bin_ms = dt``.
 
     Example:
-        >>> runner = nd.Runner(net, monitors={'E_count': analysis.population_rate_monitor(net.E)})
-        >>> runner.run(1000.)
-        >>> rate_hz = runner.mon['E_count'] * 1000. / (runner.dt * net.E.size)
+        >>> import neurodyn as nd
+        >>> from neurodyn import analysis, nn
+        >>> E = nn.LIF(20, V_rest=-60., V_reset=-60., V_th=-50., tau=20.)
+        >>> runner = nd.Runner(E, monitors={'E_count': analysis.population_rate_monitor(E)},
+        ...                    inputs=[('input', 20.)], progress_bar=False)
+        >>> mon = runner.run(20.)
+        >>> mon['E_count'].shape, mon['E_count'].dtype
+        ((200,), dtype('int32'))
+        >>> rate_hz = mon['E_count'] * 1000. / (runner.dt * E.size)
     """
     import jax.numpy as jnp  # the statistics above need NumPy only
 
@@ -243,7 +272,11 @@ def spike_counts(spikes: Any, *args: Any, bin_ms: float = 5.0,
     ``neurons`` (default: all) selects the rows, which bounds memory for large networks.
 
     Example:
-        >>> c = spike_counts(record, bin_ms=5., neurons=range(100))
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([1., 2., 7.], [0, 2, 2], n_neurons=3, t_start=0., t_stop=10.)
+        >>> analysis.spike_counts(st, bin_ms=5., neurons=[0, 2])
+        array([[1, 0],
+               [1, 1]])
     """
     st = as_spike_trains(spikes, *args)
     n_bins = _bins(st, bin_ms)
@@ -265,7 +298,10 @@ def cv_isi(spikes: Any, *args: Any, min_spikes: int = 3) -> np.ndarray:
     Poisson trains give about 1, regular trains 0.
 
     Example:
-        >>> np.mean(cv_isi(record))
+        >>> from neurodyn import analysis
+        >>> regular = analysis.SpikeTrains([10., 20., 30., 40.], [0, 0, 0, 0], 1, 0., 50.)
+        >>> analysis.cv_isi(regular)
+        array([0.])
     """
     st = as_spike_trains(spikes, *args)
     if min_spikes < 3:
@@ -289,7 +325,10 @@ def fano_factor(spikes: Any, *args: Any, bin_ms: float = 100.0) -> np.ndarray:
     regular train (period dividing the bin) 0.
 
     Example:
-        >>> np.mean(fano_factor(record, bin_ms=100.))
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([50., 150., 160.], [0, 0, 0], 1, 0., 200.)   # counts 1, 2
+        >>> analysis.fano_factor(st, bin_ms=100.)                                   # 0.25 / 1.5
+        array([0.16666667])
     """
     st = as_spike_trains(spikes, *args)
     c = spike_counts(st, bin_ms=bin_ms)
@@ -307,7 +346,10 @@ def spike_count_correlations(spikes: Any, *args: Any, bin_ms: float = 5.0, n_pai
     coefficient per pair.
 
     Example:
-        >>> cc = spike_count_correlations(record, bin_ms=5., n_pairs=500)
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([1., 1., 11., 11., 12.], [0, 1, 0, 1, 2], 3, 0., 20.)
+        >>> analysis.spike_count_correlations(st, bin_ms=5., n_pairs=None)   # pairs (0,1) (0,2) (1,2)
+        array([1.        , 0.57735027, 0.57735027])
     """
     st = as_spike_trains(spikes, *args)
     counts_all = np.bincount(st.indices, minlength=st.n_neurons)
@@ -344,8 +386,13 @@ def population_spectrum(spikes: Any, *args: Any, bin_ms: float = 1.0,
     (times the frequency step) to the variance of the rate.
 
     Example:
-        >>> f, p = population_spectrum(record, bin_ms=1., segment_ms=500.)
-        >>> f[np.argmax(p[1:]) + 1]   # the dominant oscillation frequency
+        >>> import numpy as np
+        >>> from neurodyn import analysis
+        >>> times = np.arange(10., 1000., 25.)    # one neuron firing at 40 Hz for 1 s
+        >>> f, p = analysis.population_spectrum(times, np.zeros(times.size, int), 1, 0., 1000.,
+        ...                                     bin_ms=1., segment_ms=500.)
+        >>> float(f[np.argmax(p[1:]) + 1])        # the dominant oscillation frequency in Hz
+        40.0
     """
     st = as_spike_trains(spikes, *args)
     _, rate = population_rate(st, bin_ms=bin_ms)
@@ -376,7 +423,10 @@ def synchrony(spikes: Any, *args: Any, bin_ms: float = 1.0, n_neurons: int | Non
     neurons at random, default all). Returns NaN without any spike.
 
     Example:
-        >>> synchrony(record, bin_ms=1., n_neurons=1000)
+        >>> from neurodyn import analysis
+        >>> same = analysis.SpikeTrains([2.5, 2.5, 7.5, 7.5], [0, 1, 0, 1], 2, 0., 10.)
+        >>> analysis.synchrony(same, bin_ms=1.)      # identical trains
+        1.0
     """
     st = as_spike_trains(spikes, *args)
     neurons = None
@@ -409,7 +459,11 @@ def summary(spikes: Any, *args: Any, populations: Mapping[str, Any] | None = Non
     e.g. a model's ``population_slices()``.
 
     Example:
-        >>> summary(record, populations={'E': slice(0, 800), 'I': slice(800, 1000)})['E']['rate']
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([100., 200., 300., 400.], [0, 0, 0, 1], 2, 0., 1000.)
+        >>> s = analysis.summary(st, populations={'E': slice(0, 1), 'I': (1, 2)})
+        >>> s['E']['rate'], s['E']['cv'], s['I']['rate']
+        (3.0, 0.0, 1.0)
     """
     st = as_spike_trains(spikes, *args)
     out = {}
@@ -443,7 +497,10 @@ def raster(spikes: Any, *args: Any, populations: Mapping[str, Any] | None = None
     so that large networks stay readable. Returns the figure; writes ``path``.
 
     Example:
-        >>> raster(record, populations=net.population_slices(), t_range=(500., 700.), path='raster.png')
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([1., 5., 9.], [0, 1, 3], n_neurons=4, t_start=0., t_stop=10.)
+        >>> fig = analysis.raster(st, populations={'E': (0, 3), 'I': (3, 4)}, t_range=(0., 10.))
+        >>> fig.savefig('raster.png')  # doctest: +SKIP
     """
     st = as_spike_trains(spikes, *args)
     plt = _pyplot(path, ax)
@@ -479,7 +536,14 @@ def distributions(spikes: Any, *args: Any, populations: Mapping[str, Any] | None
     """Histograms of firing rates, CVs of ISIs and pairwise count correlations per population.
 
     Example:
-        >>> distributions(record, populations={'E': (0, 800), 'I': (800, 1000)}, path='stats.png')
+        >>> import numpy as np
+        >>> from neurodyn import analysis
+        >>> rng = np.random.default_rng(0)        # 4 Poisson neurons at about 100 Hz for 1 s
+        >>> st = analysis.SpikeTrains(rng.uniform(0., 1000., 400), rng.integers(0, 4, 400),
+        ...                           n_neurons=4, t_start=0., t_stop=1000.)
+        >>> fig = analysis.distributions(st, populations={'E': (0, 2), 'I': (2, 4)})
+        >>> [ax.get_xlabel() for ax in fig.axes]
+        ['rate (Hz)', 'CV of ISI', 'count correlation (5 ms bins)']
     """
     st = as_spike_trains(spikes, *args)
     plt = _pyplot(path, None)
@@ -508,7 +572,9 @@ def rate_boxplot(spikes: Any, *args: Any, populations: Mapping[str, Any] | None 
     marked with a cross.
 
     Example:
-        >>> rate_boxplot(record, populations=net.population_slices(), path='rates.png')
+        >>> from neurodyn import analysis
+        >>> st = analysis.SpikeTrains([1., 5., 9.], [0, 1, 3], n_neurons=4, t_start=0., t_stop=10.)
+        >>> fig = analysis.rate_boxplot(st, populations={'E': (0, 3), 'I': (3, 4)})
     """
     st = as_spike_trains(spikes, *args)
     plt = _pyplot(path, ax)

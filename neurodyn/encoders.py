@@ -6,8 +6,10 @@ Encoders turn features into time-major spike trains ``(num_steps, *x.shape)``;
 different lengths.
 
 Example:
+    >>> import jax.numpy as jnp
     >>> from neurodyn import encoders
-    >>> spikes = encoders.rate(jnp.array([0.1, 0.9]), num_steps=100)   # (100, 2)
+    >>> encoders.rate(jnp.array([0.1, 0.9]), num_steps=100).shape
+    (100, 2)
 """
 
 from ._encoders import EVENT_DTYPE, bin_events, delta, latency, pad_sequences, poisson, rate

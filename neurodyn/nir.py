@@ -7,7 +7,9 @@ step of ``dt`` per call. Continuous NIR nodes map to discrete layers by
 forward Euler: ``beta = 1 - dt / tau``.
 
 Example:
-    >>> graph = nd.nir.export(net, dt=1.0)
+    >>> import neurodyn as nd
+    >>> from neurodyn import nn
+    >>> graph = nd.nir.export(nn.Sequential(nn.Linear(4, 8), nn.Leaky(8, beta=0.9)), dt=1.0)
     >>> again = nd.nir.load(graph)
 """
 

@@ -1,8 +1,13 @@
 """Plots of simulation results (needs the optional extra: ``pip install neurodyn[plot]``).
 
 Example:
+    >>> import neurodyn as nd
+    >>> from neurodyn import nn
     >>> from neurodyn.visualize import raster_plot
-    >>> raster_plot(runner.mon.ts, runner.mon['E.spike'], path='raster.png')
+    >>> runner = nd.Runner(nn.LIF(5, V_rest=-60., V_reset=-60., V_th=-50.), monitors=['spike'],
+    ...                    inputs=[('input', 20.)], progress_bar=False)
+    >>> mon = runner.run(20.)
+    >>> fig = raster_plot(mon.ts, mon['spike'])   # path='raster.png' writes a PNG
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ def firing_rate(spikes: Any, *, dt: float, window: float | None = None) -> np.nd
     rate does not dip at the start and end of a recording).
 
     Example:
-        >>> rate = firing_rate(runner.mon['E.spike'], dt=0.1, window=5.)
+        >>> import numpy as np
+        >>> from neurodyn.visualize import firing_rate
+        >>> spikes = np.zeros((100, 2), bool)     # 10 ms at dt = 0.1 ms
+        >>> spikes[::10] = True                   # every neuron spikes every 1 ms
+        >>> rate = firing_rate(spikes, dt=0.1, window=5.)
+        >>> rate.shape, float(rate[50])           # Hz, averaged over the neurons
+        ((100,), 1000.0)
     """
     spikes = np.asarray(spikes)
     if spikes.ndim == 1:
@@ -57,7 +68,13 @@ def line_plot(ts: Any, values: Any, plot_ids: Any = None, *, path: str | None = 
     matplotlib figure.
 
     Example:
-        >>> fig = line_plot(mon.ts, mon['V'], plot_ids=[0, 5], ylabel='V (mV)', legend='V')
+        >>> import numpy as np
+        >>> from neurodyn.visualize import line_plot
+        >>> ts = np.arange(1, 101) * 0.1
+        >>> V = -60. + np.random.default_rng(0).normal(size=(100, 8))     # (time, neurons)
+        >>> fig = line_plot(ts, V, plot_ids=[0, 5], ylabel='V (mV)', legend='V')
+        >>> [line.get_label() for line in fig.axes[0].lines]
+        ['V[0]', 'V[5]']
     """
     plt = _pyplot(path is not None and ax is None)
     ts = np.asarray(ts)
@@ -110,8 +127,16 @@ def raster_plot(ts: Any, spikes: Any = None, path: str | None = None, title: str
     Writes a PNG to ``path`` when given; returns the matplotlib figure.
 
     Example:
-        >>> fig = raster_plot(mon.ts, mon['E.spike'], path='raster.png')
-        >>> fig = raster_plot(mon['E'], path='raster.png')      # an nd.SpikeRecord
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> from neurodyn.visualize import raster_plot
+        >>> E = nn.LIF(5, V_rest=-60., V_reset=-60., V_th=-50.)
+        >>> runner = nd.Runner(E, monitors={'spike': 'spike', 'E': nd.SpikeMonitor('spike')},
+        ...                    inputs=[('input', 20.)], progress_bar=False)
+        >>> mon = runner.run(20.)
+        >>> fig = raster_plot(mon.ts, mon['spike'])       # a dense (time, neurons) record
+        >>> fig = raster_plot(mon['E'])                   # an nd.SpikeRecord
+        >>> fig.savefig('raster.png')  # doctest: +SKIP
     """
     plt = _pyplot(path is not None and ax is None)
     from ._monitors import SpikeRecord
