@@ -24,7 +24,8 @@ print(f"ran {len(blocks)} blocks")
 def test_tutorial_code_blocks_run(tmp_path):
     blocks = re.findall(r"^```python\n(.*?)^```", open(TUTORIAL).read(), flags=re.S | re.M)
     assert len(blocks) >= 10
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env = {**os.environ, "MPLBACKEND": "Agg",
+           "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", RUNNER, TUTORIAL], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
