@@ -108,14 +108,12 @@ def main(n_classes: int = 20, n_hidden: int = 128, n_train: int = 2048, n_test: 
           f"({x.mean() * N_CHANNELS:.2f} events per bin); {n_classes} classes")
     model = RSNN(N_CHANNELS, n_hidden, n_classes)
     trainer = nd.Trainer(model, loss_fn, optim.Adam(lr), progress_bar=progress_bar)
-    test_acc = []
+    h = trainer.fit((x, y), epochs=epochs, eval_data=(x_test, y_test), batch_size=batch_size, seed=seed,
+                    drop_last=True)
+    test_acc = h["eval_acc"]
     for epoch in range(epochs):
-        trainer.fit((x, y), epochs=1, batch_size=batch_size, seed=seed, drop_last=True)
-        ev = trainer.evaluate((x_test, y_test), batch_size=256)
-        test_acc.append(ev["acc"])
-        h = trainer.history
-        print(f"epoch {epoch + 1}/{epochs}: train loss {h['loss'][-1]:.4f} acc {h['acc'][-1]:.3f} "
-              f"rate {h['rate'][-1]:.3f} | test acc {ev['acc']:.3f}", flush=True)
+        print(f"epoch {epoch + 1}/{epochs}: train loss {h['loss'][epoch]:.4f} acc {h['acc'][epoch]:.3f} "
+              f"rate {h['rate'][epoch]:.3f} | test acc {test_acc[epoch]:.3f}")
     seconds = time.perf_counter() - t0
     print(f"chance {1 / n_classes:.3f}; final test accuracy {test_acc[-1]:.3f}; {seconds:.1f} s in all")
     return {"test_acc": test_acc, "history": trainer.history, "seconds": seconds, "chance": 1 / n_classes}

@@ -119,14 +119,12 @@ def main(n_classes: int = 10, n_in: int = 100, n_steps: int = 100, n_hidden: int
     x_test, y_test = make_data(patterns, n_test, n_in, n_steps, seed=seed + 2)
     model = SNN(n_in, n_hidden, n_classes, neuron=neuron)
     trainer = nd.Trainer(model, loss_fn, optim.Adam(lr), progress_bar=progress_bar)
-    test_acc = []
+    h = trainer.fit((x, y), epochs=epochs, eval_data=(x_test, y_test), batch_size=batch_size, seed=seed,
+                    drop_last=True)
+    test_acc = h["eval_acc"]
     for epoch in range(epochs):
-        trainer.fit((x, y), epochs=1, batch_size=batch_size, seed=seed, drop_last=True)
-        ev = trainer.evaluate((x_test, y_test), batch_size=256)
-        test_acc.append(ev["acc"])
-        h = trainer.history
-        print(f"epoch {epoch + 1}/{epochs}: train loss {h['loss'][-1]:.4f} acc {h['acc'][-1]:.3f} "
-              f"rate {h['rate'][-1]:.3f} | test acc {ev['acc']:.3f}", flush=True)
+        print(f"epoch {epoch + 1}/{epochs}: train loss {h['loss'][epoch]:.4f} acc {h['acc'][epoch]:.3f} "
+              f"rate {h['rate'][epoch]:.3f} | test acc {test_acc[epoch]:.3f}")
     seconds = time.perf_counter() - t_start
     print(f"chance {1 / n_classes:.3f}; final test accuracy {test_acc[-1]:.3f}; "
           f"{seconds:.1f} s in all (data, compile, training, evaluation)")
