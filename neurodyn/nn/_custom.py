@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from .._environ import get_dt
 from .._integrators import get_method
 from ._drive import Drive
-from ._neurons import Initializer, NeuronGroup, _as_current, _current_at, _time
+from ._init import Initializer
+from ._neurons import NeuronGroup, _as_current, _current_at, _time
 
 __all__ = ["NeuronModel"]
 

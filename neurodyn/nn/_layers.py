@@ -11,31 +11,12 @@ import numpy as np
 from .. import random as _random
 from .._environ import float_dtype
 from .._module import Module
-from .._state import TrainVar
+from ._init import Initializer, init_param
 
 __all__ = [
     "Linear", "Sequential", "Dropout", "Flatten", "Activation",
-    "ReLU", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax", "init_param",
+    "ReLU", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax",
 ]
-
-Initializer = Callable[..., jax.Array]
-
-
-def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
-               name: str = "parameter") -> TrainVar:
-    """A ``TrainVar`` drawn with a ``jax.nn.initializers`` function and a key from ``nd.random``.
-
-    Example:
-        >>> w = nn.init_param(jax.nn.initializers.glorot_uniform(), (3, 4))
-    """
-    if not callable(init):
-        raise TypeError(f"{name}: the initializer must be a jax.nn.initializers function "
-                        f"(key, shape, dtype) -> array, got {type(init).__name__}")
-    value = init(_random.split_key(), shape, float_dtype() if dtype is None else dtype)
-    if tuple(value.shape) != tuple(shape):
-        raise ValueError(f"{name}: the initializer returned shape {tuple(value.shape)}, expected {tuple(shape)}")
-    return TrainVar(value)
-
 
 def _check_features(layer: str, x: Any, n: int) -> None:
     shape = jnp.shape(x)

@@ -19,8 +19,8 @@ import numpy as np
 from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import Variable
-from ._layers import init_param
-from ._neurons import _state_shape, init_value, reset_var
+from ._init import init_param, init_value
+from ._neurons import _state_shape, reset_var
 
 __all__ = ["LeakyReadout", "spike_count", "mean_over_time", "max_over_time", "rate_regularizer"]
 

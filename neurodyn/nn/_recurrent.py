@@ -21,7 +21,7 @@ from .._environ import float_dtype
 from .._module import Module
 from .._state import Variable, in_trace
 from .._transforms import for_loop
-from ._layers import Initializer, init_param
+from ._init import Initializer, init_param
 
 __all__ = ["RNNCell", "GRUCell", "LSTMCell", "RNN", "GRU", "LSTM"]
 
