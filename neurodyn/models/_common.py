@@ -56,8 +56,11 @@ class PopulationsMixin:
         """A Runner monitor recording every neuron's spikes as packed bits (1 bit per neuron and step).
 
         Example:
-            >>> runner = nd.Runner(net, monitors=net.spike_monitor())
-            >>> runner.run(1000.)
+            >>> import neurodyn as nd
+            >>> from neurodyn.models import VogelsAbbott2005
+            >>> net = VogelsAbbott2005(scale=0.05)
+            >>> runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
+            >>> _ = runner.run(10.)
             >>> record = net.spike_trains(runner)
         """
         groups = [getattr(self, n) for n in self.population_names]
@@ -124,6 +127,7 @@ class DelayedCurrents(Module):
     pointers and ``D_max x n`` floats of ring buffer.
 
     Example:
+        >>> import jax.numpy as jnp
         >>> import numpy as np
         >>> from neurodyn.models._common import DelayedCurrents
         >>> part = (0, np.array([0, 1]), np.array([1, 0]), np.array([0.5, 2.0]), np.array([0.1, 0.3]))

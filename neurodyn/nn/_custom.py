@@ -46,6 +46,7 @@ class NeuronModel(NeuronGroup):
         spike_fn, detach_reset: surrogate spikes for training, as for ``nn.LIF``.
 
     Example (a quadratic integrate-and-fire neuron):
+        >>> import neurodyn.nn as nn
         >>> qif = nn.NeuronModel(
         ...     10, lambda V, I: ((V + 65.) * (V + 50.) / 15. + I) / 10.,
         ...     states={'V': -65.}, V_th=30., reset={'V': -70.}, tau_ref=1.)

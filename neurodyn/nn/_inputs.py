@@ -46,6 +46,7 @@ def section_input(values: Sequence[Any], durations: Sequence[float], dt: float |
     rounded to steps of ``dt`` (default ``nd.get_dt()``).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> I = nn.section_input([0., 10., 0.], [10., 50., 10.], dt=0.1)   # shape (700,)
     """
     if len(values) != len(durations):
@@ -64,6 +65,7 @@ def constant_input(value: Any, duration: float, dt: float | None = None) -> jax.
     """``value`` for ``duration`` ms, one row per step.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> I = nn.constant_input(5., 100.)    # shape (1000,) at dt = 0.1
     """
     return section_input([value], [duration], dt)
@@ -76,6 +78,7 @@ def ramp_input(c_start: float, c_end: float, duration: float, t_start: float = 0
     Zero before ``t_start`` and after ``t_end`` (default: ``duration``).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> I = nn.ramp_input(0., 10., 100.)   # 0 -> 10 over 100 ms
     """
     dt = get_dt() if dt is None else float(dt)
@@ -92,6 +95,7 @@ class ConstantInput(Module):
     """Adds a constant current ``value`` to ``target`` every step.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> lif = nn.LIF(10)
         >>> bias = nn.ConstantInput(lif, 2.)
     """
@@ -118,10 +122,12 @@ class TimedInput(Module):
     Runner ``'iter'`` input, which must cover the whole run.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
         >>> lif = nn.LIF(10)
         >>> stim = nn.TimedInput(lif, nn.section_input([0., 5.], [10., 40.]))
         >>> with nd.context(t=0., i=0):
-        ...     lif.update()
+        ...     spikes = lif.update()
     """
 
     def __init__(self, target: NeuronGroup, currents: Any, name: str | None = None,
@@ -191,6 +197,7 @@ def binomial_table(n: int, p: float) -> tuple[int, np.ndarray]:
     probabilities, so any ``n`` and ``p`` work.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> k0, T = nn.binomial_table(1000, 0.002)    # mean 2 spikes per step
         >>> k0, T.size
         (0, 16)
@@ -216,9 +223,10 @@ def poisson_table(lam: float) -> tuple[int, np.ndarray]:
     """The inverse CDF of ``Poisson(lam)`` on 32-bit uniform integers, as :func:`binomial_table`.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> k0, T = nn.poisson_table(2.0)
         >>> k0, T.size
-        (0, 17)
+        (0, 16)
     """
     lam = float(lam)
     if not (math.isfinite(lam) and lam >= 0):
@@ -270,6 +278,9 @@ def draw_counts(bits: jax.Array, k0: Any, thresholds: Any) -> jax.Array:
     the cost of one random integer and ``K`` compares per count.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> import jax
         >>> k0, tm1 = nn.stack_tables([nn.poisson_table(2.0)])
         >>> bits = jax.random.bits(jax.random.key(0), (10000,), jnp.uint32)
         >>> counts = nn.draw_counts(bits, k0[0], tm1[0])
@@ -298,7 +309,8 @@ class PoissonGroup(Group):
     as the ``pre`` of a :class:`Projection`.
 
     Example:
-        >>> src = nn.PoissonGroup(100, freq=20.)
+        >>> import neurodyn.nn as nn
+        >>> src, lif = nn.PoissonGroup(100, freq=20.), nn.LIF(50)
         >>> proj = nn.Projection(src, lif, nn.FixedProb(0.1), 0.5, nn.Expon(lif.size, 5.), nn.CUBA())
     """
 
@@ -354,6 +366,7 @@ class PoissonInput(Module):
     on ``v``).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> lif = nn.LIF(10)
         >>> noise = nn.PoissonInput(lif, num_input=100, freq=10., weight=0.5)
         >>> kicks = nn.PoissonInput(lif, num_input=1000, freq=20., weight=0.1, jump=True)  # mV

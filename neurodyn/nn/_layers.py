@@ -45,6 +45,8 @@ class Linear(Module):
         dtype: the parameters' dtype (default ``nd.float_dtype()``).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> fc = nn.Linear(3, 2)
         >>> fc(jnp.ones((5, 3))).shape
         (5, 2)
@@ -73,6 +75,9 @@ class Sequential(Module):
     """Apply layers in order; layers are Modules or plain functions (``jax.nn.relu``).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> import jax
         >>> mlp = nn.Sequential(nn.Linear(4, 8), jax.nn.relu, nn.Linear(8, 2))
         >>> mlp(jnp.ones((3, 4))).shape
         (3, 2)
@@ -102,10 +107,12 @@ class Dropout(Module):
     Draws from ``nd.random.DEFAULT`` (or the given ``rng``); does nothing after ``eval()``.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> drop = nn.Dropout(0.5)
         >>> y = drop(jnp.ones(10))        # about half zeros, the rest 2.
-        >>> drop.eval(); drop(jnp.ones(3))
-        Array([1., 1., 1.], dtype=float32)
+        >>> _ = drop.eval(); drop(jnp.ones(3)).tolist()
+        [1.0, 1.0, 1.0]
     """
 
     def __init__(self, p: float = 0.5, rng: Any = None) -> None:
@@ -127,6 +134,8 @@ class Flatten(Module):
     """Flatten all axes after the first (the batch axis).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> nn.Flatten()(jnp.ones((2, 3, 4))).shape
         (2, 12)
     """
@@ -140,6 +149,8 @@ class Activation(Module):
     """Wrap an element-wise function (any ``jax.nn`` activation) as a layer.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax
         >>> act = nn.Activation(jax.nn.softplus)
     """
 

@@ -72,6 +72,8 @@ class Network(Module):
     subclass's ``__init__``.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
         >>> E = nn.LIF(100); I = nn.LIF(25)
         >>> net = nn.Network(E=E, I=I, E2I=nn.Projection(E, I, nn.FixedProb(0.1), 1.,
         ...                                              nn.Expon(25, 5.), nn.CUBA()))

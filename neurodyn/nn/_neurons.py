@@ -111,6 +111,7 @@ class Group(Module):
     Network containers update every ``Group`` after the projections.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> class Silent(nn.Group):
         ...     def __init__(self, size):
         ...         super().__init__(size)
@@ -149,6 +150,8 @@ class NeuronGroup(Group):
     See :class:`NeuronModel` to define a model from its derivatives alone.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
         >>> class QIF(nn.NeuronGroup):
         ...     def __init__(self, size, tau=10.0, V_th=30.0, V_reset=-70.0, tau_ref=0.0):
         ...         super().__init__(size)
@@ -196,7 +199,9 @@ class NeuronGroup(Group):
         received shape; ``positive`` / ``nonneg`` also check the sign.
 
         Example:
-            >>> self.tau = self.param('tau', tau, positive=True, unit=' ms')
+            >>> import neurodyn.nn as nn
+            >>> nn.LIF(3).param('tau', [10., 20., 30.], positive=True, unit=' ms')
+            array([10., 20., 30.])
         """
         return _as_param(type(self).__name__, name, value, self.size, positive, nonneg, unit)
 
@@ -208,7 +213,11 @@ class NeuronGroup(Group):
         :meth:`reset_state` re-evaluates it. ``dtype`` defaults to ``nd.float_dtype()``.
 
         Example:
-            >>> self.add_state('w', nn.Uniform(0., 1.))   # then self.w.value
+            >>> import neurodyn.nn as nn
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(3)
+            >>> lif.add_state('w', nn.Uniform(0., 1.)).shape   # then lif.w.value
+            (3,)
         """
         what = f"{type(self).__name__} {name} initializer"
         var = Variable(init_value(initializer, (self.size,), dtype, what=what))
@@ -252,6 +261,8 @@ class NeuronGroup(Group):
         re-trace afterwards.
 
         Example:
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(3)
             >>> lif.add_input('leak2', lambda V: 0.1 * (-70. - V))
         """
         if not isinstance(name, str):
@@ -281,8 +292,11 @@ class NeuronGroup(Group):
         ``Drive.g``, ``Drive.gE`` and ``Drive.jump`` (None when there are none).
 
         Example:
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(3)
             >>> d = lif.drive(lif.V.value)
-            >>> d.current(lif.V.value)   # I + gE - g V
+            >>> d.current(lif.V.value).tolist()   # I + gE - g V
+            [0.0, 0.0, 0.0]
         """
         current = self.input.value
         g = gE = jump = None
@@ -424,6 +438,8 @@ class LIF(NeuronGroup):
     Every parameter is a scalar or one value per neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> lif = nn.LIF(100, tau=20., V_th=-50., V_initializer=nn.Normal(-55., 2.))
         >>> lif.input.value = jnp.full(100, 20.)
         >>> spikes = lif.update()
@@ -459,6 +475,7 @@ class ALIF(NeuronGroup):
     Every parameter is a scalar or one value per neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> alif = nn.ALIF(100, tau_a=200., beta=1.8)
     """
 
@@ -504,6 +521,7 @@ class Izhikevich(NeuronGroup):
         method: integrator for (V, u): ``'exp_euler'`` (default), ``'euler'``, ``'rk2'``, ``'rk4'``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> neu = nn.Izhikevich(10, a=0.02, b=0.2, c=-65., d=8.)
     """
 
@@ -572,6 +590,8 @@ class HH(NeuronGroup):
     scalar or one value per neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> hh = nn.HH(10)
         >>> hh.input.value = jnp.full(10, 10.)   # uA/cm^2: tonic firing
     """
@@ -644,6 +664,7 @@ class AdEx(NeuronGroup):
     value per neuron; ``w`` starts from ``w_initializer`` (default 0).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> neu = nn.AdEx(10, a=1., b=1., tau_w=30.)
     """
 

@@ -61,8 +61,9 @@ def delay_steps(delay: Any, dt: float) -> np.ndarray:
     This is the rounding of Brian2 and NEST (0.25 ms at dt = 0.1 ms is 3 steps).
 
     Example:
-        >>> delay_steps([0.05, 0.25, 1.5], 0.1)
-        array([1, 3, 15])
+        >>> import neurodyn.nn as nn
+        >>> nn.delay_steps([0.05, 0.25, 1.5], 0.1).tolist()
+        [1, 3, 15]
     """
     return half_up_steps(delay, dt, _HALF_UP_TOL)
 
@@ -129,6 +130,7 @@ class Projection(Module):
             (``mode`` 'auto' means 'event'; 'dense' is refused). Delays are axonal.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> E = nn.LIF(3200, V_rest=-60., V_reset=-60., V_th=-50., tau=20., tau_ref=5.)
         >>> E2E = nn.Projection(E, E, nn.FixedProb(0.02), 0.6, nn.Expon(3200, tau=5.), nn.COBA(E=0.),
         ...                     delay=1.5)   # 15 steps at dt = 0.1 ms
