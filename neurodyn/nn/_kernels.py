@@ -398,8 +398,7 @@ def deliver_delayed(spikes: jax.Array, indptr: jax.Array, comb: jax.Array, weigh
         def body(c: Any) -> Any:
             j, b = c
             p = j * S + slots
-            # unrolled: no inner loop (whose carried vectors XLA:CPU would copy per iteration)
-            r = jnp.minimum(jnp.searchsorted(ends, p, side="right", method="scan_unrolled"), rows.shape[0] - 1)
+            r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), rows.shape[0] - 1)
             src = starts[r] + p - (ends[r] - lens[r])
             ok = p < total
             src = jnp.where(ok, src, 0)
