@@ -1,31 +1,17 @@
 """The COBA network of examples/ei_network.py against an independent pure-JAX implementation.
 
-The reference (bench/coba_jax.py) is hand-written with jax.lax.scan; it gets the
-same connectivity and initial potentials and must produce exactly the same spikes.
+The reference (``tests/_helpers.coba_reference``) is hand-written with jax.lax.scan; it gets
+the same connectivity and initial potentials and must produce exactly the same spikes.
 """
-
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 import neurodyn as nd
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from _helpers import coba_reference, coba_targets, load_example
 
-
-def _load(name, rel):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ei = _load("ei_network_example", "examples/ei_network.py")
-ref = _load("coba_jax_reference", "bench/coba_jax.py")
+ei = load_example("ei_network_example", "examples/ei_network.py")
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +26,8 @@ def test_coba_identical_spikes_to_hand_written_jax(coba_run):
     # the initial potentials: re-create them exactly as the example did
     nd.random.seed(7)
     fresh = ei.COBANet(scale=1.0, seed=7)
-    targets = {name: getattr(fresh, proj).conn.padded(getattr(fresh, proj).n_pre, getattr(fresh, proj).n_post)
-               for name, proj in [("EE", "E2E"), ("EI", "E2I"), ("IE", "I2E"), ("II", "I2I")]}
-    sE, sI = ref.simulate(targets, np.asarray(fresh.E.V.value), np.asarray(fresh.I.V.value), n_steps=1500)
+    sE, sI = coba_reference(coba_targets(fresh), np.asarray(fresh.E.V.value), np.asarray(fresh.I.V.value),
+                            n_steps=1500)
     mon = runner.mon
     assert mon["E.spike"].shape == sE.shape and mon["I.spike"].shape == sI.shape
     assert sE.sum() > 1000  # the network is active

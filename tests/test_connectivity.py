@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -87,10 +85,21 @@ def test_errors():
         nn.FixedProb(0.1, seed=0).dense(10000, 10000)
 
 
-def test_large_build_is_fast():
-    n = 64000
-    t = time.perf_counter()
-    indptr, indices = nn.FixedProb(80 / n, allow_self=False, seed=0).csr(n, n)
-    elapsed = time.perf_counter() - t
-    assert abs(indices.size / n - 80) < 0.5
-    assert elapsed < 10.0, f"64k x 80 connectivity took {elapsed:.1f} s"
+def test_large_sparse_build_is_exact():
+    # the sparse regime of the large benchmarks (80 synapses per neuron; the build time is
+    # measured by bench/connectivity_build.py): rows strictly increasing (no duplicates), in
+    # range, without self-connections, with Binomial(n - 1, p) degrees
+    n, k = 20000, 80
+    indptr, indices = nn.FixedProb(k / n, allow_self=False, seed=0).csr(n, n)
+    deg = np.diff(indptr)
+    p = k / n
+    assert indptr[0] == 0 and indptr[-1] == indices.size and indices.dtype == np.int32
+    assert abs(deg.mean() - (n - 1) * p) < 0.2
+    assert abs(deg.var() / ((n - 1) * p * (1 - p)) - 1) < 0.05
+    assert indices.min() >= 0 and indices.max() < n
+    rows = np.repeat(np.arange(n), deg)
+    assert not np.any(indices == rows)
+    same_row = rows[1:] == rows[:-1]
+    assert np.all(indices[1:][same_row] > indices[:-1][same_row])
+    # the same seed gives the same connectivity
+    np.testing.assert_array_equal(nn.FixedProb(k / n, allow_self=False, seed=0).csr(n, n)[1], indices)

@@ -9,16 +9,9 @@ import pytest
 import neurodyn as nd
 import neurodyn.nn as nn
 
+from _helpers import float64  # noqa: F401 (fixture)
+
 DT = 0.1
-
-
-@pytest.fixture
-def float64():
-    nd.set_precision(64)
-    try:
-        yield
-    finally:
-        nd.set_precision(32)
 
 
 def phi1(z):

@@ -82,7 +82,7 @@ def test_per_synapse_delays_deliver_each_spike_at_its_own_step(max_spikes):
         proj = nn.Projection(pre, post, conn, weight, Instant(50), nn.CUBA(), delay=steps * 0.1,
                              max_spikes=max_spikes, name=f"p{np.ndim(weight)}")
         assert proj.heterogeneous_delay and proj.delay_steps == 7 and proj.mode == "event"
-        assert proj.delay_buffer.shape == (7, 50) and proj.delay_offsets.shape == proj.targets.shape
+        assert proj.delay_buffer.shape == (7, 50) and proj.delay_comb.shape == (nnz,)  # 4 bytes per synapse
         spikes = rng.random((30, 60)) < 0.08
         spikes[5] = True  # more spikes than max_spikes: the exact path
         got = delivered(proj, pre, spikes)
@@ -117,10 +117,10 @@ def test_delay_distribution_is_drawn_once_with_a_minimum_of_one_step():
 
 def test_truncated_normal_redraw_and_clip():
     nd.random.seed(1)
-    x = np.asarray(nn.TruncatedNormal(0.0, 1.0, low=0.0)((20000,)))
+    x = np.asarray(nn.init_value(nn.TruncatedNormal(0.0, 1.0, low=0.0), (20000,)))
     # half-normal: mean sqrt(2/pi), all >= 0
     assert x.min() >= 0 and abs(x.mean() - math.sqrt(2 / math.pi)) < 0.02
-    c = np.asarray(nn.TruncatedNormal(0.0, 1.0, low=0.0, mode="clip")((20000,)))
+    c = np.asarray(nn.init_value(nn.TruncatedNormal(0.0, 1.0, low=0.0, mode="clip"), (20000,)))
     assert c.min() == 0.0 and abs((c == 0).mean() - 0.5) < 0.02
     with pytest.raises(ValueError, match="low .* must be < high"):
         nn.TruncatedNormal(0.0, 1.0, low=1.0, high=0.0)

@@ -1,9 +1,6 @@
 """nd.set_precision(64): every Variable, weight and integrator in float64."""
 
-import importlib.util
 import math
-import pathlib
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,24 +9,7 @@ import pytest
 import neurodyn as nd
 import neurodyn.nn as nn
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name, rel):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture
-def float64():
-    nd.set_precision(64)
-    try:
-        yield
-    finally:
-        nd.set_precision(32)
+from _helpers import coba_reference, coba_targets, float64, load_example  # noqa: F401 (fixture)
 
 
 def test_default_is_float32_and_errors():
@@ -73,16 +53,13 @@ def test_lif_float64_agrees_with_numpy_to_1e_12(float64):
 
 
 def test_coba_network_float64_identical_spikes_to_hand_written_reference_over_1s(float64):
-    ei = _load("ei_network_example_f64", "examples/ei_network.py")
-    ref = _load("coba_jax_reference_f64", "bench/coba_jax.py")
+    ei = load_example("ei_network_example_f64", "examples/ei_network.py")
     runner, summary = ei.simulate(duration=1000., scale=1.0, seed=11, progress_bar=False)
     nd.random.seed(11)
     fresh = ei.COBANet(scale=1.0, seed=11)
     assert fresh.E.V.dtype == jnp.float64 and fresh.E2E.syn.g.dtype == jnp.float64
-    targets = {name: getattr(fresh, proj).conn.padded(getattr(fresh, proj).n_pre, getattr(fresh, proj).n_post)
-               for name, proj in [("EE", "E2E"), ("EI", "E2I"), ("IE", "I2E"), ("II", "I2I")]}
-    sE, sI = ref.simulate(targets, np.asarray(fresh.E.V.value), np.asarray(fresh.I.V.value),
-                          n_steps=10000, dtype=jnp.float64)
+    sE, sI = coba_reference(coba_targets(fresh), np.asarray(fresh.E.V.value), np.asarray(fresh.I.V.value),
+                            n_steps=10000, dtype=jnp.float64)
     assert sE.shape == (10000, 3200) and sE.sum() > 3200 * 10
     np.testing.assert_array_equal(runner.mon["E.spike"], sE)
     np.testing.assert_array_equal(runner.mon["I.spike"], sI)

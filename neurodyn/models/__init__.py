@@ -8,7 +8,9 @@ for the statistics in :mod:`neurodyn.analysis`.
 
 Example:
     >>> from neurodyn import models
-    >>> net = models.PotjansDiesmann2014(scale=0.1)
+    >>> net = models.PotjansDiesmann2014(scale=0.01)
+    >>> net.population_sizes()['L4E']
+    219
 """
 
 from ._brunel import Brunel2000

@@ -20,7 +20,10 @@ class Instant(nn.Synapse):
     """A synapse without memory: ``g`` is this step's input (for delta synapses).
 
     Example:
+        >>> from neurodyn.models._brunel import Instant
         >>> syn = Instant(100)
+        >>> syn.update(2.0).tolist()[:2]
+        [2.0, 2.0]
     """
 
     def update(self, x: Any = 0.0) -> jax.Array:
@@ -35,7 +38,9 @@ class VoltageJump(nn.SynOut):
     the current ``J / (R (1 - exp(-dt / tau)))`` moves V by exactly ``J`` (plus the leak).
 
     Example:
-        >>> out = VoltageJump(lif)
+        >>> import neurodyn.nn as nn
+        >>> from neurodyn.models._brunel import VoltageJump
+        >>> out = VoltageJump(nn.LIF(10, tau=20.))
     """
 
     def __init__(self, target: nn.LIF) -> None:
@@ -72,9 +77,12 @@ class Brunel2000(PopulationsMixin, nn.Network):
     inhibitory spiking neurons. J. Comput. Neurosci. 8:183-208.
 
     Example:
-        >>> net = Brunel2000(regime='AI', scale=0.2)
-        >>> runner = nd.Runner(net, monitors=net.spike_monitor())
-        >>> runner.run(500.)
+        >>> import neurodyn as nd
+        >>> from neurodyn.models import Brunel2000
+        >>> net = Brunel2000(regime='AI', scale=0.02, C_E=40, C_I=10)   # the paper: scale=1
+        >>> runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
+        >>> _ = runner.run(20.)
+        >>> st = net.spike_trains(runner)     # for neurodyn.analysis
     """
 
     population_names = ("E", "I")
@@ -130,7 +138,13 @@ class Brunel2000(PopulationsMixin, nn.Network):
         Changes only Variables, so a compiled Runner loop is reused (a scan of Fig. 8 compiles once).
 
         Example:
-            >>> net.set_regime('SI_slow'); runner.reset(); runner.run(500.)
+            >>> import neurodyn as nd
+            >>> from neurodyn.models import Brunel2000
+            >>> net = Brunel2000(regime='AI', scale=0.02, C_E=40, C_I=10)
+            >>> runner = nd.Runner(net, progress_bar=False)
+            >>> net.set_regime('SI_slow')       # then runner.reset(); runner.run(...)
+            >>> net.g, net.eta
+            (4.5, 0.9)
         """
         g, eta = self._regime_parameters(regime, g, eta)
         if eta * self.nu_thr > self.ext_E.max_rate:

@@ -14,7 +14,10 @@ from .._environ import get_dt
 from .._module import Module
 from .._state import Variable
 from .. import analysis
-from ..nn._projection import _compact_to_rows, delay_steps
+from .._random import RandomState
+from .. import nn
+from ..nn._inputs import random_bits
+from ..nn._kernels import build_delayed_table, default_chunk, deliver_delayed
 
 
 def packed_spikes(groups: list) -> jax.Array:
@@ -53,8 +56,11 @@ class PopulationsMixin:
         """A Runner monitor recording every neuron's spikes as packed bits (1 bit per neuron and step).
 
         Example:
-            >>> runner = nd.Runner(net, monitors=net.spike_monitor())
-            >>> runner.run(1000.)
+            >>> import neurodyn as nd
+            >>> from neurodyn.models import VogelsAbbott2005
+            >>> net = VogelsAbbott2005(scale=0.05)
+            >>> runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
+            >>> _ = runner.run(10.)
             >>> record = net.spike_trains(runner)
         """
         groups = [getattr(self, n) for n in self.population_names]
@@ -101,28 +107,33 @@ def psc_exp_factor(tau_m: float, tau_syn: float, C_m: float, dt: float) -> float
     return p21 / (R * (1.0 - math.exp(-dt / tau_m)))
 
 
-def _compact_rows(s: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Indices of up to ``k`` spiking neurons of boolean ``s`` (unused slots: ``len(s)``), and the count."""
-    return _compact_to_rows(s.astype(jnp.float32), k), jnp.sum(s, dtype=jnp.int32)
-
-
 class DelayedCurrents(Module):
     """Event-driven input through one CSR table for all projections of a network, with per-synapse delays.
 
     Built on the host, one source population at a time, over a global numbering of ``n``
     neurons: ``sources`` yields ``(pre_offset, n_pre, parts)`` in increasing, contiguous
     ``pre_offset`` order, each part ``(post_offset, pre, post, weight, delay)`` with ``pre``
-    sorted (local indices) and ``delay`` in ms (floats) or in steps (integers). Each step, ``update(spikes)`` takes the spikes of the
-    previous step ``t - 1`` and adds the weights of the spiking neurons' synapses into a
-    ring buffer of future inputs: a spike of step ``t - 1`` arrives at step ``t - 1 + D``
-    (``D >= 1``, the delay in steps rounded half up as in ``nn.Projection``). It returns
-    the input due at step ``t`` for every neuron.
+    sorted (local indices) and ``delay`` in ms (floats) or in steps (integers). Each step,
+    ``update(spikes)`` takes the spikes of the previous step ``t - 1`` and adds the weights
+    of the spiking neurons' synapses into a ring buffer of future inputs: a spike of step
+    ``t - 1`` arrives at step ``t - 1 + D`` (``D >= 1``, the delay in steps rounded half up
+    as in ``nn.Projection``, whose per-synapse delays use the same kernel,
+    ``nn._kernels.deliver_delayed``). It returns the input due at step ``t`` for every neuron.
 
     The cost per step is proportional to the synapses of the spiking neurons: up to
     ``k`` spiking rows are compacted, and their synapses are gathered ``chunk``
     at a time (more rows or synapses loop, exactly). Memory: 8 bytes per synapse (a
     combined delay/target index and a float32 weight), ``4 (n + 2)`` bytes of row
     pointers and ``D_max x n`` floats of ring buffer.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from neurodyn.models._common import DelayedCurrents
+        >>> part = (0, np.array([0, 1]), np.array([1, 0]), np.array([0.5, 2.0]), np.array([0.1, 0.3]))
+        >>> dc = DelayedCurrents(2, [(0, 2, [part])], nnz=2)
+        >>> dc.update(jnp.array([True, True])).tolist()      # 0 -> 1 after 1 step; 1 -> 0 after 3
+        [0.0, 0.5]
     """
 
     def __init__(self, n: int, sources: Any, nnz: int, k: int | None = None, chunk: int | None = None,
@@ -130,68 +141,14 @@ class DelayedCurrents(Module):
         dt = get_dt()
         self.n = n = int(n)
         self._dt = dt
-        nnz = int(nnz)
-        if nnz >= 2**31:
-            raise ValueError(f"{name}: {nnz} synapses exceed the int32 index range")
-        comb = np.empty(nnz, np.int32)
-        weights = np.empty(nnz, np.float32)
-        indptr = np.zeros(n + 2, np.int64)
-        seg, next_pre, d_max = 0, 0, 1
-        for pre_off, n_pre, parts in sources:
-            if pre_off != next_pre:
-                raise ValueError(f"{name}: sources must cover neurons 0..{n - 1} in order; got a source "
-                                 f"at {pre_off}, expected {next_pre}")
-            counts = [np.bincount(pre, minlength=n_pre) for _, pre, _, _, _ in parts]
-            row_len = np.sum(counts, axis=0) if counts else np.zeros(n_pre, np.int64)
-            row_start = np.zeros(n_pre + 1, np.int64)
-            np.cumsum(row_len, out=row_start[1:])
-            if seg + row_start[-1] > nnz:
-                raise ValueError(f"{name}: more synapses than the nnz={nnz} announced")
-            indptr[pre_off + 1:pre_off + n_pre + 1] = seg + row_start[1:]
-            prior = np.zeros(n_pre, np.int64)
-            for (post_off, pre, post, w, d), c in zip(parts, counts):
-                pre = np.asarray(pre)
-                if pre.size and np.any(pre[1:] < pre[:-1]):
-                    raise ValueError(f"{name}: presynaptic indices of each part must be sorted")
-                d = np.asarray(d)
-                D = d if np.issubdtype(d.dtype, np.integer) else delay_steps(d, dt)
-                if D.size and D.min() < 1:
-                    raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
-                d_max = max(d_max, int(D.max(initial=1)))
-                idt = np.int32 if d_max * n < 2**31 else np.int64
-                # pre is sorted: a synapse's slot is its neuron's offset plus its rank in the part
-                part_start = np.zeros(n_pre + 1, np.int64)
-                np.cumsum(c, out=part_start[1:])
-                offset = seg + row_start[:-1] + prior - part_start[:-1]
-                pos = offset[pre]
-                pos += np.arange(pre.size)
-                target = (D.astype(idt) - 1) * n
-                target += np.asarray(post).astype(idt, copy=False)
-                target += post_off
-                comb[pos] = target
-                weights[pos] = w
-                prior += c
-                del D, pos, target
-            seg += int(row_start[-1])
-            next_pre = pre_off + n_pre
-        if next_pre != n or seg != nnz:
-            raise ValueError(f"{name}: sources covered {next_pre} of {n} neurons and {seg} of {nnz} synapses")
-        indptr[n + 1] = nnz  # row n: the empty row that unused compaction slots point at
-        R = d_max  # ring slots: due now (D = 1) up to D_max - 1 steps ahead
-        if 2 * R * n >= 2**31:
-            raise ValueError(f"{name}: {n} neurons x {R} delay slots exceed the int32 index range")
-        self.R, self.nnz = R, nnz
-        row_lengths = np.diff(indptr[:n + 1])
-        self.max_row = int(row_lengths.max(initial=0))
-        mean_row = float(row_lengths.mean()) if n else 0.0
+        table = build_delayed_table(n, n, sources, nnz, dt, name)
+        self.R, self.nnz, self.max_row = table["R"], int(nnz), table["max_row"]
         self.k = int(min(n, k if k is not None else max(64, n // 500)))
-        self.chunk = int(chunk if chunk is not None else min(1 << 17, max(4096, int(16 * mean_row))))
-        self.indptr = Variable(jnp.asarray(indptr.astype(np.int32)))
-        self.comb = Variable(jnp.asarray(comb))
-        del comb
-        self.weights = Variable(jnp.asarray(weights))
-        del weights
-        self.buffer = Variable(jnp.zeros((R, n), jnp.float32))
+        self.chunk = int(chunk if chunk is not None else default_chunk(self.nnz, n))
+        self.indptr = Variable(jnp.asarray(table.pop("indptr")))
+        self.comb = Variable(jnp.asarray(table.pop("comb")))
+        self.weights = Variable(jnp.asarray(table.pop("weights")))
+        self.buffer = Variable(jnp.zeros((self.R, n), jnp.float32))
         self.pos = Variable(jnp.zeros((), jnp.int32))
 
     def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, PartitionSpec]:
@@ -212,97 +169,70 @@ class DelayedCurrents(Module):
         """Deliver ``spikes`` (bool, shape ``(n,)``) into the future and return the input due now."""
         if get_dt() != self._dt:
             raise RuntimeError(f"DelayedCurrents: built for dt={self._dt} ms, but dt is now {get_dt()} ms")
-        n, R, k, S = self.n, self.R, self.k, self.chunk
-        indptr, comb, weights = self.indptr.value, self.comb.value, self.weights.value
-        pos = self.pos.value
-        base = pos * n
-        drop = 2 * R * n
-        slots = jnp.arange(S, dtype=jnp.int32)
-
-        def deliver_rows(buf: jax.Array, rows: jax.Array) -> jax.Array:
-            # All synapses of ``rows`` (n: none), S at a time, as one flat list.
-            starts = indptr[rows]
-            lens = indptr[rows + 1] - starts
-            ends = jnp.cumsum(lens)
-            total = ends[-1]
-
-            def body(c: Any) -> Any:
-                j, b = c
-                p = j * S + slots
-                r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), rows.shape[0] - 1)
-                src = starts[r] + p - (ends[r] - lens[r])
-                ok = p < total
-                src = jnp.where(ok, src, 0)
-                tg = jnp.where(ok, comb[src] + base, drop)
-                tg = jnp.where(tg >= R * n, tg - R * n, tg)
-                return j + 1, b.at[tg].add(jnp.where(ok, weights[src], 0.0), mode="drop")
-
-            return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), buf))[1]
-
-        idx, count = _compact_rows(spikes, k)
-
-        def many(buf: jax.Array) -> jax.Array:
-            # more than k spikes: all spiking rows in index order, k at a time
-            rows = jnp.nonzero(spikes, size=n, fill_value=n)[0].astype(jnp.int32)
-            rows = jnp.concatenate([rows, jnp.full((k,), n, jnp.int32)])
-
-            def body(c: Any) -> Any:
-                j, b = c
-                return j + 1, deliver_rows(b, jax.lax.dynamic_slice_in_dim(rows, j * k, k))
-
-            return jax.lax.while_loop(lambda c: c[0] * k < count, body, (jnp.int32(0), buf))[1]
-
-        flat = self.buffer.value.reshape(-1)
-        flat = jax.lax.cond(count <= k, lambda b: deliver_rows(b, idx), many, flat)
-        buf = flat.reshape(R, n)
-        x = jax.lax.dynamic_index_in_dim(buf, pos, axis=0, keepdims=False)
-        self.buffer.value = jax.lax.dynamic_update_index_in_dim(buf, jnp.zeros((n,), jnp.float32), pos, axis=0)
-        self.pos.value = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
+        x, self.buffer.value, self.pos.value = deliver_delayed(
+            spikes, self.indptr.value, self.comb.value, self.weights.value, self.buffer.value, self.pos.value,
+            self.k, self.chunk)
         return x
 
 
 class PoissonCounts(Module):
     """Per step and neuron, the number of spikes of ``k_ext`` Poisson inputs at ``rate`` Hz, times ``weight``.
 
-    Counts are drawn exactly by inverting the Poisson distribution function
-    with one uniform number per neuron and step (the table is cut where the
-    remaining probability is below 1e-12, far below the uniforms' resolution).
+    Counts follow ``Poisson(k_ext * rate * dt)`` (NEST's ``poisson_generator``), drawn by
+    the sampler of ``nn.PoissonInput`` (``nn.draw_counts``: one 32-bit random integer per
+    neuron and step from the RandomState ``key`` (``nn._inputs.random_bits``), compared with the CDF table, exact to
+    ``2**-32``). The tables sit in Variables sized for ``max_rate``, so :meth:`set_rate`
+    keeps compiled code.
+
+    Example:
+        >>> import numpy as np
+        >>> from neurodyn.models._common import PoissonCounts
+        >>> pc = PoissonCounts(np.full(1000, 100), 20.0, np.ones(1000), seed=0)
+        >>> bool(abs(float(pc.update().mean()) - 0.2) < 0.05)
+        True
     """
 
     def __init__(self, k_ext: np.ndarray, rate: float, weight: np.ndarray, seed: int,
                  max_rate: float | None = None) -> None:
         self.k_ext = np.asarray(k_ext, np.float64)
+        self._levels, self._row = np.unique(self.k_ext, return_inverse=True)
         self.max_rate = float(rate if max_rate is None else max(rate, max_rate))
-        lam_max = float(self.k_ext.max(initial=0)) * self.max_rate * get_dt() * 1e-3
-        self.kmax = int(lam_max + 12 * math.sqrt(lam_max) + 12)
-        self.cdf = Variable(jnp.asarray(self._cdf(rate), jnp.float32))
+        self._width = max(nn.poisson_table(lam)[1].size + 1 for lam in self._lams(self.max_rate))
+        k0, thresholds = self._tables(rate)
+        self.k0 = Variable(jnp.asarray(k0))
+        self.thresholds = Variable(jnp.asarray(thresholds))
         self.weight = Variable(jnp.asarray(weight, jnp.float32))
-        self.key = Variable(jax.random.key_data(jax.random.key(seed, impl="rbg")))
+        self.key = RandomState(seed)
 
-    def _cdf(self, rate: float) -> np.ndarray:
-        lam = self.k_ext * float(rate) * get_dt() * 1e-3
-        k = np.arange(self.kmax)
-        logpmf = k[None, :] * np.log(np.maximum(lam[:, None], 1e-300)) - lam[:, None] - np.cumsum(
-            np.log(np.maximum(k, 1)))[None, :]
-        return np.cumsum(np.exp(logpmf), axis=1)
+    def _lams(self, rate: float) -> np.ndarray:
+        return self._levels * float(rate) * get_dt() * 1e-3
+
+    def _tables(self, rate: float) -> tuple[np.ndarray, np.ndarray]:
+        k0, tm1 = nn.stack_tables([nn.poisson_table(lam) for lam in self._lams(rate)], self._width)
+        if len(self._levels) == 1:  # one table for all neurons
+            return k0[0], tm1[0]
+        return k0[self._row], tm1[self._row]
 
     def set_rate(self, rate: float) -> None:
         """Change the rate of every input (up to ``max_rate``), keeping compiled code."""
         if not 0 <= rate <= self.max_rate:
             raise ValueError(f"PoissonCounts.set_rate: rate must be in [0, {self.max_rate:g}] Hz, got {rate}")
-        self.cdf.value = jnp.asarray(self._cdf(rate), jnp.float32)
+        k0, thresholds = self._tables(rate)
+        self.k0.value = jnp.asarray(k0)
+        self.thresholds.value = jnp.asarray(thresholds)
 
     def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, PartitionSpec]:
-        # the key is one PRNG state for all neurons (its 4 words are no neuron axis)
-        return {"key": PartitionSpec()}
+        # one PRNG state for all neurons (its words are no neuron axis); a shared table too
+        specs = {"key": PartitionSpec()}
+        if self.thresholds.ndim == 1:
+            specs.update(k0=PartitionSpec(), thresholds=PartitionSpec())
+        return specs
 
     def reset_state(self, batch_size: int | None = None) -> None:
-        pass
+        if batch_size is not None:
+            raise ValueError("PoissonCounts: batched state is not supported")
 
     def update(self) -> jax.Array:
-        key = jax.random.wrap_key_data(self.key.value, impl="rbg")
-        key, sub = jax.random.split(key)
-        self.key.value = jax.random.key_data(key)
-        u = jax.random.uniform(sub, (self.cdf.shape[0],))
-        counts = jnp.sum(u[:, None] >= self.cdf.value, axis=1, dtype=jnp.int32)
+        bits = random_bits(self.key.split_key(), tuple(self.weight.shape))
+        counts = nn.draw_counts(bits, self.k0.value, self.thresholds.value)
         return counts.astype(jnp.float32) * self.weight.value

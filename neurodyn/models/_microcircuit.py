@@ -125,11 +125,14 @@ class PotjansDiesmann2014(PopulationsMixin, nn.Network):
     effective connectivity and correlations. PLoS Comput Biol 11(9):e1004490.
 
     Example:
-        >>> net = PotjansDiesmann2014(scale=0.1)
-        >>> runner = nd.Runner(net, monitors=net.spike_monitor())
-        >>> runner.run(1500.)
-        >>> st = net.spike_trains(runner).window(500., 1500.)
-        >>> analysis.summary(st, populations=net.population_slices())['L4E']['rate']
+        >>> import neurodyn as nd
+        >>> from neurodyn import analysis
+        >>> from neurodyn.models import PotjansDiesmann2014
+        >>> net = PotjansDiesmann2014(scale=0.01)          # NEST's example: scale=0.1, 1500 ms
+        >>> runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
+        >>> _ = runner.run(20.)
+        >>> st = net.spike_trains(runner).window(10., 20.)
+        >>> rates = analysis.summary(st, populations=net.population_slices())['L4E']['rate']
     """
 
     population_names = POPULATIONS

@@ -17,6 +17,7 @@ class KickGroup(nn.PoissonGroup):
     """Poisson spike trains at ``freq`` Hz during the first ``duration`` ms of a run, silent afterwards.
 
     Example:
+        >>> from neurodyn.models._vogels_abbott import KickGroup
         >>> kick = KickGroup(100, freq=200., duration=50.)
     """
 
@@ -66,9 +67,11 @@ class VogelsAbbott2005(PopulationsMixin, nn.Network):
     J. Comput. Neurosci. 23:349-398.
 
     Example:
-        >>> net = VogelsAbbott2005(synapse='coba', drive='kick')  # or synapse='cuba'
-        >>> runner = nd.Runner(net, monitors=net.spike_monitor())
-        >>> runner.run(1000.)
+        >>> import neurodyn as nd
+        >>> from neurodyn.models import VogelsAbbott2005
+        >>> net = VogelsAbbott2005(synapse='coba', drive='kick', scale=0.05)  # or synapse='cuba'
+        >>> runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False)
+        >>> _ = runner.run(20.)
     """
 
     population_names = ("E", "I")

@@ -57,6 +57,7 @@ def sample_without_replacement(rng: np.random.Generator, n: int, k: np.ndarray,
     Returns ``(indptr, indices)`` with each row's values sorted.
 
     Example:
+        >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> indptr, idx = sample_without_replacement(rng, 100, np.array([3, 5]))
     """
@@ -154,6 +155,7 @@ class Connector:
     connector describes the same connections.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.FixedProb(0.1, seed=0)
         >>> indptr, indices = conn.csr(100, 200)
         >>> targets = conn.padded(100, 200)       # (100, k_max), fill 200
@@ -251,6 +253,7 @@ class FixedProb(_RandomConnector):
         seed: integer seed; ``None`` draws one from ``nd.random``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.FixedProb(0.02, allow_self=False, seed=42)
         >>> indptr, indices = conn.csr(4000, 4000)
     """
@@ -276,6 +279,7 @@ class FixedPostNum(_RandomConnector):
     """Each presynaptic neuron connects to exactly ``num`` distinct random targets.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.FixedPostNum(10, seed=0)
     """
 
@@ -298,6 +302,7 @@ class FixedPreNum(_RandomConnector):
     """Each postsynaptic neuron receives from exactly ``num`` distinct random sources.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.FixedPreNum(10, seed=0)
     """
 
@@ -325,6 +330,7 @@ class AllToAll(Connector):
     """Every presynaptic neuron connects to every postsynaptic one.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.AllToAll(allow_self=False)
     """
 
@@ -349,6 +355,7 @@ class OneToOne(Connector):
     """Neuron ``i`` connects to neuron ``i`` (groups of equal size).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.OneToOne()
     """
 
@@ -376,6 +383,7 @@ class FixedTotalNum(_RandomConnector):
         seed: integer seed; ``None`` draws one from ``nd.random``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> conn = nn.FixedTotalNum(5000, seed=0)
         >>> conn.num_connections(200, 300)
         5000

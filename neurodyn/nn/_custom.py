@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from .._environ import get_dt
 from .._integrators import get_method
 from ._drive import Drive
-from ._neurons import Initializer, NeuronGroup, _as_current, _current_at, _time
+from ._init import Initializer
+from ._neurons import NeuronGroup, _as_current, _current_at, _time
 
 __all__ = ["NeuronModel"]
 
@@ -45,6 +46,7 @@ class NeuronModel(NeuronGroup):
         spike_fn, detach_reset: surrogate spikes for training, as for ``nn.LIF``.
 
     Example (a quadratic integrate-and-fire neuron):
+        >>> import neurodyn.nn as nn
         >>> qif = nn.NeuronModel(
         ...     10, lambda V, I: ((V + 65.) * (V + 50.) / 15. + I) / 10.,
         ...     states={'V': -65.}, V_th=30., reset={'V': -70.}, tau_ref=1.)

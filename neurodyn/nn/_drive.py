@@ -41,6 +41,7 @@ class Conductance:
     their current at potential ``V`` is ``gE - g * V``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> lif = nn.LIF(10)
         >>> lif.add_input('shunt', lambda V: nn.Conductance(0.5, 0.5 * -70.))
     """
@@ -77,6 +78,7 @@ class Jump:
     """A voltage-jump input: ``dV`` mV added to the membrane potential at this step.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> lif = nn.LIF(10)
         >>> lif.add_input('kick', lambda V: nn.Jump(0.5))   # +0.5 mV every step
     """
@@ -107,6 +109,8 @@ class Drive(NamedTuple):
     voltage jump in mV (None without jump inputs).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> lif = nn.LIF(3)
         >>> d = lif.drive(lif.V.value)
         >>> I_total = d.current(lif.V.value)
     """

@@ -11,31 +11,12 @@ import numpy as np
 from .. import random as _random
 from .._environ import float_dtype
 from .._module import Module
-from .._state import TrainVar
+from ._init import Initializer, init_param
 
 __all__ = [
     "Linear", "Sequential", "Dropout", "Flatten", "Activation",
-    "ReLU", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax", "init_param",
+    "ReLU", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax",
 ]
-
-Initializer = Callable[..., jax.Array]
-
-
-def init_param(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
-               name: str = "parameter") -> TrainVar:
-    """A ``TrainVar`` drawn with a ``jax.nn.initializers`` function and a key from ``nd.random``.
-
-    Example:
-        >>> w = nn.init_param(jax.nn.initializers.glorot_uniform(), (3, 4))
-    """
-    if not callable(init):
-        raise TypeError(f"{name}: the initializer must be a jax.nn.initializers function "
-                        f"(key, shape, dtype) -> array, got {type(init).__name__}")
-    value = init(_random.split_key(), shape, float_dtype() if dtype is None else dtype)
-    if tuple(value.shape) != tuple(shape):
-        raise ValueError(f"{name}: the initializer returned shape {tuple(value.shape)}, expected {tuple(shape)}")
-    return TrainVar(value)
-
 
 def _check_features(layer: str, x: Any, n: int) -> None:
     shape = jnp.shape(x)
@@ -64,6 +45,8 @@ class Linear(Module):
         dtype: the parameters' dtype (default ``nd.float_dtype()``).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> fc = nn.Linear(3, 2)
         >>> fc(jnp.ones((5, 3))).shape
         (5, 2)
@@ -92,6 +75,9 @@ class Sequential(Module):
     """Apply layers in order; layers are Modules or plain functions (``jax.nn.relu``).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> import jax
         >>> mlp = nn.Sequential(nn.Linear(4, 8), jax.nn.relu, nn.Linear(8, 2))
         >>> mlp(jnp.ones((3, 4))).shape
         (3, 2)
@@ -121,10 +107,12 @@ class Dropout(Module):
     Draws from ``nd.random.DEFAULT`` (or the given ``rng``); does nothing after ``eval()``.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> drop = nn.Dropout(0.5)
         >>> y = drop(jnp.ones(10))        # about half zeros, the rest 2.
-        >>> drop.eval(); drop(jnp.ones(3))
-        Array([1., 1., 1.], dtype=float32)
+        >>> _ = drop.eval(); drop(jnp.ones(3)).tolist()
+        [1.0, 1.0, 1.0]
     """
 
     def __init__(self, p: float = 0.5, rng: Any = None) -> None:
@@ -146,6 +134,8 @@ class Flatten(Module):
     """Flatten all axes after the first (the batch axis).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> nn.Flatten()(jnp.ones((2, 3, 4))).shape
         (2, 12)
     """
@@ -159,6 +149,8 @@ class Activation(Module):
     """Wrap an element-wise function (any ``jax.nn`` activation) as a layer.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax
         >>> act = nn.Activation(jax.nn.softplus)
     """
 

@@ -26,7 +26,6 @@ often trains better because the reset does not feed back a gradient.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Callable
 
@@ -34,115 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import random as _nd_random
 from .._environ import get as _get_shared
 from .._environ import float_dtype, get_dt, half_up_steps, time_to_steps
 from .._integrators import get_method
 from .._module import Module
 from .._state import Variable, in_trace
 from ._drive import Conductance, Drive, Jump
+from ._init import Constant, Initializer, Normal, Uniform, init_value
 
-__all__ = ["Group", "NeuronGroup", "LIF", "ALIF", "Izhikevich", "HH", "AdEx",
-           "Constant", "Normal", "Uniform", "init_value", "reset_var"]
-
-Initializer = Any  # a number, an array, a callable (shape) -> array, or jax.nn.initializers-style
-
-
-# -- initializers ----------------------------------------------------------------
-class Constant:
-    """Initializer filling every neuron with ``value``.
-
-    Example:
-        >>> nn.LIF(10, V_initializer=nn.Constant(-65.))
-    """
-
-    def __init__(self, value: float) -> None:
-        self.value = float(value)
-
-    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
-        return jnp.full(shape, self.value, dtype or float_dtype())
-
-    def __repr__(self) -> str:
-        return f"Constant({self.value})"
-
-
-class Normal:
-    """Initializer drawing ``Normal(mean, std)`` values from ``nd.random``.
-
-    Example:
-        >>> nn.LIF(10, V_initializer=nn.Normal(-55., 2.))
-    """
-
-    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
-        if std < 0:
-            raise ValueError(f"Normal: std must be >= 0, got {std}")
-        self.mean, self.std = float(mean), float(std)
-
-    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
-        return _nd_random.normal(self.mean, self.std, size=shape, dtype=dtype or float_dtype())
-
-    def __repr__(self) -> str:
-        return f"Normal({self.mean}, {self.std})"
-
-
-class Uniform:
-    """Initializer drawing ``Uniform(low, high)`` values from ``nd.random``.
-
-    Example:
-        >>> nn.LIF(10, V_initializer=nn.Uniform(-70., -50.))
-    """
-
-    def __init__(self, low: float = 0.0, high: float = 1.0) -> None:
-        if high < low:
-            raise ValueError(f"Uniform: high ({high}) must be >= low ({low})")
-        self.low, self.high = float(low), float(high)
-
-    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
-        return _nd_random.uniform(self.low, self.high, size=shape, dtype=dtype or float_dtype())
-
-    def __repr__(self) -> str:
-        return f"Uniform({self.low}, {self.high})"
-
-
-_OWN_INITS = (Constant, Normal, Uniform)
-
-
-def _required_positional(fn: Callable) -> int:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return 1
-    return sum(1 for p in sig.parameters.values()
-               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
-
-
-def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
-               what: str = "initializer") -> jax.Array:
-    """Evaluate an initializer for ``shape``.
-
-    ``init`` may be a number or array (broadcast to ``shape``), a callable
-    ``init(shape)`` (like :class:`Normal`), or a ``jax.nn.initializers``-style
-    ``init(key, shape, dtype)``, which gets a key from ``nd.random``.
-
-    ``dtype`` defaults to ``nd.float_dtype()``.
-
-    Example:
-        >>> init_value(jax.nn.initializers.normal(1.), (3,))
-    """
-    dtype = float_dtype() if dtype is None else dtype
-    if callable(init):
-        if isinstance(init, _OWN_INITS) or _required_positional(init) < 2:
-            out = init(shape)
-        else:
-            out = init(_nd_random.split_key(), shape, dtype)
-    else:
-        out = init
-    out = jnp.asarray(out, dtype=dtype)
-    try:
-        return jnp.broadcast_to(out, shape)
-    except ValueError:
-        raise ValueError(f"{what} produced shape {out.shape}, which does not broadcast to {shape}") from None
-
+__all__ = ["Group", "NeuronGroup", "LIF", "ALIF", "Izhikevich", "HH", "AdEx", "reset_var"]
 
 def _state_shape(size: int, batch_size: int | None) -> tuple[int, ...]:
     if batch_size is None:
@@ -212,6 +111,7 @@ class Group(Module):
     Network containers update every ``Group`` after the projections.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> class Silent(nn.Group):
         ...     def __init__(self, size):
         ...         super().__init__(size)
@@ -229,11 +129,6 @@ class Group(Module):
         """Clear the spikes; state shape ``(size,)`` or ``(batch_size, size)``."""
         reset_var(self.spike, jnp.zeros(_state_shape(self.size, batch_size), self.spike.dtype))
 
-    @property
-    def varshape(self) -> tuple[int, ...]:
-        """The state shape: ``(size,)`` or ``(batch_size, size)``."""
-        return tuple(self.spike.shape)
-
 
 class NeuronGroup(Group):
     """Base class of neuron models: inputs, state declaration, spikes, refractoriness.
@@ -249,12 +144,14 @@ class NeuronGroup(Group):
       states derived from others, calling ``super().reset_state(batch_size)``
       first.
     * ``update(x=0.)`` reads this step's inputs with :meth:`drive`,
-      integrates, adds ``Drive.jump``, then calls :meth:`refractory_step`
-      (optional) and :meth:`fire`, and returns ``self.spike.value``.
+      integrates, adds ``Drive.jump``, then calls :meth:`spike_and_reset`
+      (:meth:`refractory_step` and :meth:`fire`), and returns ``self.spike.value``.
 
     See :class:`NeuronModel` to define a model from its derivatives alone.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
         >>> class QIF(nn.NeuronGroup):
         ...     def __init__(self, size, tau=10.0, V_th=30.0, V_reset=-70.0, tau_ref=0.0):
         ...         super().__init__(size)
@@ -267,8 +164,7 @@ class NeuronGroup(Group):
         ...         d = self.drive(V, x)
         ...         dV = ((V + 65.0) * (V + 50.0) / 15.0 + d.current(V)) / self.tau
         ...         V_new = d.add_jump(V + nd.get_dt() * dV)
-        ...         V_new, can_spike = self.refractory_step(V, V_new)
-        ...         self.V.value, spike = self.fire(V_new, self.V_th, self.V_reset, can_spike)
+        ...         self.V.value = self.spike_and_reset(V, V_new, self.V_th, self.V_reset)
         ...         return self.spike.value
     """
 
@@ -303,7 +199,9 @@ class NeuronGroup(Group):
         received shape; ``positive`` / ``nonneg`` also check the sign.
 
         Example:
-            >>> self.tau = self.param('tau', tau, positive=True, unit=' ms')
+            >>> import neurodyn.nn as nn
+            >>> nn.LIF(3).param('tau', [10., 20., 30.], positive=True, unit=' ms')
+            array([10., 20., 30.])
         """
         return _as_param(type(self).__name__, name, value, self.size, positive, nonneg, unit)
 
@@ -315,7 +213,11 @@ class NeuronGroup(Group):
         :meth:`reset_state` re-evaluates it. ``dtype`` defaults to ``nd.float_dtype()``.
 
         Example:
-            >>> self.add_state('w', nn.Uniform(0., 1.))   # then self.w.value
+            >>> import neurodyn.nn as nn
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(3)
+            >>> lif.add_state('w', nn.Uniform(0., 1.)).shape   # then lif.w.value
+            (3,)
         """
         what = f"{type(self).__name__} {name} initializer"
         var = Variable(init_value(initializer, (self.size,), dtype, what=what))
@@ -359,6 +261,8 @@ class NeuronGroup(Group):
         re-trace afterwards.
 
         Example:
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(3)
             >>> lif.add_input('leak2', lambda V: 0.1 * (-70. - V))
         """
         if not isinstance(name, str):
@@ -388,8 +292,11 @@ class NeuronGroup(Group):
         ``Drive.g``, ``Drive.gE`` and ``Drive.jump`` (None when there are none).
 
         Example:
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(3)
             >>> d = lif.drive(lif.V.value)
-            >>> d.current(lif.V.value)   # I + gE - g V
+            >>> d.current(lif.V.value).tolist()   # I + gE - g V
+            [0.0, 0.0, 0.0]
         """
         current = self.input.value
         g = gE = jump = None
@@ -479,6 +386,25 @@ class NeuronGroup(Group):
         s_r = jax.lax.stop_gradient(s) if self.detach_reset else s
         return V_new * (1 - s_r) + V_reset * s_r, spike
 
+    def spike_and_reset(self, V: jax.Array, V_new: jax.Array, V_th: Any, V_reset: Any) -> jax.Array:
+        """The end of a step shared by the reset models: :meth:`refractory_step` then :meth:`fire`.
+
+        ``V`` is the potential before the step, ``V_new`` after the integration
+        (jumps included). Writes ``spike`` (and the refractory counter); returns V
+        after the clamp and the reset.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> import neurodyn.nn as nn
+            >>> lif = nn.LIF(2, V_th=1., V_reset=0.)
+            >>> lif.spike_and_reset(jnp.zeros(2), jnp.array([0.5, 1.5]), 1., 0.).tolist()
+            [0.5, 0.0]
+            >>> lif.spike.value.tolist()
+            [False, True]
+        """
+        V_new, can_spike = self.refractory_step(V, V_new)
+        return self.fire(V_new, V_th, V_reset, can_spike)[0]
+
     def _spike_float(self, dtype: Any) -> jax.Array:
         """This step's spikes as floats (gradient stopped with ``detach_reset``): for jumps of
         adaptation variables at a spike."""
@@ -490,10 +416,6 @@ class NeuronGroup(Group):
 
 
 # -- models -----------------------------------------------------------------------
-_PER_NEURON = ("Every parameter is a scalar or one value per neuron (shape ``(size,)``); "
-               "initializers take a number, an array, ``nn.Normal(...)`` or a ``jax.nn.initializers`` function.")
-
-
 class LIF(NeuronGroup):
     """Leaky integrate-and-fire neurons with a refractory period.
 
@@ -516,6 +438,8 @@ class LIF(NeuronGroup):
     Every parameter is a scalar or one value per neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> lif = nn.LIF(100, tau=20., V_th=-50., V_initializer=nn.Normal(-55., 2.))
         >>> lif.input.value = jnp.full(100, 20.)
         >>> spikes = lif.update()
@@ -538,8 +462,7 @@ class LIF(NeuronGroup):
         V = self.V.value
         d = self.drive(V, x)
         V_new = _lif_step(V, d, self.V_rest, self.R, self.tau, dt)
-        V_new, can_spike = self.refractory_step(V, V_new)
-        self.V.value, _ = self.fire(V_new, self.V_th, self.V_reset, can_spike)
+        self.V.value = self.spike_and_reset(V, V_new, self.V_th, self.V_reset)
         return self.spike.value
 
 
@@ -552,6 +475,7 @@ class ALIF(NeuronGroup):
     Every parameter is a scalar or one value per neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> alif = nn.ALIF(100, tau_a=200., beta=1.8)
     """
 
@@ -581,8 +505,7 @@ class ALIF(NeuronGroup):
         d = self.drive(V, x)
         V_new = _lif_step(V, d, self.V_rest, self.R, self.tau, dt)
         a = self.a.value
-        V_new, can_spike = self.refractory_step(V, V_new)
-        self.V.value, _ = self.fire(V_new, self.V_th + self.beta * a, self.V_reset, can_spike)
+        self.V.value = self.spike_and_reset(V, V_new, self.V_th + self.beta * a, self.V_reset)
         self.a.value = a * _exp_decay(self.tau_a, dt) + self.spike.value.astype(a.dtype)
         return self.spike.value
 
@@ -598,6 +521,7 @@ class Izhikevich(NeuronGroup):
         method: integrator for (V, u): ``'exp_euler'`` (default), ``'euler'``, ``'rk2'``, ``'rk4'``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> neu = nn.Izhikevich(10, a=0.02, b=0.2, c=-65., d=8.)
     """
 
@@ -633,8 +557,7 @@ class Izhikevich(NeuronGroup):
         V, u = self.V.value, self.u.value
         d = self.drive(V, x)
         V_new, u_new = self.method(self.derivative, (V, u), _time(), dt, _as_current(d))
-        V_new, can_spike = self.refractory_step(V, d.add_jump(V_new))
-        self.V.value, _ = self.fire(V_new, self.V_th, self.c, can_spike)
+        self.V.value = self.spike_and_reset(V, d.add_jump(V_new), self.V_th, self.c)
         self.u.value = u_new + self.d * self._spike_float(u_new.dtype)
         return self.spike.value
 
@@ -667,6 +590,8 @@ class HH(NeuronGroup):
     scalar or one value per neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> hh = nn.HH(10)
         >>> hh.input.value = jnp.full(10, 10.)   # uA/cm^2: tonic firing
     """
@@ -739,6 +664,7 @@ class AdEx(NeuronGroup):
     value per neuron; ``w`` starts from ``w_initializer`` (default 0).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> neu = nn.AdEx(10, a=1., b=1., tau_w=30.)
     """
 
@@ -776,8 +702,7 @@ class AdEx(NeuronGroup):
         V, w = self.V.value, self.w.value
         d = self.drive(V, x)
         V_new, w_new = self.method(self.derivative, (V, w), _time(), dt, _as_current(d))
-        V_new, can_spike = self.refractory_step(V, d.add_jump(V_new))
-        self.V.value, _ = self.fire(V_new, self.V_th, self.V_reset, can_spike)
+        self.V.value = self.spike_and_reset(V, d.add_jump(V_new), self.V_th, self.V_reset)
         self.w.value = w_new + self.b * self._spike_float(w_new.dtype)
         return self.spike.value
 

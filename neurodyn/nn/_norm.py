@@ -18,6 +18,8 @@ class LayerNorm(Module):
     """Normalise over the trailing ``normalized_shape`` axes, then scale and shift.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> ln = nn.LayerNorm(8)
         >>> y = ln(jnp.arange(16.).reshape(2, 8))   # each row: mean 0, variance 1
     """
@@ -60,9 +62,11 @@ class BatchNorm1d(Module):
     nothing is written.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> bn = nn.BatchNorm1d(4)
         >>> y = bn(jnp.ones((8, 4)))       # updates the running statistics
-        >>> bn.eval(); y = bn(jnp.ones((8, 4)))
+        >>> _ = bn.eval(); y = bn(jnp.ones((8, 4)))
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,

@@ -19,8 +19,8 @@ import numpy as np
 from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import Variable
-from ._layers import init_param
-from ._neurons import _state_shape, init_value, reset_var
+from ._init import init_param, init_value
+from ._neurons import _state_shape, reset_var
 
 __all__ = ["LeakyReadout", "spike_count", "mean_over_time", "max_over_time", "rate_regularizer"]
 
@@ -50,9 +50,13 @@ class LeakyReadout(Module):
         V_initializer: initial membrane (number, array, or initializer).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> out = nn.LeakyReadout(100, 10, tau=20.)
         >>> out.reset_state(32)
-        >>> V = out(spikes_t)              # spikes_t: (32, 100) -> V: (32, 10)
+        >>> import jax.numpy as jnp
+        >>> spikes_t = jnp.zeros((32, 100))
+        >>> out(spikes_t).shape
+        (32, 10)
     """
 
     def __init__(self, in_features: int, out_features: int, tau: float = 20.0, bias: bool = True,
@@ -108,8 +112,12 @@ def spike_count(spikes: Any, axis: int = 0) -> jax.Array:
     """Spikes summed over the time axis (float; usable as logits, differentiable).
 
     Example:
-        >>> spikes = nd.for_loop(net.update, xs)     # (time, batch, n_out)
-        >>> logits = nn.spike_count(spikes)          # (batch, n_out)
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> spikes = jnp.zeros((50, 8, 10))          # (time, batch, n_out)
+        >>> nn.spike_count(spikes).shape             # (batch, n_out)
+        (8, 10)
     """
     s = _time_axis("spike_count", spikes, axis)
     return jnp.sum(s.astype(jnp.result_type(s.dtype, float_dtype())), axis=axis)
@@ -119,8 +127,12 @@ def mean_over_time(x: Any, axis: int = 0) -> jax.Array:
     """The mean over the time axis, e.g. of a :class:`LeakyReadout` membrane.
 
     Example:
-        >>> V = nd.for_loop(net.update, xs)          # (time, batch, n_out)
-        >>> logits = nn.mean_over_time(V)            # (batch, n_out)
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> V = jnp.ones((50, 8, 10))                # (time, batch, n_out)
+        >>> nn.mean_over_time(V).shape               # (batch, n_out)
+        (8, 10)
     """
     return jnp.mean(_time_axis("mean_over_time", x, axis), axis=axis)
 
@@ -129,7 +141,10 @@ def max_over_time(x: Any, axis: int = 0) -> jax.Array:
     """The maximum over the time axis (the gradient flows to the time of the maximum).
 
     Example:
-        >>> logits = nn.max_over_time(V)
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> nn.max_over_time(jnp.array([[0., 2.], [1., 1.]])).tolist()
+        [1.0, 2.0]
     """
     return jnp.max(_time_axis("max_over_time", x, axis), axis=axis)
 
@@ -150,8 +165,12 @@ def rate_regularizer(spikes: Any, target: float = 0.0, strength: float = 1.0,
     gradient reaches the weights through the surrogate derivative.
 
     Example:
-        >>> spikes = nd.for_loop(net.update, xs)      # (time, batch, n_hidden)
-        >>> loss = ce + nn.rate_regularizer(spikes, target=0.02, strength=1.)
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> spikes = jnp.zeros((50, 8, 100))          # (time, batch, n_hidden)
+        >>> round(float(nn.rate_regularizer(spikes, target=0.02, strength=1.)), 6)   # (0 - 0.02)^2
+        0.0004
     """
     s = jnp.asarray(spikes)
     if s.ndim < 2:

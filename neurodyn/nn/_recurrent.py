@@ -21,7 +21,7 @@ from .._environ import float_dtype
 from .._module import Module
 from .._state import Variable, in_trace
 from .._transforms import for_loop
-from ._layers import Initializer, init_param
+from ._init import Initializer, init_param
 
 __all__ = ["RNNCell", "GRUCell", "LSTMCell", "RNN", "GRU", "LSTM"]
 
@@ -130,6 +130,8 @@ class RNNCell(_Cell):
     ``reset_state(batch)``) or ``(input_size,)``; returns the new ``h``.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> cell = nn.RNNCell(3, 5, batch_size=2)
         >>> h = cell(jnp.ones((2, 3)))
         >>> cell.h.shape
@@ -152,6 +154,8 @@ class GRUCell(_Cell):
     """Gated recurrent unit (PyTorch gate layout r, z, n) with state ``h`` in a Variable.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> cell = nn.GRUCell(3, 5)
         >>> cell.reset_state(4)
         >>> h = cell(jnp.ones((4, 3)))
@@ -180,6 +184,8 @@ class LSTMCell(_Cell):
     """Long short-term memory cell (gates i, f, g, o) with states ``h`` and ``c`` in Variables.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> cell = nn.LSTMCell(3, 5, batch_size=4)
         >>> h = cell(jnp.ones((4, 3)))
         >>> cell.c.shape
@@ -291,6 +297,9 @@ _SEQ_DOC = """Run a {cell} over a whole sequence with ``nd.for_loop``; returns e
     returns the final state ({final}). Extra keyword arguments go to the cell.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> layer = nn.{name}(100, 200)
         >>> f = nd.jit(layer)
         >>> f(jnp.ones((20, 8, 100))).shape

@@ -32,9 +32,12 @@ class SpikeGeneratorGroup(Group):
         times: spike times in ms (>= 0), same length as ``indices``.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import neurodyn.nn as nn
         >>> gen = nn.SpikeGeneratorGroup(3, indices=[0, 2, 0], times=[1.0, 1.0, 2.5])
-        >>> runner = nd.Runner(gen, monitors=['spike'])
+        >>> runner = nd.Runner(gen, monitors=['spike'], progress_bar=False)
         >>> runner.run(3.)['spike'].nonzero()   # steps 10, 10, 25
+        (array([10, 10, 25]), array([0, 2, 0]))
     """
 
     def __init__(self, size: int, indices: Any, times: Any) -> None:

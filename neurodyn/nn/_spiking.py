@@ -114,9 +114,13 @@ class Leaky(NeuronGroup):
             reset membrane).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
+        >>> from neurodyn import surrogate
         >>> lif = nn.Leaky(256, beta=0.9, spike_fn=surrogate.FastSigmoid(25.))
         >>> lif.reset_state(128)
-        >>> spikes = lif(current_t)          # (128, 256)
+        >>> lif(jnp.ones((128, 256))).shape
+        (128, 256)
     """
 
     reset_state_per_batch = True
@@ -197,8 +201,10 @@ class Synaptic(Leaky):
         learn_alpha: wrap ``alpha`` in a TrainVar.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> syn = nn.Synaptic(100, alpha=0.8, beta=0.9)
-        >>> syn.reset_state(32); spikes = syn(x_t)
+        >>> import jax.numpy as jnp
+        >>> syn.reset_state(32); spikes = syn(jnp.ones((32, 100)))
     """
 
     def __init__(self, size: int, alpha: Any, beta: Any, threshold: Any = 1.0, reset: str = "subtract",
@@ -252,8 +258,10 @@ class RLeaky(_Recurrent, Leaky):
         w_init: initializer of the recurrent weights (default: ``nn.Linear``'s).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> rlif = nn.RLeaky(128, beta=0.95)
-        >>> rlif.reset_state(32); spikes = rlif(x_t)
+        >>> import jax.numpy as jnp
+        >>> rlif.reset_state(32); spikes = rlif(jnp.ones((32, 128)))
     """
 
     def __init__(self, size: int, beta: Any, threshold: Any = 1.0, reset: str = "subtract",
@@ -272,6 +280,7 @@ class RSynaptic(_Recurrent, Synaptic):
     :class:`Synaptic` (snnTorch's ``RSynaptic``).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> rsyn = nn.RSynaptic(128, alpha=0.9, beta=0.8)
     """
 
@@ -298,9 +307,12 @@ class LeakyIntegrator(Module):
         learn_beta: wrap ``beta`` in a TrainVar.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> out = nn.LeakyIntegrator(10, beta=0.95)
         >>> out.reset_state(32)
-        >>> V = out(fc(spikes_t))           # (32, 10)
+        >>> import jax.numpy as jnp
+        >>> out(jnp.ones((32, 10))).shape
+        (32, 10)
     """
 
     reset_state_per_batch = True
@@ -341,8 +353,11 @@ class Delay(Module):
         steps: delay in steps, an int >= 0 or a ``(size,)`` array of them.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> delay = nn.Delay(3, steps=[0, 1, 2])
-        >>> delay.reset_state(8); y = delay(x_t)      # (8, 3)
+        >>> import jax.numpy as jnp
+        >>> delay.reset_state(8); delay(jnp.ones((8, 3))).shape
+        (8, 3)
     """
 
     reset_state_per_batch = True

@@ -37,6 +37,8 @@ class Synapse(Module):
     Time constants are a scalar or one value per postsynaptic neuron.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> syn = nn.Expon(100, tau=5.)
         >>> g = syn.update(jnp.ones(100))
     """
@@ -64,6 +66,7 @@ class Expon(Synapse):
     Per step: ``g = g * exp(-dt / tau) + x`` (the factor is a Python float for a scalar tau).
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> syn = nn.Expon(100, tau=5.)
     """
 
@@ -84,6 +87,7 @@ class Alpha(Synapse):
     ``e = exp(-dt/tau)``; then ``h += x``. The peak ``1/e`` is reached at ``t = tau``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> syn = nn.Alpha(100, tau=2.)
     """
 
@@ -108,6 +112,7 @@ class DualExpon(Synapse):
     ``A=None`` normalises the peak of that response to 1.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> syn = nn.DualExpon(100, tau_rise=1., tau_decay=5.)
     """
 
@@ -142,6 +147,8 @@ class Delta(Synapse):
     ``iaf_psc_delta`` (see :class:`VoltageJump`).
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> E = nn.LIF(100)
         >>> proj = nn.Projection(E, E, nn.FixedProb(0.1), 0.1, nn.Delta(E.size), nn.VoltageJump())
     """
 
@@ -154,6 +161,7 @@ class SynOut(Module):
     """Base class of synaptic outputs: ``out(g, V) -> current``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> class Shunting(nn.SynOut):
         ...     def update(self, g, V):
         ...         return -g * V
@@ -171,6 +179,7 @@ class CUBA(SynOut):
     """Current-based output: the current is the conductance itself, ``I = g``.
 
     Example:
+        >>> import neurodyn.nn as nn
         >>> out = nn.CUBA()
     """
 
@@ -187,8 +196,11 @@ class COBA(SynOut):
     large ``g`` is. ``.current(V)`` of the result is the current ``g E - g V``.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> import jax.numpy as jnp
         >>> out = nn.COBA(E=0.)
-        >>> out(jnp.array([0.5]), jnp.array([-60.])).current(-60.)   # 30.
+        >>> out(jnp.array([0.5]), jnp.array([-60.])).current(-60.).tolist()   # 0.5 * (0 - -60)
+        [30.0]
     """
 
     def __init__(self, E: float) -> None:
@@ -207,6 +219,8 @@ class VoltageJump(SynOut):
     spike's weight is the jump.
 
     Example:
+        >>> import neurodyn.nn as nn
+        >>> E, I = nn.LIF(100), nn.LIF(25)
         >>> proj = nn.Projection(E, I, nn.FixedProb(0.1), 0.2, nn.Delta(I.size), nn.VoltageJump())
     """
 

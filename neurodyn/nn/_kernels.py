@@ -1,0 +1,433 @@
+"""Propagation kernels: spike compaction, event-driven scatters, the fused table and delayed delivery.
+
+Everything here is a function of arrays (or a host-side table builder); the
+modules that own the state (:class:`~neurodyn.nn.Projection`,
+:class:`~neurodyn.nn.Network`, the published models) call them.
+
+* :func:`compact`: the indices of up to ``k`` spiking neurons (two-stage ``lax.top_k``).
+* :func:`event_inputs`: event-driven input of projections sharing one presynaptic spike vector.
+* :class:`Fusion`: one target table for many projections (and their scalar delays).
+* :func:`build_delayed_table` / :func:`deliver_delayed`: per-synapse delays through one CSR
+  table and a ring buffer of future inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._environ import float_dtype
+
+__all__ = ["compact", "event_inputs", "fusable", "shares_compaction", "Fusion", "fusion_signature",
+           "fusion_digest", "padded_positions", "build_delayed_table", "deliver_delayed"]
+
+# Neurons per block of the first compaction stage.
+_BLOCK = 32
+
+
+def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Up to ``k`` nonzero entries of the 1-D ``sf``: ``(indices, values, all_fit)``.
+
+    Two-stage ``lax.top_k`` (much cheaper than one top_k over all of ``sf``
+    or ``jnp.nonzero(size=k)`` on XLA:CPU): first the ``n_blocks`` (default
+    ``k``) blocks of 32 entries that hold a nonzero, then the nonzeros within
+    them, in increasing index order. Unused slots have the index ``len(sf)``
+    and the value 0. ``all_fit`` is False when some nonzero did not fit
+    (callers then take an exact path); with ``n_blocks >= k`` it is
+    ``count_nonzero(sf) <= k``.
+
+    Example:
+        >>> idx, vals, ok = compact(jnp.array([0., 1., 0., 2.]), 3)
+        >>> idx.tolist(), vals.tolist(), bool(ok)
+        ([1, 3, 4], [1.0, 2.0, 0.0], True)
+    """
+    n = sf.shape[0]
+    nb = -(-n // _BLOCK)
+    if nb * _BLOCK != n:
+        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
+    blocks = sf.reshape(nb, _BLOCK)
+    per_block = jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
+    b = min(k if n_blocks is None else n_blocks, nb)
+    # top_k is stable: the blocks (then the entries) holding a nonzero come first, in index order
+    _, bidx = jax.lax.top_k((per_block > 0).astype(jnp.float32), b)
+    sub = blocks[bidx]  # (b, 32); blocks without a nonzero are all zero
+    kk = min(k, b * _BLOCK)
+    key, j = jax.lax.top_k((sub != 0).reshape(-1).astype(jnp.float32), kk)
+    used = key > 0
+    idx = jnp.where(used, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
+    vals = jnp.where(used, sub.reshape(-1)[j], 0)
+    fits = (jnp.sum(per_block) <= kk) & (jnp.sum(per_block > 0) <= b)
+    return idx, vals, fits
+
+
+def padded_positions(indptr: np.ndarray, width: int, fill: int) -> np.ndarray:
+    """``(n_pre, width)`` int32: the CSR position of each entry of the padded target table."""
+    n_pre = indptr.shape[0] - 1
+    deg = np.diff(indptr)
+    out = np.full((n_pre, width), fill, np.int32)
+    nnz = int(indptr[-1])
+    col = np.arange(nnz) - np.repeat(indptr[:-1], deg)
+    out[np.repeat(np.arange(n_pre), deg), col] = np.arange(nnz, dtype=np.int32)
+    return out
+
+
+# -- event-driven propagation of projections ---------------------------------------------------
+def _stock_event(p: Any) -> bool:
+    from ._projection import Projection
+    cls = type(p)
+    return (p.mode == "event" and not p.heterogeneous_delay and p.plasticity is None
+            and p.pre.spike.ndim == 1 and cls.update is Projection.update
+            and cls.propagate is Projection.propagate and cls._event is Projection._event)
+
+
+def fusable(p: Any) -> bool:
+    """Whether projection ``p`` can join a Network's fused table: stock event-driven dynamics,
+    a scalar delay and unbatched boolean spikes (summing exact counts makes fused and separate
+    propagation agree bit for bit)."""
+    return _stock_event(p) and p.pre.spike.dtype == jnp.bool_
+
+
+def shares_compaction(p: Any) -> bool:
+    """Whether ``p`` (not fused) may share one spike compaction with the other projections
+    from its presynaptic group: stock event-driven dynamics without delay."""
+    return _stock_event(p) and p.delay_steps == 1
+
+
+def event_inputs(projs: list, sf: jax.Array) -> list[jax.Array]:
+    """Event-driven input of several projections from the same presynaptic spikes ``sf`` (1-D):
+    one compaction and one branch for all of them."""
+    scatters = [p._scatter_fn() for p in projs]
+    K = max(p.max_spikes for p in projs)
+    if K >= sf.shape[0]:
+        return [f(sf, None) for f in scatters]
+    idx, vals, fits = compact(sf, K, max(p.n_blocks for p in projs))
+    idx = jnp.minimum(idx, sf.shape[0] - 1)  # unused slots (value 0) read a real row
+    return list(jax.lax.cond(fits, lambda: tuple(f(vals, idx) for f in scatters),
+                             lambda: tuple(f(sf, None) for f in scatters)))
+
+
+def _source(p: Any) -> tuple[int, int]:
+    # the spike vector a fused projection reads: its presynaptic group, delayed by its steps
+    return (id(p.pre), p.delay_steps)
+
+
+def fusion_signature(projs: list) -> tuple:
+    """What makes a fused table stale: the projections, their groups and connectivity arrays."""
+    # ``targets._value`` is the committed (concrete) array even during a trace:
+    # a new connectivity array means the fused table is stale.
+    return tuple((id(p), id(p.pre), id(p.targets._value), p.n_post, p.delay_steps, p.homogeneous)
+                 for p in projs)
+
+
+def fusion_digest(projs: list) -> bytes:
+    """The fused projections' structure and connectivity contents (host side)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in projs:
+        t = np.asarray(p.targets._value)
+        h.update(repr((id(p), id(p.pre), p.n_post, p.delay_steps, p.homogeneous, t.shape,
+                       str(t.dtype))).encode())
+        h.update(np.ascontiguousarray(t).tobytes())
+    return h.digest()
+
+
+def _gather_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
+    # For a few rows, concatenated dynamic slices beat XLA:CPU's gather (which it
+    # also splits across threads, a loss at this size).
+    if idx.shape[0] <= 64:
+        return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0)
+                                for j in range(idx.shape[0])])
+    return table[idx]
+
+
+class Fusion:
+    """One table for several event-driven projections (built on the host).
+
+    The spike vectors the projections read (a presynaptic group, delayed by a
+    projection's steps: one *source* per distinct pair, in order of first
+    appearance) are concatenated; row ``i`` of ``table`` lists, for neuron
+    ``i`` of that concatenation, its targets in every fused projection, each
+    shifted to that projection's slot range in one vector of length ``n_out``
+    (the sum of the projections' post sizes). Padding is ``n_out`` (dropped by
+    the scatter); the extra last row is all padding, the target of unused
+    compaction slots. When some projection has per-connection weights, a
+    second table of the same shape holds, for every entry, its position in
+    the concatenated weights (scalar-weight projections point at a 1.0, so
+    their slots still sum exact counts).
+    """
+
+    def __init__(self, projs: list) -> None:
+        from .._state import Variable
+        self.projs = projs
+        self.signature = fusion_signature(projs)
+        self.digest = fusion_digest(projs)
+        sources: dict[tuple, Any] = {}
+        for p in projs:
+            sources.setdefault(_source(p), p.pre)
+        self.sources = list(sources)
+        src_off, off = {}, 0
+        for key, g in sources.items():
+            src_off[key] = off
+            off += int(g.size)
+        n_in = off
+        self.slots, off = [], 0
+        for p in projs:
+            self.slots.append((off, p.n_post))
+            off += p.n_post
+        n_out = self.n_out = off
+        self.weighted = any(not p.homogeneous for p in projs)
+        # Weight positions: 0 is a 1.0 (scalar weights: counts), then each weighted
+        # projection's connections in CSR order.
+        w_off, off = [], 1
+        for p in projs:
+            w_off.append(off)
+            off += 0 if p.homogeneous else p.nnz
+        # Per source, its projections' (left-packed, ascending) rows side by side,
+        # packed left again; slot ranges grow in projection order, so rows stay sorted.
+        pos = {k: j for j, k in enumerate(self.sources)}
+        cols: list[list] = [[] for _ in self.sources]
+        for p, (s0, n_post), w0 in zip(projs, self.slots, w_off):
+            cols[pos[_source(p)]].append((p, np.asarray(p.targets._value), s0, n_post, w0))
+        deg = []
+        for parts in cols:
+            deg.append(sum((t < n_post).sum(axis=1) for _, t, _, n_post, _ in parts))
+        width = max(1, max(int(d.max(initial=0)) for d in deg))
+        table = np.full((n_in + 1, width), n_out, np.int32)
+        widx = np.zeros((n_in + 1, width), np.int32) if self.weighted else None
+        for key, parts in zip(self.sources, cols):
+            r0 = src_off[key]
+            used = np.zeros(int(sources[key].size), np.int64)
+            for p, t, s0, n_post, w0 in parts:
+                valid = t < n_post
+                rows, c = np.nonzero(valid)
+                table[r0 + rows, used[rows] + c] = t[rows, c] + s0
+                if widx is not None and not p.homogeneous:
+                    csr = padded_positions(p.conn.csr(p.n_pre, p.n_post)[0], t.shape[1], 0)
+                    widx[r0 + rows, used[rows] + c] = csr[rows, c] + w0
+                used += valid.sum(axis=1)
+        self.table = Variable(jnp.asarray(table), name="Network.fused_targets")
+        self.weight_index = None if widx is None else Variable(jnp.asarray(widx),
+                                                               name="Network.fused_weight_index")
+        self.n_in = n_in
+        # Tier 1 (k1) handles typical steps cheaply; k2 is as many spikes as the projections'
+        # max_spikes allow. Buffers double from k1 up to 8 x k2, so a step costs at most
+        # about twice its spikes' rows; beyond that, the exact full-table path.
+        k2 = 0
+        for key in self.sources:
+            k2 += max(p.max_spikes for p in projs if _source(p) == key)
+        self.k2 = min(k2, n_in)
+        self.k1 = min(self.k2, max(16, -(-self.k2 // 3)))
+        tiers = [self.k1]
+        while tiers[-1] < min(n_in, 8 * self.k2):
+            nxt = 2 * tiers[-1]
+            if tiers[-1] < self.k2 < nxt:
+                nxt = self.k2
+            tiers.append(min(nxt, n_in))
+        # a buffer of all rows is the full path itself
+        self.tiers = [k for k in tiers if k < n_in] or [n_in]
+
+    def counts(self, spikes: list[jax.Array]) -> jax.Array:
+        """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
+        s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
+        sf = s.astype(float_dtype())
+        table = self.table.value
+        n_out = self.n_out
+        zeros = jnp.zeros((n_out,), float_dtype())
+        if self.weighted:
+            w_cat = jnp.concatenate([jnp.ones((1,), float_dtype())] + [
+                jnp.asarray(p._weight(), float_dtype()).reshape(-1) for p in self.projs if not p.homogeneous])
+            widx = self.weight_index.value
+
+        def scatter(idx: jax.Array) -> jax.Array:
+            # unused slots gather the all-padding row: every entry is dropped
+            rows = _gather_rows(table, idx)
+            if self.weighted:
+                return zeros.at[rows].add(w_cat[_gather_rows(widx, idx)], mode="drop")
+            return zeros.at[rows].add(1.0, mode="drop")
+
+        def full() -> jax.Array:
+            # Rows of silent neurons are masked to the padding index: a dropped entry
+            # costs a bounds check, an added 0.0 a read-modify-write.
+            rows = jnp.where(s[:, None], table[:-1], n_out)
+            if self.weighted:
+                return zeros.at[rows].add(w_cat[widx[:-1]], mode="drop")
+            return zeros.at[rows].add(1.0, mode="drop")
+
+        if self.k1 >= self.n_in:
+            return full()
+        # the tier is chosen by the count: every spike fits, so no all_fit test is needed
+        total = jnp.sum(s, dtype=jnp.int32)
+        idx = compact(sf, self.k1)[0]
+        branches = [lambda: scatter(idx)] + [lambda k=k: scatter(compact(sf, k)[0]) for k in self.tiers[1:]]
+        branches.append(full)
+        which = jnp.sum(total > jnp.asarray(self.tiers, jnp.int32), dtype=jnp.int32)
+        return jax.lax.switch(which, branches)
+
+    def inputs(self) -> list[jax.Array]:
+        """Each fused projection's synaptic input (as its ``propagate`` gives it). Advances
+        the delayed projections' spike histories (once per step)."""
+        arriving: dict[tuple, jax.Array] = {}
+        for p in self.projs:
+            arriving.setdefault(_source(p), p._delayed_spikes())
+        c = self.counts([arriving[k] for k in self.sources])
+        return [c[s0:s0 + n] if not p.homogeneous else p._weight() * c[s0:s0 + n]
+                for p, (s0, n) in zip(self.projs, self.slots)]
+
+
+# -- per-synapse delays ------------------------------------------------------------------------
+def build_delayed_table(n_in: int, n_out: int, sources: Iterable, nnz: int, dt: float, name: str,
+                        weighted: bool = True) -> dict[str, Any]:
+    """The CSR table of :func:`deliver_delayed`, built on the host one source at a time.
+
+    ``sources`` yields ``(pre_offset, n_pre, parts)`` covering rows ``0 .. n_in - 1`` in
+    order; each part is ``(post_offset, pre, post, weight, delay)`` with ``pre`` sorted
+    (local indices), ``post`` local to ``post_offset`` and ``delay`` in ms (floats, rounded
+    half up to steps) or in steps (integers). Within a row, synapses keep the order of the
+    parts, and within a part their order: one part of CSR-ordered connections is stored in
+    CSR order. Returns ``indptr`` (int32, ``n_in + 2``: row ``n_in`` is the empty row of
+    unused compaction slots), ``comb`` (int32: ``(D - 1) * n_out + post`` per synapse),
+    ``weights`` (float32 per synapse, or None when ``weighted`` is False), ``R`` (the largest
+    delay in steps) and ``max_row``. Memory: 8 bytes per synapse (4 without weights).
+
+    Example:
+        >>> t = build_delayed_table(2, 3, [(0, 2, [(0, np.array([0, 0, 1]), np.array([1, 2, 0]),
+        ...                                         np.ones(3), np.array([1, 3, 2]))])], 3, 0.1, "demo")
+        >>> t["indptr"].tolist(), t["comb"].tolist(), t["R"]
+        ([0, 2, 3, 3], [1, 8, 3], 3)
+    """
+    from ._projection import delay_steps
+    nnz = int(nnz)
+    if nnz >= 2**31:
+        raise ValueError(f"{name}: {nnz} synapses exceed the int32 index range")
+    comb = np.empty(nnz, np.int32)
+    weights = np.empty(nnz, np.float32) if weighted else None
+    indptr = np.zeros(n_in + 2, np.int64)
+    seg, next_pre, d_max = 0, 0, 1
+    for pre_off, n_pre, parts in sources:
+        if pre_off != next_pre:
+            raise ValueError(f"{name}: sources must cover neurons 0..{n_in - 1} in order; got a source "
+                             f"at {pre_off}, expected {next_pre}")
+        counts = [np.bincount(pre, minlength=n_pre) for _, pre, _, _, _ in parts]
+        row_len = np.sum(counts, axis=0) if counts else np.zeros(n_pre, np.int64)
+        row_start = np.zeros(n_pre + 1, np.int64)
+        np.cumsum(row_len, out=row_start[1:])
+        if seg + row_start[-1] > nnz:
+            raise ValueError(f"{name}: more synapses than the nnz={nnz} announced")
+        indptr[pre_off + 1:pre_off + n_pre + 1] = seg + row_start[1:]
+        prior = np.zeros(n_pre, np.int64)
+        for (post_off, pre, post, w, d), c in zip(parts, counts):
+            pre = np.asarray(pre)
+            if pre.size and np.any(pre[1:] < pre[:-1]):
+                raise ValueError(f"{name}: presynaptic indices of each part must be sorted")
+            d = np.asarray(d)
+            D = d if np.issubdtype(d.dtype, np.integer) else delay_steps(d, dt)
+            if D.size and D.min() < 1:
+                raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
+            d_max = max(d_max, int(D.max(initial=1)))
+            idt = np.int32 if d_max * n_out < 2**31 else np.int64
+            # pre is sorted: a synapse's slot is its neuron's offset plus its rank in the part
+            part_start = np.zeros(n_pre + 1, np.int64)
+            np.cumsum(c, out=part_start[1:])
+            offset = seg + row_start[:-1] + prior - part_start[:-1]
+            pos = offset[pre]
+            pos += np.arange(pre.size)
+            target = (D.astype(idt) - 1) * n_out
+            target += np.asarray(post).astype(idt, copy=False)
+            target += post_off
+            comb[pos] = target
+            if weights is not None:
+                weights[pos] = w
+            prior += c
+            del D, pos, target
+        seg += int(row_start[-1])
+        next_pre = pre_off + n_pre
+    if next_pre != n_in or seg != nnz:
+        raise ValueError(f"{name}: sources covered {next_pre} of {n_in} neurons and {seg} of {nnz} synapses")
+    indptr[n_in + 1] = nnz
+    R = d_max  # ring slots: due now (D = 1) up to D_max - 1 steps ahead
+    if 2 * R * n_out >= 2**31:
+        raise ValueError(f"{name}: {n_out} neurons x {R} delay slots exceed the int32 index range")
+    return dict(indptr=indptr.astype(np.int32), comb=comb, weights=weights, R=R,
+                max_row=int(np.diff(indptr[:n_in + 1]).max(initial=0)))
+
+
+def default_chunk(nnz: int, n_in: int) -> int:
+    """Synapses gathered per loop iteration of :func:`deliver_delayed` (16 mean rows, 4096 to 2**17)."""
+    mean_row = nnz / n_in if n_in else 0.0
+    return int(min(1 << 17, max(4096, int(16 * mean_row))))
+
+
+def deliver_delayed(spikes: jax.Array, indptr: jax.Array, comb: jax.Array, weights: jax.Array | None,
+                    buffer: jax.Array, pos: jax.Array, k: int, chunk: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One step of per-synapse delayed delivery: ``(input due now, new buffer, new pos)``.
+
+    ``spikes`` (bool, ``(n_in,)``) were emitted one step ago; each spiking row adds its
+    synapses' weights (1.0 each when ``weights`` is None: exact counts) into the ring
+    buffer ``buffer`` (``(R, n_out)``, slot ``pos`` due now) at ``D - 1`` slots ahead. Up to
+    ``k`` spiking rows are compacted; their synapses are gathered ``chunk`` at a time in a
+    loop, and more than ``k`` spiking rows loop ``k`` at a time: exact for any activity, at
+    a cost proportional to the spiking rows' synapses.
+
+    Example:
+        >>> t = build_delayed_table(2, 3, [(0, 2, [(0, np.array([0, 0, 1]), np.array([1, 2, 0]),
+        ...                                         np.ones(3), np.array([1, 3, 2]))])], 3, 0.1, "demo")
+        >>> buf, pos = jnp.zeros((t["R"], 3)), jnp.int32(0)
+        >>> x, buf, pos = deliver_delayed(jnp.array([True, False]), jnp.asarray(t["indptr"]),
+        ...                               jnp.asarray(t["comb"]), None, buf, pos, k=2, chunk=8)
+        >>> x.tolist()      # the synapse with D = 1 arrives now; D = 3 two steps later
+        [0.0, 1.0, 0.0]
+    """
+    R, n_out = buffer.shape
+    n_in = spikes.shape[0]
+    base = pos * n_out
+    drop = 2 * R * n_out
+    S = int(chunk)
+    slots = jnp.arange(S, dtype=jnp.int32)
+    dtype = buffer.dtype
+
+    def deliver_rows(buf: jax.Array, rows: jax.Array) -> jax.Array:
+        # All synapses of ``rows`` (n_in: none), S at a time, as one flat list.
+        starts = indptr[rows]
+        lens = indptr[rows + 1] - starts
+        ends = jnp.cumsum(lens)
+        total = ends[-1]
+
+        def body(c: Any) -> Any:
+            j, b = c
+            p = j * S + slots
+            r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), rows.shape[0] - 1)
+            src = starts[r] + p - (ends[r] - lens[r])
+            ok = p < total
+            src = jnp.where(ok, src, 0)
+            tg = jnp.where(ok, comb[src] + base, drop)
+            tg = jnp.where(tg >= R * n_out, tg - R * n_out, tg)
+            w = jnp.where(ok, 1.0, 0.0) if weights is None else jnp.where(ok, weights[src], 0.0)
+            return j + 1, b.at[tg].add(w.astype(dtype), mode="drop")
+
+        return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), buf))[1]
+
+    k = int(min(k, n_in))
+    idx, _, _ = compact(spikes.astype(jnp.float32), k)
+    count = jnp.sum(spikes, dtype=jnp.int32)
+
+    def many(buf: jax.Array) -> jax.Array:
+        # more than k spikes: all spiking rows in index order, k at a time
+        rows = jnp.nonzero(spikes, size=n_in, fill_value=n_in)[0].astype(jnp.int32)
+        rows = jnp.concatenate([rows, jnp.full((k,), n_in, jnp.int32)])
+
+        def body(c: Any) -> Any:
+            j, b = c
+            return j + 1, deliver_rows(b, jax.lax.dynamic_slice_in_dim(rows, j * k, k))
+
+        return jax.lax.while_loop(lambda c: c[0] * k < count, body, (jnp.int32(0), buf))[1]
+
+    flat = buffer.reshape(-1)
+    flat = jax.lax.cond(count <= k, lambda b: deliver_rows(b, idx), many, flat)
+    buf = flat.reshape(R, n_out)
+    x = jax.lax.dynamic_index_in_dim(buf, pos, axis=0, keepdims=False)
+    buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.zeros((n_out,), dtype), pos, axis=0)
+    new_pos = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
+    return x, buf, new_pos
