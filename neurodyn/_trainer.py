@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from . import random as _nd_random
@@ -25,6 +26,7 @@ from ._random import RandomState
 from ._state import Frame, Variable, current_frame
 from ._sharding import Placement, as_mesh, check_spec, put_batch, spec_from
 from ._transforms import for_loop, value_and_grad
+from .optim import all_finite
 
 __all__ = ["Trainer"]
 
@@ -231,13 +233,10 @@ class Trainer:
             placement.add(path, var, spec)
         opt_paths = {id(v): f"optimizer.{p}" for p, v in self.optimizer.vars().items()}
         if rule is not None:
-            leaves = jax.tree_util.tree_flatten_with_path(self.optimizer.state)[0]
-            for (kpath, leaf), var in zip(leaves, self.optimizer.opt_state):
-                keys = [getattr(k, "key", None) for k in kpath]
-                owner = next((k for k in keys if isinstance(k, str) and k in specs), None)
-                # optax moments mirror their parameter's shape; counters and scalars stay replicated
-                if owner is not None and tuple(var.shape) == self._params[owner].shape:
-                    placement.add(opt_paths.get(id(var), f"optimizer.{owner}"), var, specs[owner])
+            # a parameter's optimizer state (optax moments) is split like it; counters stay replicated
+            for path, spec in specs.items():
+                for var in self.optimizer.state_of(path):
+                    placement.add(opt_paths[id(var)], var, spec)
         for path, var in self.optimizer.vars().items():
             placement.add(f"optimizer.{path}", var, P())
         for path, var in self.model.vars().items():
@@ -298,26 +297,24 @@ class Trainer:
         return loss, dict(aux)
 
     def _train_step(self, batch: Any) -> dict[str, Any]:
-        # The step writes into a frame of its own; its writes reach the model only where
-        # the loss and every gradient are finite (a select on the device, so this holds for
-        # any number of steps inside one compiled call).
+        # The forward pass writes into a frame of its own, whose writes reach the model only
+        # when the loss and every gradient are finite (selects on the device, so this holds
+        # for any number of steps inside one compiled call); the optimizer gates its own update.
         frame = Frame(current_frame())
         with frame:
             self._prepare(batch)
             (loss, aux), grads = value_and_grad(self._loss, grad_vars=self._params, has_aux=True)(batch)
-            finite = jnp.isfinite(loss)
-            for g in jax.tree.leaves(grads):
-                finite = finite & jnp.all(jnp.isfinite(g))
-            self.optimizer.update(grads)
-        ok = finite & ~self._halted.value if self.stop_on_nan else finite
-        for i, var in frame.writes.items():
-            new = frame.values[i]
-            if i in frame.born:
-                var._value = new
-            elif isinstance(var, RandomState):
-                var.value = new
-            else:
-                var.value = jnp.where(ok, new, var.value)
+        ok = all_finite(loss, grads)
+        if self.stop_on_nan:
+            ok = ok & ~self._halted.value
+        gated = [i for i, var in frame.writes.items() if i not in frame.born and not isinstance(var, RandomState)]
+        if gated:
+            new = [frame.values[i] for i in gated]
+            old = [frame.writes[i].value for i in gated]  # the values before this step
+            for i, x in zip(gated, optax.tree.where(ok, new, old)):
+                frame.values[i] = x
+        frame.commit()
+        self.optimizer.update(grads, apply_if=ok)
         if self.stop_on_nan:
             self._halted.value = ~ok
         if self._placement is not None:
