@@ -29,11 +29,11 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._module import Module
-from ._sharding import as_mesh, module_placement, put_batch
+from ._sharding import ShardingRule, as_mesh, module_placement, put_batch
 from ._state import Variable
 
 __all__ = ["initialize", "shutdown", "is_initialized", "process_index", "process_count",
-           "make_mesh", "shard", "shard_batch", "shard_largest_axis", "Mesh", "NamedSharding",
+           "make_mesh", "shard", "shard_batch", "shard_largest_axis", "ShardingRule", "Mesh", "NamedSharding",
            "PartitionSpec"]
 
 _STATE = {"initialized": False}
@@ -217,8 +217,31 @@ def shard_batch(batch: Any, mesh: Mesh | int, batch_axis: int = 0, data_axis: st
                                         for i, x in enumerate(leaves)])
 
 
-def shard_largest_axis(axis: str = "model", min_size: int = 2 ** 16, devices: int | None = None
-                       ) -> Callable[[str, Variable], PartitionSpec | None]:
+class LargestAxis(ShardingRule):
+    """The rule :func:`shard_largest_axis` returns (fields as its arguments)."""
+
+    def __init__(self, axis: str = "model", min_size: int = 2 ** 16, devices: int | None = None) -> None:
+        self.axis, self.min_size, self.devices = axis, int(min_size), devices
+
+    def check(self, mesh: Mesh, where: str) -> None:
+        if self.devices is None and self.axis not in mesh.axis_names:
+            raise ValueError(f"{where} splits along mesh axis '{self.axis}', but the mesh has axes "
+                             f"{mesh.axis_names}")
+
+    def spec(self, path: str, var: Variable, mesh: Mesh | None = None) -> PartitionSpec | None:
+        n = self.devices if self.devices is not None else (mesh.shape[self.axis] if mesh is not None else None)
+        if var.size < self.min_size or not var.ndim or not n:
+            return None
+        for d in sorted(range(var.ndim), key=lambda d: -var.shape[d]):
+            if var.shape[d] % n == 0:
+                return PartitionSpec(*([None] * d), self.axis)
+        return None
+
+    def __repr__(self) -> str:
+        return f"shard_largest_axis({self.axis!r}, min_size={self.min_size}, devices={self.devices})"
+
+
+def shard_largest_axis(axis: str = "model", min_size: int = 2 ** 16, devices: int | None = None) -> LargestAxis:
     """A ``param_sharding`` rule: split the largest dividing axis of big parameters along mesh ``axis``.
 
     Parameters with at least ``min_size`` elements are split along their
@@ -226,19 +249,15 @@ def shard_largest_axis(axis: str = "model", min_size: int = 2 ** 16, devices: in
     mesh by the Trainer when ``None``) divides; smaller ones stay replicated.
 
     Example:
-        >>> mesh = nd.distributed.make_mesh((2, 2), ("data", "model"))
-        >>> trainer = nd.Trainer(model, loss_fn, opt, mesh=mesh,
-        ...                      param_sharding=nd.distributed.shard_largest_axis("model", 1 << 20))
-    """
-    def rule(path: str, var: Variable, n: int | None = None) -> PartitionSpec | None:
-        n = devices if devices is not None else n
-        if var.size < min_size or not var.ndim or not n:
-            return None
-        order = sorted(range(var.ndim), key=lambda d: -var.shape[d])
-        for d in order:
-            if var.shape[d] % n == 0:
-                return PartitionSpec(*([None] * d), axis)
-        return None
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> rule = nd.distributed.shard_largest_axis("model", min_size=4, devices=2)
+        >>> rule.spec("w", nd.Variable(jnp.zeros((3, 8))))
+        PartitionSpec(None, 'model')
+        >>> rule.spec("b", nd.Variable(jnp.zeros(3))) is None     # too small
+        True
 
-    rule._nd_mesh_axis = axis  # the Trainer passes this axis's size as `n`
-    return rule
+        In a Trainer: ``nd.Trainer(model, loss_fn, opt, mesh=nd.distributed.make_mesh((2, 2),
+        ("data", "model")), param_sharding=nd.distributed.shard_largest_axis("model", 1 << 20))``.
+    """
+    return LargestAxis(axis, min_size, devices)
