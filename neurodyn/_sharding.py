@@ -75,14 +75,15 @@ class ShardingRule:
     :func:`nd.distributed.shard_largest_axis` returns one.
 
     Example:
+        >>> import jax.numpy as jnp
         >>> import neurodyn as nd
         >>> from jax.sharding import PartitionSpec as P
-        >>> class Rows(ShardingRule):
+        >>> class Rows(nd.distributed.ShardingRule):
         ...     def spec(self, path, var, mesh):
         ...         n = mesh.shape["data"]
         ...         return P("data") if var.ndim and var.shape[0] % n == 0 else None
         >>> Rows().spec("w", nd.Variable(jnp.zeros((4, 2))), nd.distributed.make_mesh((1,), ("data",)))
-        PartitionSpec('data',)
+        P('data',)
     """
 
     def spec(self, path: str, var: Variable, mesh: Mesh) -> PartitionSpec | None:

@@ -228,7 +228,7 @@ class Trainer:
             >>> model = nn.Linear(3, 2)
             >>> tr = nd.Trainer(model, lambda m, b: jnp.mean(m(b) ** 2), optim.SGD(0.1), mesh=1)
             >>> tr.shardings["weight"]
-            PartitionSpec()
+            P()
         """
         return {} if self._dp is None else self._dp.placement.specs()
 
@@ -581,10 +581,10 @@ class Trainer:
         """Mean loss, aux entries and ``metrics`` over ``data`` in eval mode (weighted by batch size).
 
         Example:
-            >>> import jax.numpy as jnp
+            >>> import jax, jax.numpy as jnp
             >>> import neurodyn as nd
             >>> from neurodyn import nn, optim
-            >>> model = nn.Linear(3, 1, w_init=jnp.zeros)
+            >>> model = nn.Linear(3, 1, w_init=jax.nn.initializers.zeros)
             >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2), optim.SGD(0.1),
             ...                      metrics={"mae": lambda m, b: jnp.mean(jnp.abs(m(b[0]) - b[1]))})
             >>> trainer.evaluate((jnp.ones((6, 3)), jnp.full((6, 1), 2.0)), batch_size=4)
