@@ -52,9 +52,12 @@ class Monitors(dict):
     :class:`Runner`). An ``nd.SpikeMonitor`` gives an ``nd.SpikeRecord`` instead.
 
     Example:
-        >>> mon = runner.run(100.)
-        >>> mon['E.spike'].shape, mon.ts[:2]
-        ((1000, 3200), array([0.1, 0.2]))
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> lif = nn.LIF(4)      # V_th 20, driven by a constant input of 30: regular spiking
+        >>> mon = nd.Runner(lif, monitors=["spike"], inputs=[("input", 30.)], progress_bar=False).run(100.)
+        >>> mon["spike"].shape, mon.ts[:2]
+        ((1000, 4), array([0.1, 0.2]))
     """
 
     ts: np.ndarray
@@ -371,12 +374,19 @@ class Runner:
     be set to continue a simulation saved with ``nd.save``.
 
     Example:
-        >>> runner = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)])
-        >>> runner.run(100.)
-        >>> runner.mon['E.spike'].shape, runner.mon.ts[0]
-        ((1000, 3200), 0.1)
-        >>> events = nd.Runner(net, monitors={'E': nd.SpikeMonitor('E.spike')}).run(1000.)['E']
-        >>> sharded = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)], mesh=4)
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> lif = nn.LIF(4)      # V_th 20, driven by a constant input of 30: regular spiking
+        >>> runner = nd.Runner(lif, monitors=["spike", "V"], inputs=[("input", 30.)], progress_bar=False)
+        >>> mon = runner.run(100.)
+        >>> mon["spike"].shape, float(mon.ts[0]), int(mon["spike"].sum()), runner.t
+        ((1000, 4), 0.1, 32, 100.0)
+        >>> events = nd.Runner(lif, monitors={"E": nd.SpikeMonitor("spike")}, inputs=[("input", 30.)],
+        ...                    progress_bar=False).run(100.)["E"]
+        >>> len(events.times)
+        32
+
+        Across 4 devices: ``nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)], mesh=4)``.
     """
 
     def __init__(
@@ -599,8 +609,12 @@ class Runner:
         ``run`` continues from there.
 
         Example:
-            >>> mon = runner.run(1000.)
-            >>> rate = mon['E.spike'].mean() / runner.dt * 1000  # Hz
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn
+            >>> runner = nd.Runner(nn.LIF(4), monitors=["spike"], inputs=[("input", 30.)], progress_bar=False)
+            >>> mon = runner.run(100.)
+            >>> float(mon["spike"].mean() / runner.dt * 1000)   # Hz
+            80.0
         """
         n = self._steps(duration)
         for inp in self._inputs:
@@ -728,7 +742,14 @@ class Runner:
         """Start again from time 0 (and, by default, reset the model's state).
 
         Example:
-            >>> runner.reset(); runner.run(100.)   # records from t = 0 again
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn
+            >>> runner = nd.Runner(nn.LIF(4), monitors=["V"], inputs=[("input", 30.)], progress_bar=False)
+            >>> _ = runner.run(10.)
+            >>> runner.reset(); runner.t
+            0.0
+            >>> float(runner.run(10.).ts[0])      # records from t = 0 again
+            0.1
         """
         self.i = 0
         if reset_state:
