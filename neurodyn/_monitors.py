@@ -81,14 +81,12 @@ class SpikeRecord:
             was recorded), so ``to_dense()`` has rows ``first_step .. t_stop / dt``.
 
     Example:
+        >>> import numpy as np
         >>> import neurodyn as nd
-        >>> from neurodyn import nn
-        >>> lif = nn.LIF(4)      # V_th 20, driven by a constant input of 30: regular spiking
-        >>> runner = nd.Runner(lif, monitors={"E": nd.SpikeMonitor("spike")}, inputs=[("input", 30.)],
-        ...                    progress_bar=False)
-        >>> rec = runner.run(100.)["E"]
-        >>> int(rec.count().sum()), rec.population_rate(5.).shape
-        (32, (20,))
+        >>> rec = nd.SpikeRecord(steps=np.array([3, 5, 9]), indices=np.array([0, 2, 0]), size=3, dt=0.1,
+        ...                      t_start=0.0, t_stop=1.0, first_step=1)
+        >>> rec.times, rec.duration
+        (array([0.3, 0.5, 0.9]), 1.0)
     """
 
     def __init__(self, steps: Any, indices: Any, size: int, dt: float, t_start: float, t_stop: float,

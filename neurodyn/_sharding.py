@@ -239,7 +239,7 @@ def module_placement(model: Module, mesh: Mesh, rule: Any = None, axes: Sequence
     hinted = module_specs(model, mesh, tuple(axes))
     placement = Placement(mesh, model)
     for path, var in model.vars().items():
-        spec = spec_from(rule, path, var, where)
+        spec = spec_from(rule, path, var, where, mesh)
         if spec is None:
             spec = hinted.get(path)
         if spec is None:

@@ -30,7 +30,7 @@ from .optim import all_finite
 __all__ = ["Trainer"]
 
 _SKIPPED = "_nd_skipped"  # per-step flag the compiled step returns to the host
-_TICKS = 20  # progress updates per whole-epoch call (host callbacks inside the loop)
+_TICKS = 10  # progress updates per whole-epoch call (host callbacks inside the loop)
 
 LossFn = Callable[[Module, Any], Any]
 
