@@ -296,7 +296,7 @@ class Trainer:
             for i, x in zip(gated, optax.tree.where(ok, new, old)):
                 frame.values[i] = x
         frame.commit()
-        self.optimizer.update(grads, apply_if=ok)
+        self.optimizer.update(grads, apply_if=ok, donated=self._donate)
         if self.stop_on_nan:
             self._halted.value = ~ok
         if self._dp is not None:

@@ -209,7 +209,7 @@ class Optimizer(Module):
         lr = self._nd_lr
         return lr(self.step_count.value) if callable(lr) else lr
 
-    def update(self, grads: Mapping[str, Any], apply_if: Any = None) -> None:
+    def update(self, grads: Mapping[str, Any], apply_if: Any = None, *, donated: bool = False) -> None:
         """Apply one optimisation step to the registered Variables in place.
 
         ``grads`` is keyed like the registered ``train_vars`` (what
@@ -217,6 +217,9 @@ class Optimizer(Module):
         a scalar bool (traced or not); where it is False, parameters, optimizer
         state and step count keep their values (what ``optax.apply_if_finite``
         does, with the condition computed by the caller, e.g. :func:`all_finite`).
+        ``donated``: say so when the compiled call donates these Variables'
+        buffers (``nd.jit(donate=True)``); the gate is then a ``lax.cond``, which
+        keeps the update in place, rather than a select, which is cheaper otherwise.
 
         Example:
             >>> import jax.numpy as jnp
@@ -251,16 +254,26 @@ class Optimizer(Module):
                 raise ValueError(f"{type(self).__name__}.update: gradient '{k}' has shape {tuple(jnp.shape(gk))}, "
                                  f"the Variable has shape {var.shape} dtype {var.dtype}")
             g[k] = gk
-        values = {k: v.value for k, v in params.items()}
-        old_leaves = [v.value for v in self.opt_state]
-        updates, new_state = self.tx.update(g, jax.tree.unflatten(self._nd_treedef, old_leaves), values)
-        new_values = optax.apply_updates(values, updates)
-        new_leaves = [jnp.asarray(x).astype(v.dtype) for v, x in zip(self.opt_state, jax.tree.leaves(new_state))]
-        count = self.step_count.value + 1
-        if apply_if is not None:
-            # a select fused into the update itself: no extra pass over the parameters
-            new_values, new_leaves, count = optax.tree.where(
-                apply_if, (new_values, new_leaves, count), (values, old_leaves, self.step_count.value))
+        dtypes = [v.dtype for v in self.opt_state]
+
+        def step(values: dict, leaves: list, count: Any, g: dict) -> tuple:
+            updates, state = self.tx.update(g, jax.tree.unflatten(self._nd_treedef, leaves), values)
+            new_leaves = [jnp.asarray(x).astype(d) for d, x in zip(dtypes, jax.tree.leaves(state))]
+            return optax.apply_updates(values, updates), new_leaves, count + 1
+
+        current = ({k: v.value for k, v in params.items()}, [v.value for v in self.opt_state],
+                   self.step_count.value)
+        if apply_if is None:
+            new_values, new_leaves, count = step(*current, g)
+        elif donated:
+            # With donated buffers a conditional updates them in place; a select of new and old
+            # values would keep the old optimizer state alive past its update (a copy of each).
+            new_values, new_leaves, count = jax.lax.cond(
+                apply_if, step, lambda values, leaves, count, g: (values, leaves, count), *current, g)
+        else:
+            # Without donation a select, which XLA fuses into the update (a conditional would
+            # copy every parameter and state buffer into its operands first).
+            new_values, new_leaves, count = optax.tree.where(apply_if, step(*current, g), current)
         for k, var in params.items():
             var.value = new_values[k]
         for var, x in zip(self.opt_state, new_leaves):
