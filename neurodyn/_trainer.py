@@ -774,7 +774,7 @@ class _EpochLog:
                     tr.batch_in_epoch = self.stopped_at = b0 + k
                     raise FloatingPointError(msg + "; its update was not applied and training "
                                              "stopped (stop_on_nan=True)")
-                warnings.warn(msg + "; its update was skipped", RuntimeWarning, stacklevel=6)
+                warnings.warn(msg + "; its update was skipped", RuntimeWarning, stacklevel=5)
             for key, val in out.items():
                 self.sums[key] = self.sums.get(key, 0.0) + float(np.sum(np.atleast_1d(val)[keep]))
             self.n_done += int(keep.sum())
