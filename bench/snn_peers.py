@@ -12,7 +12,7 @@ parent checks that every system's gradient equals hand-written JAX's, which prov
 are the same. Then it trains ``--epochs`` epochs, blocking on each before reading the clock.
 
 Systems: ``nd`` (neurodyn Trainer, default: whole-epoch calls from device-resident data),
-``nd-step`` (``steps_per_call=1``: one host batch per call, the previous default), ``jax``
+``nd-bar`` (the same with its progress bar shown, as users run it), ``nd-step`` (``steps_per_call=1``: one host batch per call, the previous default), ``jax``
 (jit + lax.scan + optax, one call per batch, batches sliced on the host), ``jax-epoch``
 (the same with the whole epoch in one jitted scan), and ``spyx`` (1.0, flax nnx; run by
 ``--peer-python``, a separate environment). spyx's ``LIF`` emits ``H(V[t-1] - thr)``, the
@@ -30,7 +30,7 @@ epoch still holds one recompilation, reported too, as does the test-set call). B
 raised (see bench/README.md); ``--malloc both`` runs each twice.
 
 Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax,snntorch] [--malloc off|on|both]``;
-``--same-process`` times nd, nd-step, jax and jax-epoch in one process instead, alternating
+``--same-process`` times nd, nd-bar, nd-step, jax and jax-epoch in one process instead, alternating
 epochs (``--epochs`` rounds), which is the better comparison on a loaded machine.
 """
 
@@ -154,8 +154,9 @@ def setup_jax(params, x, y, whole_epoch):
     return grads, epoch, accuracy
 
 
-def setup_nd(params, x, y, steps_per_call):
-    """neurodyn: nn.Sequential of the discrete layers and the Trainer."""
+def setup_nd(params, x, y, steps_per_call, progress_bar=False):
+    """neurodyn: nn.Sequential of the discrete layers and the Trainer (``progress_bar``: its tqdm bar,
+    written to stderr, ticked from inside the whole-epoch call)."""
     sys.path.insert(0, ROOT)
     import jax
     import jax.numpy as jnp
@@ -178,7 +179,7 @@ def setup_nd(params, x, y, steps_per_call):
     net.reset_state(BS)
     g = nd.grad(lambda b: loss_fn(net, b), grad_vars=net.train_vars())((x[:BS], y[:BS]))
     grads = {key: np.asarray(g[name]) for key, name in names.items()}
-    trainer = nd.Trainer(net, loss_fn, optim.Adam(LR), progress_bar=False, steps_per_call=steps_per_call)
+    trainer = nd.Trainer(net, loss_fn, optim.Adam(LR), progress_bar=progress_bar, steps_per_call=steps_per_call)
 
     def epoch(order):  # the Trainer draws the same order itself (seed 0, its epoch counter)
         trainer.fit((x, y), epochs=1, batch_size=BS, seed=0, drop_last=True)
@@ -203,14 +204,15 @@ def run_jax(params, x, y, xt, yt, epochs, whole_epoch):
     return run_setup(setup_jax(params, x, y, whole_epoch), x, xt, yt, epochs)
 
 
-def run_nd(params, x, y, xt, yt, epochs, steps_per_call):
-    return run_setup(setup_nd(params, x, y, steps_per_call), x, xt, yt, epochs)
+def run_nd(params, x, y, xt, yt, epochs, steps_per_call, progress_bar=False):
+    return run_setup(setup_nd(params, x, y, steps_per_call, progress_bar), x, xt, yt, epochs)
 
 
 def same_process(params, data, rounds):
     """neurodyn (both modes) and hand-written JAX (both) in one process, alternating epochs."""
     x, y, _, _ = data
-    setups = {"nd": setup_nd(params, x, y, None), "nd-step": setup_nd(params, x, y, 1),
+    setups = {"nd": setup_nd(params, x, y, None), "nd-bar": setup_nd(params, x, y, None, True),
+              "nd-step": setup_nd(params, x, y, 1),
               "jax": setup_jax(params, x, y, False), "jax-epoch": setup_jax(params, x, y, True)}
     times = {k: [] for k in setups}
     for r, order in enumerate(orders(len(x), rounds)):
@@ -232,6 +234,8 @@ def run_system(system, params, data, epochs):
         return run_nd(params, x, y, xt, yt, epochs, None)
     if system == "nd-step":
         return run_nd(params, x, y, xt, yt, epochs, 1)
+    if system == "nd-bar":
+        return run_nd(params, x, y, xt, yt, epochs, None, True)
     if system == "spyx":
         return run_spyx_train(params, x, y, xt, yt, epochs)
     if system in ("snntorch", "snntorch-compile"):

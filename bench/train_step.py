@@ -2,8 +2,10 @@
 
 Same model, same data, same process; the two are interleaved in alternating
 rounds, every step is blocked on before the clock is read, and medians are
-reported. Also: compile time of the first step, and the throughput of
-``steps_per_call=10`` against one step per call on the small model.
+reported. Also: compile time of the first step, the throughput of
+``steps_per_call=10`` against one step per call on the small model, and the
+cost of the progress bar in a whole-epoch call (ticked from the device every
+tenth of the epoch, against a tick every step and no bar).
 
 Run: ``python bench/train_step.py [--quick]``
 """
@@ -119,6 +121,35 @@ def steps_per_call(model, batch, k: int, rounds: int) -> None:
           f"(throughput x{m1 / mk:.2f})")
 
 
+def progress_ticks(model, x, y, rounds: int) -> None:
+    import contextlib
+    import io
+
+    import neurodyn._trainer as trainer_module
+
+    default = trainer_module._TICKS
+    trainers = {}
+    for name, ticks, bar in (("no bar", default, False), ("bar ticked every step", 10 ** 9, True),
+                             (f"bar ticked {default} times per epoch", default, True)):
+        trainer_module._TICKS = ticks  # read when the epoch call is traced
+        tr = nd.Trainer(model, linear_loss, optim.SGD(1e-6), progress_bar=bar)
+        with contextlib.redirect_stderr(io.StringIO()):
+            tr.fit((x, y), batch_size=4, seed=0)
+        trainers[name] = tr
+    trainer_module._TICKS = default
+    times = {k: [] for k in trainers}
+    with contextlib.redirect_stderr(io.StringIO()):
+        for r in range(rounds):
+            for k in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
+                times[k].append(timed(lambda: (trainers[k].fit((x, y), batch_size=4, seed=0),
+                                               trainers[k].model.w.value)[1]))
+    base = statistics.median(times["no bar"])
+    steps = len(x) // 4
+    print(f"whole-epoch fit, LinearNet, {steps} steps of batch 4: " + ", ".join(
+        f"{k} {statistics.median(t) / steps * 1e6:.1f} us/step ({statistics.median(t) / base:.2f}x)"
+        for k, t in times.items()))
+
+
 def main(quick: bool = False) -> None:
     rounds, per_round = (6, 5) if quick else (20, 10)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; medians over {rounds} alternating rounds "
@@ -142,6 +173,7 @@ def main(quick: bool = False) -> None:
     nd.random.seed(2)
     small = LinearNet(100, 200)
     steps_per_call(small, (x[:32], y[:32]), 10, rounds)
+    progress_ticks(small, x, y, max(rounds // 2, 3))
 
 
 if __name__ == "__main__":

@@ -148,8 +148,16 @@ def save(path: str | os.PathLike, target: Module | Mapping[str, Module], *, rng:
     is removed by the next save to the same path.
 
     Example:
-        >>> nd.save("ckpt.npz", {"model": model, "optimizer": opt},
+        >>> import os, tempfile
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn, optim
+        >>> model = nn.Linear(3, 2)
+        >>> opt = optim.Adam(1e-3, train_vars=model.train_vars())
+        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+        >>> nd.save(path, {"model": model, "optimizer": opt},
         ...         metadata={"epoch": 3, "cfg": {"lr": 1e-3, "note": None}})
+        >>> nd.load(path, {"model": model, "optimizer": opt})["cfg"]
+        {'lr': 0.001, 'note': None}
     """
     if in_trace():
         raise RuntimeError("nd.save cannot run inside compiled code")
@@ -197,9 +205,17 @@ def load(path: str | os.PathLike, target: Module | Mapping[str, Module], *, rng:
     changed. With ``strict`` the file must hold exactly the target's Variables.
 
     Example:
-        >>> meta = nd.load("ckpt.npz", {"model": model, "optimizer": opt})
-        >>> int(meta["epoch"])
-        3
+        >>> import os, tempfile
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> path = os.path.join(tempfile.mkdtemp(), "lin.npz")
+        >>> a = nn.Linear(3, 2)
+        >>> nd.save(path, a, metadata={"epoch": 3})
+        >>> b = nn.Linear(3, 2)
+        >>> meta = nd.load(path, b)
+        >>> int(meta["epoch"]), bool(jnp.all(a.weight.value == b.weight.value))
+        (3, True)
     """
     if in_trace():
         raise RuntimeError("nd.load cannot run inside compiled code")

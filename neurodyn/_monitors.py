@@ -32,9 +32,14 @@ class SpikeMonitor:
         rate: expected mean firing rate in Hz, used only to size the buffer.
 
     Example:
-        >>> runner = nd.Runner(net, monitors={"E": nd.SpikeMonitor("E.spike")}, inputs=[("E.input", 20.)])
-        >>> rec = runner.run(1000.)["E"]
-        >>> rec.times[:3], rec.indices[:3], rec.rates().mean()
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> lif = nn.LIF(4)      # V_th 20, driven by a constant input of 30: regular spiking
+        >>> runner = nd.Runner(lif, monitors={"E": nd.SpikeMonitor("spike")}, inputs=[("input", 30.)],
+        ...                    progress_bar=False)
+        >>> rec = runner.run(100.)["E"]
+        >>> len(rec.times), rec.indices[:4], rec.rates()
+        (32, array([0, 1, 2, 3]...), array([80., 80., 80., 80.]))
     """
 
     def __init__(self, target: str | Variable, index: Any = None, *, rate: float = 20.0) -> None:
@@ -76,8 +81,12 @@ class SpikeRecord:
             was recorded), so ``to_dense()`` has rows ``first_step .. t_stop / dt``.
 
     Example:
-        >>> rec = runner.mon["E"]
-        >>> rec.count().sum(), rec.rates().mean(), rec.population_rate(5.).shape
+        >>> import numpy as np
+        >>> import neurodyn as nd
+        >>> rec = nd.SpikeRecord(steps=np.array([3, 5, 9]), indices=np.array([0, 2, 0]), size=3, dt=0.1,
+        ...                      t_start=0.0, t_stop=1.0, first_step=1)
+        >>> rec.times, rec.duration
+        (array([0.3, 0.5, 0.9]), 1.0)
     """
 
     def __init__(self, steps: Any, indices: Any, size: int, dt: float, t_start: float, t_stop: float,
@@ -108,7 +117,12 @@ class SpikeRecord:
         """Spikes per neuron (shape ``(size,)``).
 
         Example:
-            >>> rec.count()[:5]
+            >>> import numpy as np
+            >>> import neurodyn as nd
+            >>> rec = nd.SpikeRecord(steps=np.array([3, 5, 9]), indices=np.array([0, 2, 0]), size=3, dt=0.1,
+            ...                      t_start=0.0, t_stop=1.0, first_step=1)
+            >>> rec.count()
+            array([2, 0, 1])
         """
         return np.bincount(self.indices, minlength=self.size)
 
@@ -116,7 +130,12 @@ class SpikeRecord:
         """Mean firing rate of every neuron in Hz over ``t_start .. t_stop``.
 
         Example:
-            >>> rec.rates().mean()
+            >>> import numpy as np
+            >>> import neurodyn as nd
+            >>> rec = nd.SpikeRecord(steps=np.array([3, 5, 9]), indices=np.array([0, 2, 0]), size=3, dt=0.1,
+            ...                      t_start=0.0, t_stop=1.0, first_step=1)
+            >>> rec.rates()      # Hz over 1 ms
+            array([2000.,    0., 1000.])
         """
         if self.duration <= 0:
             raise ValueError("SpikeRecord.rates: the record covers no time (t_stop == t_start)")
@@ -130,7 +149,12 @@ class SpikeRecord:
         partial bin is dropped. ``bin_ms`` is rounded to whole steps.
 
         Example:
-            >>> rate = rec.population_rate(5.)     # Hz per 5 ms bin
+            >>> import numpy as np
+            >>> import neurodyn as nd
+            >>> rec = nd.SpikeRecord(steps=np.array([3, 5, 9]), indices=np.array([0, 2, 0]), size=3, dt=0.1,
+            ...                      t_start=0.0, t_stop=1.0, first_step=1)
+            >>> rec.population_rate(0.5)     # Hz per 0.5 ms bin: steps 1-5 and 6-10
+            array([1333.33333333,  666.66666667])
         """
         width = int(round(float(bin_ms) / self.dt))
         if width < 1:
@@ -149,8 +173,12 @@ class SpikeRecord:
         Equal to what a dense monitor of the same Variable records.
 
         Example:
-            >>> rec.to_dense().shape
-            (10000, 4000)
+            >>> import numpy as np
+            >>> import neurodyn as nd
+            >>> rec = nd.SpikeRecord(steps=np.array([3, 5, 9]), indices=np.array([0, 2, 0]), size=3, dt=0.1,
+            ...                      t_start=0.0, t_stop=1.0, first_step=1)
+            >>> rec.to_dense().shape, np.flatnonzero(rec.to_dense()[:, 0]) + 1    # rows are steps 1..10
+            ((10, 3), array([3, 9]))
         """
         last = int(round(self.t_stop / self.dt))
         out = np.zeros((last - self.first_step + 1, self.size), bool)

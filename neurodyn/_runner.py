@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import random as _nd_random
 from ._environ import context, get_dt
-from ._jit import JittedFunction, jit, unwrap_variables
+from ._jit import jit, unwrap_variables
 from ._module import Module
 from ._monitors import SpikeMonitor, SpikeRecord
 from ._sharding import Placement, as_mesh, module_placement
@@ -52,9 +52,12 @@ class Monitors(dict):
     :class:`Runner`). An ``nd.SpikeMonitor`` gives an ``nd.SpikeRecord`` instead.
 
     Example:
-        >>> mon = runner.run(100.)
-        >>> mon['E.spike'].shape, mon.ts[:2]
-        ((1000, 3200), array([0.1, 0.2]))
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> lif = nn.LIF(4)      # V_th 20, driven by a constant input of 30: regular spiking
+        >>> mon = nd.Runner(lif, monitors=["spike"], inputs=[("input", 30.)], progress_bar=False).run(100.)
+        >>> mon["spike"].shape, mon.ts[:2]
+        ((1000, 4), array([0.1, 0.2]))
     """
 
     ts: np.ndarray
@@ -67,6 +70,10 @@ class Monitors(dict):
         items = ", ".join(f"{k!r}: {v!r}" if isinstance(v, SpikeRecord) else f"{k!r}: {v.dtype}{list(v.shape)}"
                           for k, v in self.items())
         return f"Monitors(ts: [{len(self.ts)}], {items})"
+
+
+def _fn_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
 
 
 def _label_of(target: Any) -> str:
@@ -109,6 +116,12 @@ class _Monitor:
         return (self.name, self.path, id(self.var) if self.path is None and self.var is not None else None,
                 id(self.fn) if self.fn else None, idx, self.count)
 
+    def describe(self) -> str:
+        what = self.path or (_fn_name(self.fn) + "(model)" if self.fn is not None else _label_of(self.var))
+        idx = "" if self.index is None else f"[{self.index.size} indices]"
+        summed = ", summed per interval" if self.count else ""
+        return f"{self.name}: {what}{idx} -> {self.shape} {self.dtype}{summed}"
+
     def read(self, model: Module) -> Any:
         value = self.var.value if self.var is not None else self.fn(model)
         if isinstance(value, Variable):
@@ -148,6 +161,10 @@ class _Events:
     def key(self) -> Any:
         idx = None if self.index is None else (self.index.shape, self.index.tobytes())
         return ("events", self.name, id(self.var), idx)
+
+    def describe(self) -> str:
+        idx = "" if self.index is None else f"[{self.size} indices]"
+        return f"{self.name}: spike events of {self.label}{idx}"
 
     def read(self) -> Any:
         s = self.var.value
@@ -254,6 +271,19 @@ class _Input:
         shape = None if self.value is None else (self.value.shape, str(self.value.dtype))
         return (self.path, id(self.var), self.kind, self.op, id(self.fn) if self.fn else None, shape, self.dt)
 
+    def describe(self) -> str:
+        if self.kind == "func":
+            value = f"{_fn_name(self.fn)}(t)"
+        elif self.kind == "iter":
+            spacing = "" if self.dt is None else f", rows {self.dt:g} ms apart"
+            value = f"rows of an array {tuple(self.value.shape)} {self.value.dtype}{spacing}"
+        elif self.value.ndim == 0:
+            value = f"{self.value.item():g}"
+        else:
+            value = f"an array {tuple(self.value.shape)} {self.value.dtype}"
+        op = "=" if self.op == "=" else f"{self.op}="
+        return f"{self.path} {op} {value}"
+
     def row(self, i: Any, dt: float) -> Any:
         """The row of an 'iter' input for step ``i`` (held for its duration when rows are ``self.dt`` apart)."""
         if self.dt is None:
@@ -344,12 +374,19 @@ class Runner:
     be set to continue a simulation saved with ``nd.save``.
 
     Example:
-        >>> runner = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)])
-        >>> runner.run(100.)
-        >>> runner.mon['E.spike'].shape, runner.mon.ts[0]
-        ((1000, 3200), 0.1)
-        >>> events = nd.Runner(net, monitors={'E': nd.SpikeMonitor('E.spike')}).run(1000.)['E']
-        >>> sharded = nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)], mesh=4)
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> lif = nn.LIF(4)      # V_th 20, driven by a constant input of 30: regular spiking
+        >>> runner = nd.Runner(lif, monitors=["spike", "V"], inputs=[("input", 30.)], progress_bar=False)
+        >>> mon = runner.run(100.)
+        >>> mon["spike"].shape, float(mon.ts[0]), int(mon["spike"].sum()), runner.t
+        ((1000, 4), 0.1, 32, 100.0)
+        >>> events = nd.Runner(lif, monitors={"E": nd.SpikeMonitor("spike")}, inputs=[("input", 30.)],
+        ...                    progress_bar=False).run(100.)["E"]
+        >>> len(events.times)
+        32
+
+        Across 4 devices: ``nd.Runner(net, monitors=['E.spike'], inputs=[('E.input', 20.)], mesh=4)``.
     """
 
     def __init__(
@@ -411,6 +448,28 @@ class Runner:
         """Biological time reached so far, in ms."""
         return self.i * self.dt
 
+    def __repr__(self) -> str:
+        every = "every step" if self.monitor_every == 1 else f"every {self.monitor_every} steps"
+        lines = [f"dt: {self.dt:g} ms, {'compiled' if self.jit else 'eager (not compiled)'} chunks of "
+                 f"{self.chunk_size} steps" + (f", unroll {self.unroll}" if self.unroll != 1 else "")]
+        mons = [m.describe() for m in self._monitors] + [e.describe() for e in self._events]
+        head = f"monitors, recorded {every}" + (", and at t = 0" if self.record_initial else "")
+        if self.record_to is not None:
+            head += f", streamed to {self.record_to!r}"
+        lines += [head + ":"] + ["  " + d for d in mons] if mons else ["monitors: none"]
+        ins = [i.describe() for i in self._inputs]
+        lines += ["inputs, before every step:"] + ["  " + d for d in ins] if ins else ["inputs: none"]
+        if self.mesh is None:
+            lines.append("placement: default device")
+        else:
+            shape = ", ".join(f"{k}={v}" for k, v in self.mesh.shape.items())
+            split = sum(1 for _, _, s in self._placement.items if any(a is not None for a in s.spec))
+            lines.append(f"placement: mesh ({shape}); {split} Variables split")
+        lines.append(f"at t = {self.t:g} ms (step {self.i})")
+        model = "\n".join("    " + ln for ln in repr(self.model).splitlines())
+        body = "\n".join("  " + ln for ln in lines)
+        return f"Runner(\n  model:\n{model}\n{body}\n)"
+
     def _parse_monitors(self, monitors: Any) -> tuple[list[_Monitor], list[_Events]]:
         if monitors is None:
             return [], []
@@ -463,99 +522,18 @@ class Runner:
             m.shape, m.dtype = tuple(out.shape), np.dtype(out.dtype)
             m.count = self.monitor_every > 1 and m.dtype == np.bool_
 
-    def _compiled_chunk(self) -> JittedFunction:
-        placement = self._placement
-        key = (tuple(m.key() for m in self._monitors), tuple(e.key() for e in self._events),
-               tuple(i.key() for i in self._inputs),
-               self.monitor_every, self.unroll, None if placement is None else placement.key())
+    def _compiled_chunk(self) -> "_Chunk":
+        """The compiled chunk for this model and layout (shared by Runners with the same layout)."""
+        layout = self._layout()
+        key = (layout, self.monitor_every, self.unroll,
+               None if self._placement is None else self._placement.key())
         cache = _COMPILED.setdefault(self.model, {})
-        if key in cache:
-            fn = cache[key]
-            fn._nd_runner_layout = (self._monitors, self._inputs)
-            return fn
-        model, every, unroll = self.model, self.monitor_every, self.unroll
-        # the event buffers belong to the compiled function, so Runners sharing it share them
-        buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0)),
-                    Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in self._events]
-        holder: dict[str, Any] = {"layout": (self._monitors, self._inputs, self._events), "buffers": buffers}
+        if key not in cache:
+            cache[key] = _Chunk(self.model, len(self._events), self.monitor_every, self.unroll, self._placement)
+        return cache[key]
 
-        def step(i: jax.Array, values: list, once: frozenset = frozenset()) -> list:
-            _, ins, evs = holder["layout"]
-            t = i * get_dt()
-            with context(t=t, i=i):
-                for k, (inp, value) in enumerate(zip(ins, values)):
-                    if k in once:
-                        continue
-                    if inp.kind == "func":
-                        inp.apply(inp.fn(t))
-                    elif inp.kind == "iter":
-                        inp.apply(value[inp.row(i, get_dt())])
-                    else:
-                        inp.apply(value)
-                model.update()
-            if placement is not None:
-                # the loop carry keeps the neuron-axis split (without this XLA may gather a
-                # scatter's result onto every device and carry it replicated)
-                placement.constrain()
-            return [_append_events(buf, pos, q, e.read()) for e, (buf, pos, q) in zip(evs, holder["buffers"])]
-
-        def record(skip_counted: bool = False) -> dict:
-            mons = holder["layout"][0]
-            return {m.name: m.read(model) for m in mons if not (skip_counted and m.count)}
-
-        def constant_inputs() -> frozenset:
-            # A constant '=' input into a Variable that nothing else writes holds the same
-            # value before every step: set it once per chunk rather than carry it through
-            # the loop (a per-step write is a per-step operation, several % of a small
-            # network's step on a CPU).
-            ins = holder["layout"][1]
-            targets: dict[int, int] = {}
-            for inp in ins:
-                targets[id(inp.var)] = targets.get(id(inp.var), 0) + 1
-
-            def model_step(i: jax.Array) -> None:
-                with context(t=i * get_dt(), i=i):
-                    model.update()
-            _, written = _discover(model_step, (jax.ShapeDtypeStruct((), jnp.int32),))
-            written_ids = {id(v) for v in written}
-            return frozenset(k for k, inp in enumerate(ins) if inp.kind == "fix" and inp.op == "="
-                             and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
-
-        def chunk(i0: jax.Array, n: int, values: list) -> tuple[Any, Any, Any, jax.Array]:
-            mons, ins, _ = holder["layout"]
-            once = constant_inputs()
-            for k in once:
-                ins[k].apply(values[k])
-            for _, pos, _ in holder["buffers"]:
-                pos.value = jnp.int32(0)
-            # The last output is the step reached: an array that exists even without
-            # monitors, so the host can wait for this chunk while the next one runs.
-            if every == 1:
-                def body(i: jax.Array) -> Any:
-                    counts = step(i, values, once)
-                    return record(), counts
-                recs, counts = for_loop(body, i0 + jnp.arange(n), unroll=unroll)
-            else:
-                counted = [m for m in mons if m.count]
-
-                def inner(i: jax.Array) -> Any:
-                    counts = step(i, values, once)
-                    return counts, {m.name: m.read(model) for m in counted}
-
-                def outer(j: jax.Array) -> Any:
-                    counts, rows = for_loop(inner, i0 + j * every + jnp.arange(every), unroll=unroll)
-                    rec = record(skip_counted=True)
-                    rec.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in rows.items()})
-                    return rec, counts
-                recs, counts = for_loop(outer, jnp.arange(n // every))
-                counts = [c.reshape(-1) for c in counts]
-            return recs, counts, [buf.value for buf, _, _ in holder["buffers"]], i0 + n
-
-        fn = jit(chunk, static_argnums=1)
-        fn._nd_runner_layout = (self._monitors, self._inputs)
-        fn._nd_holder = holder
-        cache[key] = fn
-        return fn
+    def _layout(self) -> "_Layout":
+        return _Layout(tuple(self._monitors), tuple(self._inputs), tuple(self._events))
 
     # -- running -----------------------------------------------------------------
     def _steps(self, duration: Any) -> int:
@@ -631,8 +609,12 @@ class Runner:
         ``run`` continues from there.
 
         Example:
-            >>> mon = runner.run(1000.)
-            >>> rate = mon['E.spike'].mean() / runner.dt * 1000  # Hz
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn
+            >>> runner = nd.Runner(nn.LIF(4), monitors=["spike"], inputs=[("input", 30.)], progress_bar=False)
+            >>> mon = runner.run(100.)
+            >>> float(mon["spike"].mean() / runner.dt * 1000)   # Hz
+            80.0
         """
         n = self._steps(duration)
         for inp in self._inputs:
@@ -649,9 +631,7 @@ class Runner:
         show = self.progress_bar if progress_bar is None else progress_bar
         if self._placement is not None:
             self._placement.place()  # reset_state / new initial conditions replace values unsharded
-        fn = self._fn
-        holder = fn._nd_holder
-        holder["layout"] = (self._monitors, self._inputs, self._events)
+        chunk, layout = self._fn, self._layout()
         values = [inp.value for inp in self._inputs]
         full, rest = divmod(n, self.chunk_size)
         lengths = [self.chunk_size] * full + ([rest] if rest else [])
@@ -659,13 +639,12 @@ class Runner:
         sink = _Sink(self, first, n, initial)
         with context(dt=self.dt):
             t0 = time.perf_counter()
-            traces = fn.trace_count
+            traces = chunk.trace_count
             if initial:
                 sink.record_initial()
-            self._size_buffers(holder, max(lengths))
+            self._size_buffers(chunk, max(lengths))
             if self.jit:
-                shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
-                self._compile(fn, holder, sorted(set(lengths)), values, shapes)
+                chunk.compile(layout, self.i, sorted(set(lengths)), values)
             compile_s = time.perf_counter() - t0
             bar = tqdm(total=round(n * self.dt, 6), unit="ms", disable=not show, leave=True,
                        desc=f"{type(self.model).__name__}", dynamic_ncols=True,
@@ -674,7 +653,7 @@ class Runner:
             state = {"i": first}
             try:
                 with _DeferInterrupt() as stop:
-                    self._loop(fn, holder, lengths, values, state, sink, bar, stop)
+                    self._loop(chunk, layout, lengths, values, state, sink, bar, stop)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
             finally:
                 bar.close()
@@ -685,11 +664,11 @@ class Runner:
             run_s = time.perf_counter() - t1
         self.stats = {"compile_s": compile_s, "run_s": run_s, "steps": n,
                       "realtime_factor": run_s / (n * self.dt / 1000.0),
-                      "traces": fn.trace_count - traces}
+                      "traces": chunk.trace_count - traces}
         return self.mon
 
-    def _size_buffers(self, holder: dict, length: int) -> None:
-        for e, (buf, pos, queries) in zip(self._events, holder["buffers"]):
+    def _size_buffers(self, chunk: "_Chunk", length: int) -> None:
+        for e, (buf, pos, queries) in zip(self._events, chunk.buffers):
             want_cap, want_block = e.capacity(length, self.dt)
             have_cap, have_block = self._capacity.get(e.name, (0, 0))
             cap = max(have_cap, want_cap, buf.shape[0])
@@ -700,15 +679,7 @@ class Runner:
             if queries.shape[0] != block:
                 queries.reset_value(jnp.arange(1, block + 1, dtype=jnp.int32))
 
-    def _compile(self, fn: JittedFunction, holder: dict, lengths: list[int], values: list, shapes: tuple) -> None:
-        caps = tuple((buf.shape[0], q.shape[0]) for buf, _, q in holder["buffers"])
-        done = fn.__dict__.setdefault("_nd_compiled", set())
-        for length in lengths:
-            if (length, shapes, caps) not in done:
-                fn.compile(jnp.int32(self.i), length, values)
-                done.add((length, shapes, caps))
-
-    def _loop(self, fn: JittedFunction, holder: dict, lengths: list[int], values: list, state: dict,
+    def _loop(self, chunk: "_Chunk", layout: "_Layout", lengths: list[int], values: list, state: dict,
               sink: "_Sink", bar: Any, stop: "_DeferInterrupt") -> None:
         """Dispatch chunk k, then wait for chunk k-1 and copy its records: the device always
         has the next chunk queued while the host copies."""
@@ -721,12 +692,12 @@ class Runner:
             while k < len(lengths) or inflight:
                 if k < len(lengths) and not stop.requested:
                     length = lengths[k]
-                    before = _snapshot(self.model, fn, holder) if keep else None
+                    before = _snapshot(self.model, chunk) if keep else None
                     if self.jit:
-                        out = fn(jnp.int32(state["i"]), length, values)
+                        out = chunk(layout, state["i"], length, values)
                     else:
                         with jax.disable_jit():
-                            out = fn(jnp.int32(state["i"]), length, values)
+                            out = chunk(layout, state["i"], length, values)
                     inflight.append((out, state["i"], length, before))
                     state["i"] += length  # the model's Variables now hold this chunk's results
                     k += 1
@@ -746,10 +717,9 @@ class Runner:
                     for name, (total, most) in overflow.items():
                         block = _round_up(int(most * 1.25) + 16)
                         self._capacity[name] = (_round_up(int(total * 1.25) + block + 64), block)
-                    self._size_buffers(holder, 0)
+                    self._size_buffers(chunk, 0)
                     if self.jit:
-                        shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
-                        self._compile(fn, holder, sorted(set(lengths[k:])), values, shapes)
+                        chunk.compile(layout, state["i"], sorted(set(lengths[k:])), values)
                     continue
                 inflight.pop(0)
                 bar.update(round(length * self.dt, 6))
@@ -772,16 +742,146 @@ class Runner:
         """Start again from time 0 (and, by default, reset the model's state).
 
         Example:
-            >>> runner.reset(); runner.run(100.)   # records from t = 0 again
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn
+            >>> runner = nd.Runner(nn.LIF(4), monitors=["V"], inputs=[("input", 30.)], progress_bar=False)
+            >>> _ = runner.run(10.)
+            >>> runner.reset(); runner.t
+            0.0
+            >>> float(runner.run(10.).ts[0])      # records from t = 0 again
+            0.1
         """
         self.i = 0
         if reset_state:
             self.model.reset_state()
 
 
-def _snapshot(model: Module, fn: JittedFunction, holder: dict) -> list[tuple[Variable, Any]]:
+class _Layout:
+    """What a chunk records and applies: a Runner's monitors, inputs and event monitors.
+
+    The static argument of the compiled chunk: layouts with the same keys are
+    equal, so Runners of one model with the same monitors and inputs share
+    compiled code, and each trace reads the layout it was called with.
+    """
+
+    __slots__ = ("monitors", "inputs", "events", "_key")
+
+    def __init__(self, monitors: tuple, inputs: tuple, events: tuple) -> None:
+        self.monitors, self.inputs, self.events = monitors, inputs, events
+        self._key = (tuple(m.key() for m in monitors), tuple(i.key() for i in inputs),
+                     tuple(e.key() for e in events))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Layout) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+
+class _Chunk:
+    """``n`` steps of a model in one compiled call, recording after each step (or every ``every``).
+
+    ``chunk(layout, i0, n, values)`` runs steps ``i0 .. i0 + n - 1`` with the
+    inputs' ``values`` and returns ``(records, event counts, event buffers,
+    i0 + n)``; ``layout`` and ``n`` are static. The event buffers belong to the
+    chunk, so Runners that share it share them.
+    """
+
+    def __init__(self, model: Module, n_events: int, every: int, unroll: int, placement: Placement | None) -> None:
+        self.model, self.every, self.unroll, self.placement = model, every, unroll, placement
+        self.buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0)),
+                         Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in range(n_events)]
+        self.fn = jit(self._run, static_argnums=(0, 2))
+        self._compiled: set = set()
+
+    @property
+    def trace_count(self) -> int:
+        return self.fn.trace_count
+
+    def __call__(self, layout: _Layout, i0: int, n: int, values: list) -> Any:
+        return self.fn(layout, jnp.int32(i0), n, values)
+
+    def compile(self, layout: _Layout, i0: int, lengths: list[int], values: list) -> None:
+        """Compile ahead for every chunk length of a run (once per shapes and buffer sizes)."""
+        shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
+        caps = tuple((buf.shape[0], q.shape[0]) for buf, _, q in self.buffers)
+        for length in lengths:
+            if (layout, length, shapes, caps) not in self._compiled:
+                self.fn.compile(layout, jnp.int32(i0), length, values)
+                self._compiled.add((layout, length, shapes, caps))
+
+    def _step(self, layout: _Layout, i: jax.Array, values: list, once: frozenset) -> list:
+        t = i * get_dt()
+        with context(t=t, i=i):
+            for k, (inp, value) in enumerate(zip(layout.inputs, values)):
+                if k in once:
+                    continue
+                if inp.kind == "func":
+                    inp.apply(inp.fn(t))
+                elif inp.kind == "iter":
+                    inp.apply(value[inp.row(i, get_dt())])
+                else:
+                    inp.apply(value)
+            self.model.update()
+        if self.placement is not None:
+            # the loop carry keeps the neuron-axis split (without this XLA may gather a
+            # scatter's result onto every device and carry it replicated)
+            self.placement.constrain()
+        return [_append_events(buf, pos, q, e.read()) for e, (buf, pos, q) in zip(layout.events, self.buffers)]
+
+    def _constant_inputs(self, layout: _Layout) -> frozenset:
+        """Inputs to set once per chunk instead of before every step.
+
+        A constant '=' input into a Variable that nothing else writes holds the same
+        value before every step: setting it once keeps it out of the loop carry (a
+        per-step write is a per-step operation, several % of a small network's step on a CPU).
+        """
+        targets: dict[int, int] = {}
+        for inp in layout.inputs:
+            targets[id(inp.var)] = targets.get(id(inp.var), 0) + 1
+
+        def model_step(i: jax.Array) -> None:
+            with context(t=i * get_dt(), i=i):
+                self.model.update()
+        _, written = _discover(model_step, (jax.ShapeDtypeStruct((), jnp.int32),))
+        written_ids = {id(v) for v in written}
+        return frozenset(k for k, inp in enumerate(layout.inputs) if inp.kind == "fix" and inp.op == "="
+                         and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
+
+    def _run(self, layout: _Layout, i0: jax.Array, n: int, values: list) -> tuple[Any, Any, Any, jax.Array]:
+        model, every = self.model, self.every
+        once = self._constant_inputs(layout)
+        for k in once:
+            layout.inputs[k].apply(values[k])
+        for _, pos, _ in self.buffers:
+            pos.value = jnp.int32(0)
+        # The last output is the step reached: an array that exists even without
+        # monitors, so the host can wait for this chunk while the next one runs.
+        if every == 1:
+            def body(i: jax.Array) -> Any:
+                counts = self._step(layout, i, values, once)
+                return {m.name: m.read(model) for m in layout.monitors}, counts
+            recs, counts = for_loop(body, i0 + jnp.arange(n), unroll=self.unroll)
+        else:
+            counted = [m for m in layout.monitors if m.count]
+
+            def inner(i: jax.Array) -> Any:
+                counts = self._step(layout, i, values, once)
+                return counts, {m.name: m.read(model) for m in counted}
+
+            def outer(j: jax.Array) -> Any:
+                counts, rows = for_loop(inner, i0 + j * every + jnp.arange(every), unroll=self.unroll)
+                rec = {m.name: m.read(model) for m in layout.monitors if not m.count}
+                rec.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in rows.items()})
+                return rec, counts
+            recs, counts = for_loop(outer, jnp.arange(n // every))
+            counts = [c.reshape(-1) for c in counts]
+        return recs, counts, [buf.value for buf, _, _ in self.buffers], i0 + n
+
+
+def _snapshot(model: Module, chunk: "_Chunk") -> list[tuple[Variable, Any]]:
     vars_: dict[int, Variable] = {id(v): v for v in model.vars().values()}
-    for v in fn.variables["writes"]:
+    for v in chunk.fn.variables["writes"]:
         vars_.setdefault(id(v), v)
     vars_.setdefault(id(_nd_random.DEFAULT), _nd_random.DEFAULT)
     return [(v, v._value) for v in vars_.values()]

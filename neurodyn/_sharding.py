@@ -20,7 +20,7 @@ from ._module import Module, notify_state_replaced
 from ._random import RandomState
 from ._state import Variable, current_frame
 
-__all__ = ["as_mesh", "Placement"]
+__all__ = ["as_mesh", "Placement", "ShardingRule", "DataParallel"]
 
 SpecRule = Callable[[str, Variable], "PartitionSpec | None"]
 
@@ -68,11 +68,38 @@ def check_spec(mesh: Mesh, spec: PartitionSpec, shape: tuple, what: str) -> None
                              f"expected a size divisible by {n}, got {shape[dim]}")
 
 
-def spec_from(rule: Any, path: str, var: Variable, where: str) -> PartitionSpec | None:
-    """Look up a user rule: a mapping of glob patterns to specs, or a callable."""
+class ShardingRule:
+    """A ``param_sharding`` rule that needs the mesh to decide (e.g. the size of the axis it splits along).
+
+    Subclasses define :meth:`spec`; the Trainer calls it with its mesh.
+    :func:`nd.distributed.shard_largest_axis` returns one.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> from jax.sharding import PartitionSpec as P
+        >>> class Rows(nd.distributed.ShardingRule):
+        ...     def spec(self, path, var, mesh):
+        ...         n = mesh.shape["data"]
+        ...         return P("data") if var.ndim and var.shape[0] % n == 0 else None
+        >>> Rows().spec("w", nd.Variable(jnp.zeros((4, 2))), nd.distributed.make_mesh((1,), ("data",)))
+        P('data',)
+    """
+
+    def spec(self, path: str, var: Variable, mesh: Mesh) -> PartitionSpec | None:
+        raise NotImplementedError
+
+    def check(self, mesh: Mesh, where: str) -> None:
+        """A clear error when ``mesh`` lacks what the rule needs (before any spec is asked for)."""
+
+
+def spec_from(rule: Any, path: str, var: Variable, where: str, mesh: Mesh | None = None) -> PartitionSpec | None:
+    """Look up a user rule: a mapping of glob patterns to specs, a :class:`ShardingRule`, or a callable."""
     if rule is None:
         return None
-    if callable(rule):
+    if isinstance(rule, ShardingRule):
+        spec = rule.spec(path, var, mesh)
+    elif callable(rule):
         spec = rule(path, var)
     elif isinstance(rule, Mapping):
         spec = None
@@ -212,7 +239,7 @@ def module_placement(model: Module, mesh: Mesh, rule: Any = None, axes: Sequence
     hinted = module_specs(model, mesh, tuple(axes))
     placement = Placement(mesh, model)
     for path, var in model.vars().items():
-        spec = spec_from(rule, path, var, where)
+        spec = spec_from(rule, path, var, where, mesh)
         if spec is None:
             spec = hinted.get(path)
         if spec is None:
@@ -252,3 +279,48 @@ def put_batch(x: Any, mesh: Mesh, axis: int, data_axis: str, where: str, index: 
         return jax.make_array_from_process_local_data(sharding, np.asarray(x))
     global_shape = tuple(shape[:axis]) + (shape[axis] * procs,) + tuple(shape[axis + 1:])
     return jax.make_array_from_process_local_data(sharding, np.asarray(x), global_shape)
+
+
+class DataParallel:
+    """The Trainer's placement on a mesh: batches split along the data axis, Variables where a rule says.
+
+    Parameters follow ``param_sharding`` (replicated by default), each
+    parameter's optimizer state (optax moments) is split like it, other
+    optimizer state is replicated, and model state that is not a parameter
+    (recurrent state, BatchNorm statistics) may follow the batch's sharding.
+    """
+
+    def __init__(self, mesh: Mesh, model: Module, optimizer: Any, rule: Any = None, where: str = "Trainer") -> None:
+        self.mesh = mesh
+        names = mesh.axis_names
+        self.data_axis = "data" if "data" in names else names[0]
+        if isinstance(rule, ShardingRule):
+            rule.check(mesh, f"{where}: param_sharding")
+        placement = Placement(mesh, model, optimizer)
+        specs: dict[str, PartitionSpec] = {}
+        for path, var in optimizer.params.items():
+            spec = spec_from(rule, path, var, f"{where}: param_sharding", mesh) or PartitionSpec()
+            check_spec(mesh, spec, var.shape, f"{where}: param_sharding of parameter '{path}'")
+            specs[path] = spec
+            placement.add(path, var, spec)
+        opt_paths = {id(v): f"optimizer.{p}" for p, v in optimizer.vars().items()}
+        if rule is not None:
+            for path, spec in specs.items():
+                for var in optimizer.state_of(path):
+                    placement.add(opt_paths[id(var)], var, spec)
+        for path, var in optimizer.vars().items():
+            placement.add(f"optimizer.{path}", var, PartitionSpec())
+        for path, var in model.vars().items():
+            placement.add(path, var, PartitionSpec(), strict=False)
+        self.placement = placement
+
+    def put(self, batch: Any, axes: tuple[int, ...], where: str) -> Any:
+        """``batch`` split along each array's batch axis (``axes``, one per array) over the data axis."""
+        leaves, treedef = jax.tree.flatten(batch)
+        return jax.tree.unflatten(treedef, [put_batch(x, self.mesh, ax, self.data_axis, where, i)
+                                            for i, (x, ax) in enumerate(zip(leaves, axes))])
+
+    def __repr__(self) -> str:
+        shape = ", ".join(f"{k}={v}" for k, v in self.mesh.shape.items())
+        split = sum(1 for _, _, s in self.placement.items if any(a is not None for a in s.spec))
+        return f"data-parallel over mesh ({shape}) along '{self.data_axis}'; {split} Variables split"

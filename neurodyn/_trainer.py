@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import warnings
@@ -11,38 +10,29 @@ from typing import Any, Callable, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from . import random as _nd_random
 from ._checkpoint import read_file as _read_file
 from ._checkpoint import write_file as _write_file
 from ._checkpoint import variables as _ckpt_variables
-from ._data import DeviceEpoch, epoch_order, fits_on_device
+from ._data import ArrayDataset, BatchLayout, DeviceEpoch, is_array_dataset, iterate, stack
 from ._data import gather as _gather
 from ._jit import jit as _jit
 from ._module import Module
 from ._random import RandomState
+from ._sharding import DataParallel, as_mesh
 from ._state import Frame, Variable, current_frame
-from ._sharding import Placement, as_mesh, check_spec, put_batch, spec_from
 from ._transforms import for_loop, value_and_grad
+from .optim import all_finite
 
 __all__ = ["Trainer"]
 
 _SKIPPED = "_nd_skipped"  # per-step flag the compiled step returns to the host
+_TICKS = 10  # progress updates per whole-epoch call (host callbacks inside the loop)
 
 LossFn = Callable[[Module, Any], Any]
-
-
-def _is_array(x: Any) -> bool:
-    return hasattr(x, "shape") and hasattr(x, "dtype")
-
-
-def _is_array_dataset(data: Any) -> bool:
-    if _is_array(data):
-        return True
-    if isinstance(data, tuple) and data and all(_is_array(x) for x in data):
-        return True
-    return isinstance(data, Mapping) and bool(data) and all(_is_array(x) for x in data.values())
 
 
 def _needs_reset(model: Module) -> bool:
@@ -51,6 +41,10 @@ def _needs_reset(model: Module) -> bool:
     if own is not None:
         return bool(own)
     return any(getattr(m, "reset_state_per_batch", False) for m in model.modules().values())
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
 
 
 class Trainer:
@@ -132,12 +126,22 @@ class Trainer:
     the epoch over. :meth:`save` keeps that position. State that is reset for
     every batch (``reset_state``) is not saved: it is rebuilt by the next step.
 
+    ``print(trainer)`` shows what a step runs: the model, optimizer, loss,
+    batch layout, steps per call, reset and placement.
+
     Example:
-        >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
-        ...                      optim.Adam(1e-3))
-        >>> history = trainer.fit((x, y), epochs=5, batch_size=64, seed=0)
-        >>> trainer.save("ckpt.npz")
-        >>> dp = nd.Trainer(model, loss_fn, optim.Adam(1e-3), mesh=4)   # data-parallel over 4 devices
+        >>> import jax.numpy as jnp, numpy as np
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn, optim
+        >>> x = np.random.default_rng(0).normal(size=(128, 4)).astype(np.float32)
+        >>> y = x @ np.ones((4, 1), np.float32)
+        >>> trainer = nd.Trainer(nn.Linear(4, 1), lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
+        ...                      optim.Adam(1e-2), progress_bar=False)
+        >>> history = trainer.fit((x, y), epochs=5, batch_size=32, seed=0)
+        >>> len(history["loss"]), trainer.global_step
+        (5, 20)
+
+        Data-parallel over 4 devices: ``nd.Trainer(model, loss_fn, optim.Adam(1e-3), mesh=4)``.
     """
 
     def __init__(self, model: Module, loss_fn: LossFn, optimizer: Any,
@@ -171,117 +175,94 @@ class Trainer:
         self.metrics = dict(metrics or {})
         self.progress_bar = progress_bar
         self.steps_per_call = steps_per_call if steps_per_call in (None, "epoch") else int(steps_per_call)
-        self._jit = bool(jit)
-        self._bar: Any = None
         self.stop_on_nan = stop_on_nan
         self.reset_state = reset_state
-        self._auto_reset = _needs_reset(model)
         self.before_step = before_step
         self.log_every = max(int(log_every), 1)
-        self.batch_axis = batch_axis
+        self._layout = BatchLayout(batch_axis)
+        self._auto_reset = _needs_reset(model)
+        self._reset_bs: Any = object()  # the batch size the per-batch state was last shaped for
+        # where training stands (kept by save/load)
         self.epoch = 0
         self.global_step = 0
         self.batch_in_epoch = 0
         self.history: dict[str, list[float]] = {}
         self._partial: dict[str, float] = {}  # running sums of an interrupted epoch
         self._halted = Variable(False)  # set on the device by a bad step under stop_on_nan
-        self._spec: Any = None
-        self._reset_bs: Any = object()
         self._first_epoch = 0
+        self._bar: Any = None
+        self._tick_base = 0  # batches of the epoch done before the current whole-epoch call
         self.mesh = as_mesh(mesh, "data", "Trainer: mesh")
-        self._placement: Placement | None = None
+        self._dp: DataParallel | None = None
         if self.mesh is not None:
-            names = self.mesh.axis_names
-            self._data_axis = "data" if "data" in names else names[0]
-            self._placement = self._make_placement(param_sharding)
-            self._placement.place()
+            self._dp = DataParallel(self.mesh, model, optimizer, param_sharding)
+            self._dp.placement.place()
         elif param_sharding is not None:
             raise ValueError("Trainer: param_sharding needs a mesh; pass mesh=... (a jax.sharding.Mesh with the "
                              "axes the PartitionSpecs name)")
-        objs = (model, optimizer)
-        if jit:
-            self._step_fn = _jit(self._train_step, donate=donate, child_objs=objs)
-            self._multi_fn = _jit(self._train_steps, donate=donate, child_objs=objs)
-            self._gathered_fn = _jit(self._train_gathered, donate=donate, child_objs=objs)
-            self._eval_fn = _jit(self._eval_step, child_objs=objs)
-            self._predict_fn = _jit(self._predict, child_objs=objs)
-        else:
-            self._step_fn, self._multi_fn = self._train_step, self._train_steps
-            self._gathered_fn = self._train_gathered
-            self._eval_fn, self._predict_fn = self._eval_step, self._predict
+        self._jit, self._donate = bool(jit), bool(donate)
+        wrap = (lambda f, d: _jit(f, donate=d, child_objs=(model, optimizer))) if jit else (lambda f, d: f)
+        self._step_fn = wrap(self._train_step, donate)
+        self._multi_fn = wrap(self._train_steps, donate)
+        self._gathered_fn = wrap(self._train_gathered, donate)
+        self._eval_fn = wrap(self._eval_step, False)
+        self._predict_fn = wrap(self._predict, False)
 
-    # -- sharding -----------------------------------------------------------------------
-    def _make_placement(self, rule: Any) -> Placement:
-        """Where every parameter, optimizer state array and model state array lives."""
-        from jax.sharding import PartitionSpec as P
-        mesh = self.mesh
-        axis = getattr(rule, "_nd_mesh_axis", None)
-        if axis is not None:
-            if axis not in mesh.axis_names:
-                raise ValueError(f"Trainer: param_sharding splits along mesh axis '{axis}', but the mesh has axes "
-                                 f"{mesh.axis_names}")
-            base, n = rule, mesh.shape[axis]
-            rule = lambda path, var: base(path, var, n)  # noqa: E731
-        placement = Placement(mesh, self.model, self.optimizer)
-        specs: dict[str, Any] = {}
-        for path, var in self._params.items():
-            spec = spec_from(rule, path, var, "Trainer: param_sharding") or P()
-            check_spec(mesh, spec, var.shape, f"Trainer: param_sharding of parameter '{path}'")
-            specs[path] = spec
-            placement.add(path, var, spec)
-        opt_paths = {id(v): f"optimizer.{p}" for p, v in self.optimizer.vars().items()}
-        if rule is not None:
-            leaves = jax.tree_util.tree_flatten_with_path(self.optimizer.state)[0]
-            for (kpath, leaf), var in zip(leaves, self.optimizer.opt_state):
-                keys = [getattr(k, "key", None) for k in kpath]
-                owner = next((k for k in keys if isinstance(k, str) and k in specs), None)
-                # optax moments mirror their parameter's shape; counters and scalars stay replicated
-                if owner is not None and tuple(var.shape) == self._params[owner].shape:
-                    placement.add(opt_paths.get(id(var), f"optimizer.{owner}"), var, specs[owner])
-        for path, var in self.optimizer.vars().items():
-            placement.add(f"optimizer.{path}", var, P())
-        for path, var in self.model.vars().items():
-            # non-parameter state (recurrent state, BatchNorm statistics) may follow the batch's sharding
-            placement.add(path, var, P(), strict=False)
-        return placement
+    @property
+    def batch_axis(self) -> int | tuple[int, ...]:
+        """The batch axis of the arrays of a batch (an int, or one per array)."""
+        return self._layout.batch_axis
+
+    @batch_axis.setter
+    def batch_axis(self, value: int | tuple[int, ...]) -> None:
+        self._layout = BatchLayout(value)
 
     @property
     def shardings(self) -> dict[str, Any]:
         """``path -> PartitionSpec`` of every Variable the Trainer placed (empty without a mesh).
 
         Example:
-            >>> nd.Trainer(model, loss_fn, opt, mesh=2).shardings["fc.weight"]
-            PartitionSpec()
+            >>> import jax.numpy as jnp
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> model = nn.Linear(3, 2)
+            >>> tr = nd.Trainer(model, lambda m, b: jnp.mean(m(b) ** 2), optim.SGD(0.1), mesh=1)
+            >>> tr.shardings["weight"]
+            P()
         """
-        return {} if self._placement is None else self._placement.specs()
+        return {} if self._dp is None else self._dp.placement.specs()
 
-    def _put(self, batch: Any, stacked: bool, where: str) -> Any:
-        leaves, treedef = jax.tree.flatten(batch)
-        axes = self._axes(len(leaves))
-        out = [put_batch(x, self.mesh, ax + int(stacked), self._data_axis, where, i)
-               for i, (x, ax) in enumerate(zip(leaves, axes))]
-        return jax.tree.unflatten(treedef, out)
+    def __repr__(self) -> str:
+        spc = self.steps_per_call
+        calls = {None: "a whole epoch per call when the data fit on the device, else 1 step",
+                 "epoch": "a whole epoch per call"}.get(spc, f"{spc} step{'s' if spc != 1 else ''}")
+        reset = self._wants_reset()
+        lines = [
+            f"optimizer: {self.optimizer!r}, {len(self._params)} parameters "
+            f"({sum(v.size for v in self._params.values()):,} values)",
+            f"loss: {_name(self.loss_fn)}" + (f", metrics: {', '.join(self.metrics)}" if self.metrics else ""),
+            f"batch axis: {self.batch_axis}" + (f", batch size {self._reset_bs}"
+                                                if isinstance(self._reset_bs, int) else ""),
+            f"steps per call: {calls}" + ("" if self._jit else " (not compiled)")
+            + (", donated buffers" if self._donate else ""),
+            f"state reset before every step: {'yes' if reset else 'no'}"
+            + (f", before_step: {_name(self.before_step)}" if self.before_step is not None else ""),
+            f"non-finite steps: {'stop' if self.stop_on_nan else 'skipped with a warning'}",
+            "placement: " + ("default device" if self._dp is None else repr(self._dp)),
+            f"at epoch {self.epoch}, batch {self.batch_in_epoch}, step {self.global_step}",
+        ]
+        model = "\n".join("    " + ln for ln in repr(self.model).splitlines())
+        body = "\n".join("  " + ln for ln in lines)
+        return f"Trainer(\n  model:\n{model}\n{body}\n)"
 
     # -- the compiled bodies ---------------------------------------------------------
     def _wants_reset(self) -> bool:
         r = self.reset_state
         return self._auto_reset if r is None else bool(r)
 
-    def _axes(self, n: int) -> tuple[int, ...]:
-        ax = self.batch_axis
-        if isinstance(ax, int):
-            return (ax,) * n
-        if len(ax) != n:
-            raise ValueError(f"Trainer: batch_axis has {len(ax)} entries but a batch has {n} arrays")
-        return tuple(ax)
-
-    def _batch_size(self, batch: Any) -> int:
-        leaves = jax.tree.leaves(batch)
-        return int(jnp.shape(leaves[0])[self._axes(len(leaves))[0]])
-
     def _prepare(self, batch: Any) -> None:
         if self._wants_reset():
-            self.model.reset_state(self._batch_size(batch))
+            self.model.reset_state(self._layout.size(batch))
         if self.before_step is not None:
             self.before_step(self.model, batch)
 
@@ -298,51 +279,55 @@ class Trainer:
         return loss, dict(aux)
 
     def _train_step(self, batch: Any) -> dict[str, Any]:
-        # The step writes into a frame of its own; its writes reach the model only where
-        # the loss and every gradient are finite (a select on the device, so this holds for
-        # any number of steps inside one compiled call).
+        # The forward pass writes into a frame of its own, whose writes reach the model only
+        # when the loss and every gradient are finite (selects on the device, so this holds
+        # for any number of steps inside one compiled call); the optimizer gates its own update.
         frame = Frame(current_frame())
         with frame:
             self._prepare(batch)
             (loss, aux), grads = value_and_grad(self._loss, grad_vars=self._params, has_aux=True)(batch)
-            finite = jnp.isfinite(loss)
-            for g in jax.tree.leaves(grads):
-                finite = finite & jnp.all(jnp.isfinite(g))
-            self.optimizer.update(grads)
-        ok = finite & ~self._halted.value if self.stop_on_nan else finite
-        for i, var in frame.writes.items():
-            new = frame.values[i]
-            if i in frame.born:
-                var._value = new
-            elif isinstance(var, RandomState):
-                var.value = new
-            else:
-                var.value = jnp.where(ok, new, var.value)
+        ok = all_finite(loss, grads)
+        if self.stop_on_nan:
+            ok = ok & ~self._halted.value
+        gated = [i for i, var in frame.writes.items() if i not in frame.born and not isinstance(var, RandomState)]
+        if gated:
+            new = [frame.values[i] for i in gated]
+            old = [frame.writes[i].value for i in gated]  # the values before this step
+            for i, x in zip(gated, optax.tree.where(ok, new, old)):
+                frame.values[i] = x
+        frame.commit()
+        self.optimizer.update(grads, apply_if=ok, donated=self._donate)
         if self.stop_on_nan:
             self._halted.value = ~ok
-        if self._placement is not None:
+        if self._dp is not None:
             # Pin the written state to its placement, so the next step sees the same shardings
             # (and a sharded parameter's update stays sharded rather than whatever XLA picks).
-            self._placement.constrain()
+            self._dp.placement.constrain()
         return {"loss": loss, **aux, _SKIPPED: ~ok}
 
     def _train_steps(self, batches: Any) -> dict[str, Any]:
         return for_loop(self._train_step, batches)
 
     def _train_gathered(self, data: Any, index: Any) -> dict[str, Any]:
-        def body(idx: Any) -> dict[str, Any]:
+        n = int(index.shape[0])
+        every = max(1, math.ceil(n / _TICKS))
+
+        def body(k: Any, idx: Any) -> dict[str, Any]:
             out = self._train_step(_gather(data, idx))
             if self.progress_bar:
-                jax.debug.callback(self._tick)
+                # a host callback every `every` steps, not every step
+                done = k + 1
+                jax.lax.cond((done % every == 0) | (done == n),
+                             lambda: jax.debug.callback(self._tick, done), lambda: None)
             return out
 
-        return for_loop(body, index)
+        return for_loop(body, jnp.arange(n), index)
 
-    def _tick(self) -> None:
-        # advances the bar from inside a whole-epoch call (a host callback per step)
+    def _tick(self, done: Any) -> None:
         bar = self._bar
-        if bar is not None and bar.total is not None and bar.n < bar.total:
-            bar.update(1)
+        if bar is not None and bar.total is not None:
+            bar.n = min(self._tick_base + int(done), bar.total)
+            bar.refresh()
 
     def _eval_step(self, batch: Any) -> dict[str, Any]:
         self._prepare(batch)
@@ -355,50 +340,28 @@ class Trainer:
     def _predict(self, x: Any) -> Any:
         return self.model(x)
 
-    def _put_x(self, x: Any) -> Any:
-        if self._placement is None:
-            return x
-        ax = self.batch_axis if isinstance(self.batch_axis, int) else self.batch_axis[0]
-        leaves, treedef = jax.tree.flatten(x)
-        x = jax.tree.unflatten(treedef, [put_batch(a, self.mesh, ax, self._data_axis, "Trainer.predict: input", i)
-                                         for i, a in enumerate(leaves)])
-        self._placement.place()
-        return x
+    # -- batches entering a call -------------------------------------------------------------
+    def _enter(self, batch: Any, where: str, stacked: bool = False) -> Any:
+        """Check a batch (``stacked``: batches on a new leading axis), place it, and reset per-batch state.
 
-    # -- input checks ------------------------------------------------------------------
-    def _signature(self, batch: Any) -> tuple:
-        leaves, treedef = jax.tree.flatten(batch)
-        sig = []
-        for x, ax in zip(leaves, self._axes(len(leaves))):
-            # Arrays carry shape and dtype; only Python scalars/lists need NumPy (this runs every step).
-            shape = x.shape if hasattr(x, "shape") else np.shape(x)
-            dtype = x.dtype if hasattr(x, "dtype") else np.result_type(x)
-            if len(shape) <= ax:
-                raise ValueError(f"Trainer: every array in a batch needs a batch axis {ax}, got shape {tuple(shape)}")
-            sig.append((tuple(shape[:ax]) + tuple(shape[ax + 1:]), dtype))
-        return treedef, tuple(sig)
-
-    def _check_batch(self, batch: Any, where: str) -> None:
-        treedef, sig = self._signature(batch)
-        if self._spec is None:
-            self._spec = (treedef, tuple((s, np.dtype(d)) for s, d in sig), [tuple(jnp.shape(x)) for x in jax.tree.leaves(batch)])
-            return
-        ref_def, ref_sig, ref_shapes = self._spec
-        if treedef != ref_def:
-            raise ValueError(f"Trainer: {where} has structure {treedef}, but the first batch had {ref_def}")
-        if sig == ref_sig:
-            return
-        for i, ((s, d), (rs, rd)) in enumerate(zip(sig, ref_sig)):
-            if s != rs or np.dtype(d) != np.dtype(rd):
-                got = tuple(jnp.shape(jax.tree.leaves(batch)[i]))
-                raise ValueError(
-                    f"Trainer: {where}, array {i} has shape {got} dtype {d}; the first batch had shape "
-                    f"{ref_shapes[i]} dtype {rd} (only the batch axis {self.batch_axis} may change)")
+        Every compiled call goes through here, so a bad batch is refused before
+        anything compiles or changes.
+        """
+        first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype), batch) if stacked else batch
+        self._layout.check(first, where)
+        if self._dp is not None:
+            leaves = jax.tree.leaves(batch)
+            axes = tuple(a + int(stacked) for a in self._layout.axes(len(leaves)))
+            batch = self._dp.put(batch, axes, f"Trainer: {where}")
+        self._reset_outside(first)
+        if self._dp is not None:
+            self._dp.placement.place()
+        return batch
 
     def _reset_outside(self, batch: Any) -> None:
         # A new batch size changes state shapes: that needs reset_value, outside compiled code.
         if self._wants_reset():
-            bs = self._batch_size(batch)
+            bs = self._layout.size(batch)
             if bs != self._reset_bs:
                 self.model.reset_state(bs)
                 self._reset_bs = bs
@@ -408,7 +371,14 @@ class Trainer:
         """One compiled training step; returns ``{'loss': ..., **aux}`` as device arrays.
 
         Example:
-            >>> out = trainer.step((x_batch, y_batch)); float(out["loss"])
+            >>> import jax.numpy as jnp
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> model = nn.Linear(3, 1)
+            >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2), optim.SGD(0.1),
+            ...                      progress_bar=False)
+            >>> out = trainer.step((jnp.ones((8, 3)), jnp.zeros((8, 1)))); out["loss"].shape, trainer.global_step
+            ((), 1)
         """
         out = self._step(batch)
         skipped = out.pop(_SKIPPED)
@@ -420,12 +390,7 @@ class Trainer:
         return out
 
     def _step(self, batch: Any) -> dict[str, jax.Array]:
-        self._check_batch(batch, f"batch of step {self.global_step}")
-        if self._placement is not None:
-            batch = self._put(batch, False, f"Trainer: batch of step {self.global_step}")
-        self._reset_outside(batch)
-        if self._placement is not None:
-            self._placement.place()
+        batch = self._enter(batch, f"batch of step {self.global_step}")
         try:
             out = self._step_fn(batch)
         except Exception as e:
@@ -448,7 +413,12 @@ class Trainer:
         (``stop_on_nan`` as in :meth:`step`, checked after the call).
 
         Example:
-            >>> out = trainer.steps((xs[:10].reshape(10, 32, -1), ys[:10].reshape(10, 32)))
+            >>> import jax.numpy as jnp
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> trainer = nd.Trainer(nn.Linear(3, 1), lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
+            ...                      optim.SGD(0.1), progress_bar=False)
+            >>> out = trainer.steps((jnp.ones((10, 8, 3)), jnp.zeros((10, 8, 1))))   # 10 batches of 8
             >>> out["loss"].shape
             (10,)
         """
@@ -464,23 +434,13 @@ class Trainer:
         return out
 
     def _steps(self, batches: Any) -> dict[str, jax.Array]:
-        first = jax.tree.map(lambda a: a[0], batches)
-        self._check_batch(first, f"stacked batches of step {self.global_step}")
-        if self._placement is not None:
-            batches = self._put(batches, True, f"Trainer: stacked batches of step {self.global_step}")
-            # shapes only: indexing a global array would need every process's shards
-            first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), batches)
-        self._reset_outside(first)
-        if self._placement is not None:
-            self._placement.place()
+        batches = self._enter(batches, f"stacked batches of step {self.global_step}", stacked=True)
         out = self._multi_fn(batches)
         self.global_step += int(jnp.shape(jax.tree.leaves(batches)[0])[0])
         return out
 
     def _device_steps(self, chunk: DeviceEpoch) -> dict[str, jax.Array]:
-        first = chunk.first_batch_shapes()
-        self._check_batch(first, f"batches of step {self.global_step}")
-        self._reset_outside(first)
+        self._enter(chunk.first_batch_shapes(), f"batches of step {self.global_step}")
         out = self._gathered_fn(chunk.data, chunk.index)
         self.global_step += len(chunk)
         return out
@@ -489,61 +449,18 @@ class Trainer:
     def _device_data(self, data: Any) -> Any:
         """``data`` on the device for whole-epoch calls, or None to batch on the host."""
         mode = self.steps_per_call
-        if mode not in (None, "epoch") or not self._jit or self.mesh is not None or not _is_array_dataset(data):
+        if mode not in (None, "epoch") or not self._jit or self._dp is not None or not is_array_dataset(data):
             return None
-        leaves, treedef = jax.tree.flatten(data)
-        leaves = [x if isinstance(x, jax.Array) else np.asarray(x) for x in leaves]
-        if mode is None and not fits_on_device(leaves):
-            return None
-        return jax.tree.unflatten(treedef, [jax.device_put(x) for x in leaves])
+        return ArrayDataset(data).to_device(when_fits=mode is None)
 
     def _batches(self, data: Any, batch_size: int | None, shuffle: bool, seed: Any,
                  epoch: int, drop_last: bool, skip: int = 0,
                  device_data: Any = None) -> tuple[Iterator[Any], int | None]:
-        if _is_array_dataset(data):
-            leaves, treedef = jax.tree.flatten(data)
-            leaves = [np.asarray(x) for x in leaves]
-            n = leaves[0].shape[0]
-            for i, x in enumerate(leaves):
-                if x.shape[0] != n:
-                    raise ValueError(f"Trainer: the arrays of the dataset differ in length: array 0 has {n} "
-                                     f"samples, array {i} has {x.shape[0]}")
-            bs = n if batch_size is None else int(batch_size)
-            if bs < 1:
-                raise ValueError(f"Trainer: batch_size must be >= 1, got {batch_size}")
-            order = epoch_order(n, shuffle, seed, epoch)
-            count = n // bs if drop_last else math.ceil(n / bs)
-            full = min(n // bs, count)
-
-            def gen() -> Iterator[Any]:
-                start = skip
-                if device_data is not None and start < full:
-                    # the full batches in one call, gathered on the device; a short last one after it
-                    index = (np.arange(n) if order is None else order)[start * bs:full * bs].reshape(-1, bs)
-                    yield DeviceEpoch(device_data, index.astype(np.int32))
-                    start = full
-                for k in range(start, count):
-                    sl = slice(k * bs, min((k + 1) * bs, n))
-                    idx = order[sl] if order is not None else sl
-                    yield jax.tree.unflatten(treedef, [x[idx] for x in leaves])
-
-            return gen(), count
-        if callable(data):
-            data = data()
+        if is_array_dataset(data):
+            return ArrayDataset(data).batches(batch_size, shuffle, seed, epoch, drop_last, skip, device_data)
         if batch_size is not None:
             raise ValueError("Trainer: batch_size applies to array datasets; an iterable already yields batches")
-        try:
-            total = len(data)
-        except TypeError:
-            total = None
-        it = iter(data)
-        if it is data and epoch > self._first_epoch:
-            warnings.warn("Trainer: train_data is a one-shot iterator; pass a list, a re-iterable, or a "
-                          "function returning a fresh iterator to train for several epochs", stacklevel=3)
-        if skip and it is not data:
-            # a fresh iterator of an interrupted epoch: pass over the batches already trained on
-            it = itertools.islice(it, skip, None)
-        return it, total
+        return iterate(data, skip, warn_one_shot=epoch > self._first_epoch)
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, train_data: Any, epochs: int = 1, eval_data: Any = None, batch_size: int | None = None,
@@ -562,15 +479,23 @@ class Trainer:
         finishes that one, starting at ``trainer.batch_in_epoch``.
 
         Example:
-            >>> trainer.fit((x, y), epochs=3, batch_size=32, eval_data=(x_val, y_val), seed=0)
+            >>> import jax.numpy as jnp, numpy as np
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+            >>> y = x.sum(1, keepdims=True)
+            >>> trainer = nd.Trainer(nn.Linear(3, 1), lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2),
+            ...                      optim.SGD(0.1), progress_bar=False)
+            >>> history = trainer.fit((x, y), epochs=3, batch_size=16, eval_data=(x, y), seed=0)
+            >>> sorted(history), history["loss"][2] < history["loss"][0]
+            (['eval_loss', 'loss'], True)
         """
         self._first_epoch = self.epoch
         device_data = self._device_data(train_data) if int(epochs) > 0 else None
         for _ in range(int(epochs)):
             it, total = self._batches(train_data, batch_size, shuffle, seed, self.epoch, drop_last,
                                       self.batch_in_epoch, device_data)
-            stats = self._run_epoch(it, total)
-            record = dict(stats)
+            record = self._run_epoch(it, total)
             if eval_data is not None:
                 ev = self.evaluate(eval_data, batch_size=batch_size)
                 record.update({f"eval_{k}": v for k, v in ev.items()})
@@ -588,118 +513,85 @@ class Trainer:
         batch_index = self.batch_in_epoch
         bar = tqdm(total=total, initial=batch_index, desc=f"epoch {self.epoch + 1}",
                    disable=not self.progress_bar, leave=True, dynamic_ncols=True)
-        pending: list[tuple[int, int, dict]] = []  # (first global step, batch index, outputs)
-        # an interrupted epoch's sums carry on (losses of steps whose update was applied)
-        sums: dict[str, float] = dict(self._partial) if batch_index else {}
-        n_done = int(sums.pop("_n", 0))
-        skipped_total = int(sums.pop("_skipped", 0))
-        unfetched = 0
-        group: list[Any] = []
-        stopped_at: int | None = None
-
-        def fetch() -> None:
-            nonlocal n_done, unfetched, skipped_total, stopped_at
-            if not pending:
-                return
-            host = jax.device_get([p[2] for p in pending])
-            done = list(pending)
-            pending.clear()
-            unfetched = 0
-            for (g0, b0, _), out in zip(done, host):
-                skipped = np.atleast_1d(out.pop(_SKIPPED))
-                keep = ~skipped
-                for k in np.flatnonzero(skipped):
-                    k = int(k)
-                    msg = self._bad_step_message(g0 + k, b0 + k, out, k)
-                    if self.stop_on_nan:
-                        # this step and every later one were skipped on the device
-                        self._halted.value = False
-                        self.global_step = g0 + k
-                        self.batch_in_epoch = stopped_at = b0 + k
-                        raise FloatingPointError(msg + "; its update was not applied and training "
-                                                 "stopped (stop_on_nan=True)")
-                    warnings.warn(msg + "; its update was skipped", RuntimeWarning, stacklevel=5)
-                for key, val in out.items():
-                    sums[key] = sums.get(key, 0.0) + float(np.sum(np.atleast_1d(val)[keep]))
-                n_done += int(keep.sum())
-                skipped_total += int(skipped.sum())
-            bar.set_postfix({k: f"{v / max(n_done, 1):.4g}" for k, v in sums.items()}, refresh=False)
-
-        def run_group() -> None:
-            nonlocal batch_index, unfetched
-            if len(group) == 1:
-                pending.append((self.global_step, batch_index, self._step(group[0])))
-            else:
-                stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *group)
-                pending.append((self.global_step, batch_index, self._steps(stacked)))
-            batch_index += len(group)
-            unfetched += len(group)
-            bar.update(len(group))
-            group.clear()
-            if unfetched >= self.log_every:
-                fetch()
-
-        def run_singly() -> None:
-            rest = list(group)
-            group.clear()
-            for b in rest:
-                group.append(b)
-                run_group()
-
+        log = _EpochLog(self, bar, dict(self._partial) if batch_index else {})
         K = self.steps_per_call if isinstance(self.steps_per_call, int) else 1
+        group: list[Any] = []
+
+        def run(batches: list[Any]) -> None:
+            # one compiled call for `batches` (of one shape); its outputs stay on the device
+            nonlocal batch_index
+            first = batches[0]
+            if isinstance(first, DeviceEpoch):
+                self._tick_base = batch_index
+                out, n = self._device_steps(first), len(first)
+            elif len(batches) == 1:
+                out, n = self._step(first), 1
+            else:
+                out, n = self._steps(stack(batches)), len(batches)
+            log.add(self.global_step - n, batch_index, out, n)
+            batch_index += n
+            if isinstance(first, DeviceEpoch):
+                bar.n = batch_index  # the device ticks the bar only every few steps
+                bar.refresh()
+                log.fetch()
+            else:
+                bar.update(n)
+                if log.unfetched >= self.log_every:
+                    log.fetch()
+
+        def flush() -> None:
+            while group:
+                run([group.pop(0)])
+
         self._bar = bar
         try:
             for batch in it:
                 if isinstance(batch, DeviceEpoch):
-                    run_singly()
-                    pending.append((self.global_step, batch_index, self._device_steps(batch)))
-                    batch_index += len(batch)
-                    unfetched += len(batch)
-                    fetch()
-                    bar.n = batch_index  # the per-step callbacks may not all have shown
-                    bar.refresh()
+                    flush()
+                    run([batch])
                     continue
                 # Only batches of one shape can be stacked (a short last batch runs on its own).
-                if K > 1 and group and self._signature(batch) != self._signature(group[0]):
-                    run_singly()
+                if K > 1 and group and self._layout.signature(batch) != self._layout.signature(group[0]):
+                    flush()
                 group.append(batch)
                 if len(group) == K:
-                    run_group()
-            run_singly()
-            fetch()
+                    run(group)
+                    group.clear()
+            flush()
+            log.fetch()
         except BaseException:
             # Interrupted (Ctrl-C, an error): every dispatched step has run on the device;
             # keep their statistics and the position so that the next fit goes on from there.
-            if pending:
-                try:
-                    fetch()
-                except FloatingPointError:
-                    pass
-            if stopped_at is None:
+            try:
+                log.fetch()
+            except FloatingPointError:
+                pass
+            if log.stopped_at is None:
                 self.batch_in_epoch = batch_index
-            self._partial = {**sums, "_n": n_done, "_skipped": skipped_total}
+            self._partial = log.partial()
             raise
         finally:
             self._bar = None
             bar.close()
         self._partial = {}
-        if n_done + skipped_total == 0:
-            raise ValueError("Trainer.fit: the training data yielded no batches")
-        out = {k: v / max(n_done, 1) for k, v in sums.items()}
-        out["skipped"] = float(skipped_total)
-        return out
+        return log.result()
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
         """Mean loss, aux entries and ``metrics`` over ``data`` in eval mode (weighted by batch size).
 
         Example:
-            >>> trainer.evaluate((x_test, y_test), batch_size=256)
-            {'loss': 0.12, 'acc': 0.97}
+            >>> import jax, jax.numpy as jnp
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> model = nn.Linear(3, 1, w_init=jax.nn.initializers.zeros)
+            >>> trainer = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2), optim.SGD(0.1),
+            ...                      metrics={"mae": lambda m, b: jnp.mean(jnp.abs(m(b[0]) - b[1]))})
+            >>> trainer.evaluate((jnp.ones((6, 3)), jnp.full((6, 1), 2.0)), batch_size=4)
+            {'loss': 4.0, 'mae': 2.0}
         """
-        if _is_array_dataset(data):
-            self._first_epoch = self.epoch
-            it, _ = self._batches(data, batch_size, False, None, 0, False)
+        if is_array_dataset(data):
+            it, _ = ArrayDataset(data).batches(batch_size, False, None, 0, False)
         else:
             it = iter(data() if callable(data) else data)
         was_training = self.model.training
@@ -707,14 +599,9 @@ class Trainer:
         try:
             outs, sizes = [], []
             for batch in it:
-                self._check_batch(batch, "evaluation batch")
-                if self._placement is not None:
-                    batch = self._put(batch, False, "Trainer.evaluate: batch")
-                self._reset_outside(batch)
-                if self._placement is not None:
-                    self._placement.place()
+                batch = self._enter(batch, "evaluation batch")
                 outs.append(self._eval_fn(batch))
-                sizes.append(self._batch_size(batch))
+                sizes.append(self._layout.size(batch))
             if not outs:
                 raise ValueError("Trainer.evaluate: the data yielded no batches")
             host = jax.device_get(outs)
@@ -727,26 +614,47 @@ class Trainer:
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
         """The model's output for ``x`` in eval mode (compiled; batched with ``batch_size``).
 
+        ``x`` is split along the input batch axis (``batch_axis``, or its first
+        entry when there is one per array: ``batch_axis=(1, 0)`` splits
+        time-major inputs along axis 1). The outputs are joined along that axis
+        when it holds the batch, else along axis 0 (a time-major model that
+        returns batch-major logits).
+
         Example:
-            >>> logits = trainer.predict(x_test, batch_size=512)
+            >>> import jax.numpy as jnp
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> trainer = nd.Trainer(nn.Linear(3, 2), lambda m, b: jnp.mean(m(b[0]) ** 2), optim.SGD(0.1))
+            >>> trainer.predict(jnp.ones((10, 3)), batch_size=4).shape
+            (10, 2)
         """
         was_training = self.model.training
         self.model.eval()
+        ax = self._layout.input_axis
         try:
-            if batch_size is None:
+            parts = [x] if batch_size is None else list(self._layout.split(x, int(batch_size)))
+            outs, sizes = [], []
+            for xb in parts:
+                sizes.append(int(np.shape(jax.tree.leaves(xb)[0])[ax]))
                 if self._wants_reset():
-                    self.model.reset_state(self._batch_size(x))
-                return self._predict_fn(self._put_x(x))
-            n = int(jnp.shape(x)[0])
-            parts = []
-            for s in range(0, n, int(batch_size)):
-                xb = x[s:s + int(batch_size)]
-                if self._wants_reset():
-                    self.model.reset_state(self._batch_size(xb))
-                parts.append(self._predict_fn(self._put_x(xb)))
-            return jax.tree.map(lambda *p: jnp.concatenate(p), *parts)
+                    self.model.reset_state(sizes[-1])
+                if self._dp is not None:
+                    xb = self._dp.put(xb, (ax,) * len(jax.tree.leaves(xb)), "Trainer.predict: input")
+                    self._dp.placement.place()
+                outs.append(self._predict_fn(xb))
         finally:
             self.model.train(was_training)
+        if len(outs) == 1:
+            return outs[0]
+
+        def join(*ps: Any) -> Any:
+            for a in dict.fromkeys((ax, 0)):
+                if all(np.ndim(p) > a and np.shape(p)[a] == n for p, n in zip(ps, sizes)):
+                    return jnp.concatenate(ps, axis=a)
+            raise ValueError(f"Trainer.predict: cannot join outputs of shapes {[np.shape(p) for p in ps]} of "
+                             f"batches of {sizes}: neither axis {ax} nor axis 0 holds the batch")
+
+        return jax.tree.map(join, *outs)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _per_batch_state(self) -> set[str]:
@@ -784,7 +692,17 @@ class Trainer:
         size, and the next step resets it anyway.
 
         Example:
-            >>> trainer.save("run/ckpt.npz")
+            >>> import os, tempfile
+            >>> import jax.numpy as jnp
+            >>> import neurodyn as nd
+            >>> from neurodyn import nn, optim
+            >>> trainer = nd.Trainer(nn.Linear(3, 1), lambda m, b: jnp.mean(m(b) ** 2), optim.Adam(1e-2))
+            >>> _ = trainer.step(jnp.ones((4, 3)))
+            >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+            >>> trainer.save(path)
+            >>> again = nd.Trainer(nn.Linear(3, 1), lambda m, b: jnp.mean(m(b) ** 2), optim.Adam(1e-2))
+            >>> again.load(path); again.global_step
+            1
         """
         meta: dict[str, Any] = {"epoch": self.epoch, "global_step": self.global_step,
                                 "batch_in_epoch": self.batch_in_epoch}
@@ -798,13 +716,12 @@ class Trainer:
     def load(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint written by :meth:`save` (names and shapes are checked first).
 
-        Example:
-            >>> trainer.load("run/ckpt.npz"); trainer.fit(data, epochs=1)   # continues
+        Example: see :meth:`save`.
         """
         own, skip = self._checkpoint_vars()
         meta = _read_file(path, own, ignore=skip)
-        if self._placement is not None:
-            self._placement.place()
+        if self._dp is not None:
+            self._dp.placement.place()
         self.epoch = int(meta.get("epoch", 0))
         self.global_step = int(meta.get("global_step", 0))
         self.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
@@ -813,3 +730,63 @@ class Trainer:
         self._reset_bs = object()  # the per-batch state is rebuilt for the next batch's size
         self.history = {k[len("history/"):]: [float(x) for x in v]
                         for k, v in meta.items() if k.startswith("history/")}
+
+
+class _EpochLog:
+    """The outputs of an epoch's steps: left on the device when dispatched, fetched in groups and summed.
+
+    Fetching is where a skipped (non-finite) step is reported: a warning, or
+    under ``stop_on_nan`` a ``FloatingPointError`` with the Trainer's position
+    set to the bad step.
+    """
+
+    def __init__(self, trainer: Trainer, bar: Any, partial: dict[str, float]) -> None:
+        self.trainer, self.bar = trainer, bar
+        self.n_done = int(partial.pop("_n", 0))
+        self.skipped = int(partial.pop("_skipped", 0))
+        self.sums = partial  # losses of the steps whose update was applied
+        self.pending: list[tuple[int, int, dict]] = []  # (first global step, batch index, outputs)
+        self.unfetched = 0
+        self.stopped_at: int | None = None
+
+    def add(self, step: int, batch: int, out: dict, n: int) -> None:
+        self.pending.append((step, batch, out))
+        self.unfetched += n
+
+    def fetch(self) -> None:
+        if not self.pending:
+            return
+        tr = self.trainer
+        host = jax.device_get([p[2] for p in self.pending])
+        done = list(self.pending)
+        self.pending.clear()
+        self.unfetched = 0
+        for (g0, b0, _), out in zip(done, host):
+            skipped = np.atleast_1d(out.pop(_SKIPPED))
+            keep = ~skipped
+            for k in np.flatnonzero(skipped):
+                k = int(k)
+                msg = tr._bad_step_message(g0 + k, b0 + k, out, k)
+                if tr.stop_on_nan:
+                    # this step and every later one were skipped on the device
+                    tr._halted.value = False
+                    tr.global_step = g0 + k
+                    tr.batch_in_epoch = self.stopped_at = b0 + k
+                    raise FloatingPointError(msg + "; its update was not applied and training "
+                                             "stopped (stop_on_nan=True)")
+                warnings.warn(msg + "; its update was skipped", RuntimeWarning, stacklevel=5)
+            for key, val in out.items():
+                self.sums[key] = self.sums.get(key, 0.0) + float(np.sum(np.atleast_1d(val)[keep]))
+            self.n_done += int(keep.sum())
+            self.skipped += int(skipped.sum())
+        self.bar.set_postfix({k: f"{v / max(self.n_done, 1):.4g}" for k, v in self.sums.items()}, refresh=False)
+
+    def partial(self) -> dict[str, float]:
+        return {**self.sums, "_n": self.n_done, "_skipped": self.skipped}
+
+    def result(self) -> dict[str, float]:
+        if self.n_done + self.skipped == 0:
+            raise ValueError("Trainer.fit: the training data yielded no batches")
+        out = {k: v / max(self.n_done, 1) for k, v in self.sums.items()}
+        out["skipped"] = float(self.skipped)
+        return out

@@ -14,11 +14,12 @@ sharded spike vector). Three entry points:
   ``jax.distributed.initialize``) before anything else touches JAX, then the
   same scripts, with each process feeding its own part of every batch.
 
-Example:
-    >>> import neurodyn as nd
-    >>> nd.distributed.initialize("127.0.0.1:12345", num_processes=2, process_id=rank)  # per process
-    >>> mesh = nd.distributed.make_mesh()          # every device of every process
-    >>> trainer = nd.Trainer(model, loss_fn, nd.optim.Adam(1e-3), mesh=mesh)
+Example (in every process, ``rank`` being its number)::
+
+    import neurodyn as nd
+    nd.distributed.initialize("127.0.0.1:12345", num_processes=2, process_id=rank)
+    mesh = nd.distributed.make_mesh()          # every device of every process
+    trainer = nd.Trainer(model, loss_fn, nd.optim.Adam(1e-3), mesh=mesh)
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._module import Module
-from ._sharding import as_mesh, module_placement, put_batch
+from ._sharding import ShardingRule, as_mesh, module_placement, put_batch
 from ._state import Variable
 
 __all__ = ["initialize", "shutdown", "is_initialized", "process_index", "process_count",
-           "make_mesh", "shard", "shard_batch", "shard_largest_axis", "Mesh", "NamedSharding",
+           "make_mesh", "shard", "shard_batch", "shard_largest_axis", "ShardingRule", "Mesh", "NamedSharding",
            "PartitionSpec"]
 
 _STATE = {"initialized": False}
@@ -66,10 +67,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         cpu_collectives: the CPU collectives implementation, or ``None``.
         initialization_timeout: seconds to wait for every process to join.
 
-    Example:
-        >>> nd.distributed.initialize("127.0.0.1:12355", num_processes=2, process_id=0)
-        >>> jax.process_count()
-        2
+    Example (process 0 of 2; process 1 passes ``process_id=1``)::
+
+        nd.distributed.initialize("127.0.0.1:12355", num_processes=2, process_id=0)
+        jax.process_count()   # 2
     """
     if _STATE["initialized"]:
         raise RuntimeError("nd.distributed.initialize: already initialized in this process; call "
@@ -103,7 +104,8 @@ def shutdown() -> None:
     """Leave the multi-process job (``jax.distributed.shutdown``); a no-op if not initialized.
 
     Example:
-        >>> nd.distributed.shutdown()
+        >>> import neurodyn as nd
+        >>> nd.distributed.shutdown()   # nothing to leave when not initialized
     """
     if _STATE["initialized"]:
         jax.distributed.shutdown()
@@ -114,6 +116,7 @@ def is_initialized() -> bool:
     """True between :func:`initialize` and :func:`shutdown`.
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.distributed.is_initialized()
         False
     """
@@ -124,7 +127,9 @@ def process_index() -> int:
     """This process's rank (0 without :func:`initialize`).
 
     Example:
+        >>> import neurodyn as nd
         >>> if nd.distributed.process_index() == 0: print("I log")
+        I log
     """
     return jax.process_index()
 
@@ -133,6 +138,7 @@ def process_count() -> int:
     """The number of processes (1 without :func:`initialize`).
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.distributed.process_count()
         1
     """
@@ -148,8 +154,12 @@ def make_mesh(shape: int | Sequence[int] | None = None, axes: str | Sequence[str
     ``Explicit``, would ask for them on reshapes).
 
     Example:
+        >>> import neurodyn as nd
         >>> mesh = nd.distributed.make_mesh()                       # ('data',) over all devices
-        >>> mesh2 = nd.distributed.make_mesh((2, 2), ("data", "model"))
+        >>> mesh.axis_names
+        ('data',)
+
+        With 4 devices, ``nd.distributed.make_mesh((2, 2), ("data", "model"))``.
     """
     if shape is None:
         shape = (jax.device_count(),)
@@ -186,9 +196,11 @@ def shard(model: Module, mesh: Mesh | int, rule: dict[str, PartitionSpec] | Call
     values that ``reset_state`` replaced. Results do not depend on the placement.
 
     Example:
-        >>> specs = nd.distributed.shard(net, 4)
-        >>> specs["E.V"]
-        PartitionSpec('data',)
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> specs = nd.distributed.shard(nn.LIF(8), 1)   # 1 device here; neurons split over all of them
+        >>> specs["V"]
+        P('data',)
     """
     m = as_mesh(mesh, "data", "nd.distributed.shard: mesh")
     if not isinstance(model, Module):
@@ -206,9 +218,11 @@ def shard_batch(batch: Any, mesh: Mesh | int, batch_axis: int = 0, data_axis: st
     ``'data'`` if the mesh has it, else its first axis.
 
     Example:
-        >>> xb, yb = nd.distributed.shard_batch((x[:64], y[:64]), 4)
+        >>> import numpy as np
+        >>> import neurodyn as nd
+        >>> xb, yb = nd.distributed.shard_batch((np.ones((8, 3)), np.ones(8)), 1)
         >>> xb.sharding.spec
-        PartitionSpec('data',)
+        P('data',)
     """
     m = as_mesh(mesh, "data", "nd.distributed.shard_batch: mesh")
     data_axis = data_axis or ("data" if "data" in m.axis_names else m.axis_names[0])
@@ -217,8 +231,31 @@ def shard_batch(batch: Any, mesh: Mesh | int, batch_axis: int = 0, data_axis: st
                                         for i, x in enumerate(leaves)])
 
 
-def shard_largest_axis(axis: str = "model", min_size: int = 2 ** 16, devices: int | None = None
-                       ) -> Callable[[str, Variable], PartitionSpec | None]:
+class LargestAxis(ShardingRule):
+    """The rule :func:`shard_largest_axis` returns (fields as its arguments)."""
+
+    def __init__(self, axis: str = "model", min_size: int = 2 ** 16, devices: int | None = None) -> None:
+        self.axis, self.min_size, self.devices = axis, int(min_size), devices
+
+    def check(self, mesh: Mesh, where: str) -> None:
+        if self.devices is None and self.axis not in mesh.axis_names:
+            raise ValueError(f"{where} splits along mesh axis '{self.axis}', but the mesh has axes "
+                             f"{mesh.axis_names}")
+
+    def spec(self, path: str, var: Variable, mesh: Mesh | None = None) -> PartitionSpec | None:
+        n = self.devices if self.devices is not None else (mesh.shape[self.axis] if mesh is not None else None)
+        if var.size < self.min_size or not var.ndim or not n:
+            return None
+        for d in sorted(range(var.ndim), key=lambda d: -var.shape[d]):
+            if var.shape[d] % n == 0:
+                return PartitionSpec(*([None] * d), self.axis)
+        return None
+
+    def __repr__(self) -> str:
+        return f"shard_largest_axis({self.axis!r}, min_size={self.min_size}, devices={self.devices})"
+
+
+def shard_largest_axis(axis: str = "model", min_size: int = 2 ** 16, devices: int | None = None) -> LargestAxis:
     """A ``param_sharding`` rule: split the largest dividing axis of big parameters along mesh ``axis``.
 
     Parameters with at least ``min_size`` elements are split along their
@@ -226,19 +263,15 @@ def shard_largest_axis(axis: str = "model", min_size: int = 2 ** 16, devices: in
     mesh by the Trainer when ``None``) divides; smaller ones stay replicated.
 
     Example:
-        >>> mesh = nd.distributed.make_mesh((2, 2), ("data", "model"))
-        >>> trainer = nd.Trainer(model, loss_fn, opt, mesh=mesh,
-        ...                      param_sharding=nd.distributed.shard_largest_axis("model", 1 << 20))
-    """
-    def rule(path: str, var: Variable, n: int | None = None) -> PartitionSpec | None:
-        n = devices if devices is not None else n
-        if var.size < min_size or not var.ndim or not n:
-            return None
-        order = sorted(range(var.ndim), key=lambda d: -var.shape[d])
-        for d in order:
-            if var.shape[d] % n == 0:
-                return PartitionSpec(*([None] * d), axis)
-        return None
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> rule = nd.distributed.shard_largest_axis("model", min_size=4, devices=2)
+        >>> rule.spec("w", nd.Variable(jnp.zeros((3, 8))))
+        P(None, 'model')
+        >>> rule.spec("b", nd.Variable(jnp.zeros(3))) is None     # too small
+        True
 
-    rule._nd_mesh_axis = axis  # the Trainer passes this axis's size as `n`
-    return rule
+        In a Trainer: ``nd.Trainer(model, loss_fn, opt, mesh=nd.distributed.make_mesh((2, 2),
+        ("data", "model")), param_sharding=nd.distributed.shard_largest_axis("model", 1 << 20))``.
+    """
+    return LargestAxis(axis, min_size, devices)

@@ -116,10 +116,11 @@ def test_stop_on_nan_stops_at_once_with_parameters_before_the_bad_step():
     assert tr.global_step == 3
 
 
-def test_nan_step_leaves_batchnorm_statistics_and_optimizer_state_alone():
+@pytest.mark.parametrize("donate", [False, True])
+def test_nan_step_leaves_batchnorm_statistics_and_optimizer_state_alone(donate):
     nd.random.seed(0)
     model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
-    tr = nd.Trainer(model, _mse, optim.Adam(1e-2), progress_bar=False)
+    tr = nd.Trainer(model, _mse, optim.Adam(1e-2), progress_bar=False, donate=donate)
     x, y = _lin_data(n=10)
     tr.step((x, y))
     state = {k: np.asarray(v.value) for k, v in {**model.vars(), **tr.optimizer.vars()}.items()}

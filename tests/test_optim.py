@@ -129,3 +129,49 @@ def test_grad_and_update_on_a_module():
     np.testing.assert_allclose(model.weight.value, w0 - 0.1 * g_ref[0], rtol=1e-5)
     np.testing.assert_allclose(model.bias.value, b0 - 0.1 * g_ref[1], rtol=1e-5)
     assert float(train()) < float(l0)
+
+
+def test_all_finite_is_exact_for_every_size_and_dtype():
+    for n in (1, 7, 40_000):  # small arrays are checked together, large ones one by one
+        for dtype in (jnp.float32, jnp.float16, jnp.bfloat16):
+            x = jnp.full((n,), 3e4 if dtype == jnp.float16 else 1e30, dtype)  # squares would overflow
+            assert bool(optim.all_finite({"a": x, "b": jnp.ones(3)}))
+            for bad in (jnp.nan, jnp.inf, -jnp.inf):
+                y = x.at[n // 2].set(bad)
+                assert not bool(optim.all_finite({"a": x, "b": jnp.ones(3)}, y)), (n, dtype, bad)
+                assert not bool(nd.jit(optim.all_finite)([y]))
+    assert bool(optim.all_finite({"i": jnp.arange(3)}, []))  # nothing floating: nothing to check
+
+
+@pytest.mark.parametrize("donated", [False, True])
+def test_update_apply_if_false_leaves_parameters_state_and_count(donated):
+    vs = _setup()
+    opt = optim.Adam(lr=0.1, train_vars=vs)
+    opt.update(_grads(0))
+    before = {k: np.asarray(v.value) for k, v in {**vs, **opt.vars()}.items()}
+    # a select, or with donated buffers a conditional
+    step = nd.jit(lambda g, ok: opt.update(g, apply_if=ok, donated=donated), donate=donated)
+    step({"w": jnp.full(3, jnp.nan), "b": jnp.array(1.0)}, jnp.asarray(False))
+    for k, v in {**vs, **opt.vars()}.items():
+        np.testing.assert_array_equal(np.asarray(v.value), before[k], err_msg=k)
+    step(_grads(1), jnp.asarray(True))
+    ref = optim.Adam(lr=0.1, train_vars=_setup())
+    ref.update(_grads(0))
+    ref.update(_grads(1))
+    assert int(opt.step_count.value) == 2
+    for k, v in vs.items():
+        np.testing.assert_allclose(v.value, ref.params[k].value, rtol=1e-6)
+
+
+def test_state_of_gives_each_parameters_own_state():
+    vs = _setup()
+    opt = optim.Optimizer(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1)), train_vars=vs)
+    mu_w, nu_w = opt.state_of("w")
+    assert mu_w.shape == (3,) and nu_w.shape == (3,)
+    opt.update(_grads(0))
+    np.testing.assert_allclose(mu_w.value, 0.1 * optax.clip_by_global_norm(1.0).update(_grads(0), None)[0]["w"],
+                               rtol=1e-6)
+    assert [v.shape for v in opt.state_of("b")] == [(), ()]
+    assert not any(v is mu_w for v in opt.state_of("b"))
+    with pytest.raises(KeyError, match=r"no parameter 'x' is registered; expected one of \['b', 'w'\]"):
+        opt.state_of("x")

@@ -96,7 +96,7 @@ def test_no_retrace_for_repeated_runs_new_runners_and_new_initial_conditions():
     assert fn.trace_count == traces
     gc.collect()
     assert len(jax.live_arrays()) <= live  # nothing accumulates on the device run after run
-    assert len(fn._cache) == 1 and len(next(iter(fn._cache.values()))) == 1
+    assert len(fn.fn._cache) == 1 and len(next(iter(fn.fn._cache.values()))) == 1
 
 
 def test_changing_a_constant_input_value_does_not_recompile():
@@ -288,3 +288,31 @@ def test_interrupted_run_keeps_clock_state_and_records_consistent():
     runner.run(10.)  # and it goes on from there
     assert runner.i == 400 and runner.mon.ts[0] == pytest.approx(30.1)
     np.testing.assert_array_equal(runner.mon["E.V"], ref.mon["E.V"][300:])
+
+
+def test_print_shows_what_a_run_does():
+    net = Net()
+    runner = nd.Runner(net, monitors={"V": "E.V", "rate": lambda m: m.E.spike.mean(), "ev": nd.SpikeMonitor("E.spike"),
+                                      "two": ("E.spike", [0, 2])},
+                       inputs=[("E.input", 2.), ("E.input", np.ones((40, 6)), "iter", "+")],
+                       progress_bar=False, monitor_every=2, chunk_size=10, record_initial=True)
+    text = repr(runner)
+    assert text.startswith("Runner(\n  model:\n    ") and repr(net).splitlines()[0] in text
+    expected = """
+  dt: 0.1 ms, compiled chunks of 10 steps
+  monitors, recorded every 2 steps, and at t = 0:
+    V: E.V -> (6,) float32
+    rate: test_print_shows_what_a_run_does.<locals>.<lambda>(model) -> () float32
+    two: E.spike[2 indices] -> (2,) bool, summed per interval
+    ev: spike events of E.spike
+  inputs, before every step:
+    E.input = 2
+    E.input += rows of an array (40, 6) float32
+  placement: default device
+  at t = 0 ms (step 0)
+)"""
+    assert text.endswith(expected), text
+    runner.run(2.)
+    assert repr(runner).endswith("  at t = 2 ms (step 20)\n)")
+    bare = repr(nd.Runner(net, progress_bar=False, jit=False, unroll=4))
+    assert "dt: 0.1 ms, eager (not compiled) chunks of 1000 steps, unroll 4\n  monitors: none\n  inputs: none" in bare

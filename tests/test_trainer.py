@@ -207,3 +207,59 @@ def test_reset_state_hook_runs_in_the_step_and_handles_new_batch_sizes():
     tr.step((xs[:, 8:], ys[8:]))  # batch of 2: reset outside with the new shape
     assert model.cell.h.shape == (2, 6)
     assert seen and seen[0] == (4, 8, 3)
+
+
+def test_predict_splits_and_joins_along_the_batch_axis():
+    nd.random.seed(0)
+    model = _Stateful()
+    tr = nd.Trainer(model, lambda m, b: jnp.mean((m(b[0]) - b[1]) ** 2), optim.SGD(0.01),
+                    progress_bar=False, batch_axis=(1, 0))
+    xs = np.random.default_rng(1).normal(size=(4, 10, 3)).astype(np.float32)  # (time, batch, features)
+    whole = tr.predict(xs)
+    assert whole.shape == (10, 1) and model.cell.h.shape == (10, 6)
+    # the time-major input is cut along axis 1 (state reset for each piece's size); the
+    # batch-major outputs are joined along axis 0
+    parts = tr.predict(xs, batch_size=4)
+    assert model.cell.h.shape == (2, 6)
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+
+    class Seq(nd.Module):  # keeps the time axis: outputs (time, batch, 1)
+        def __init__(self):
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, xs):
+            return self.fc(xs)
+
+    seq = nd.Trainer(Seq(), lambda m, b: jnp.mean(m(b[0]) ** 2), optim.SGD(0.01), batch_axis=(1, 0))
+    out = seq.predict(xs, batch_size=4)  # time-major outputs: joined along axis 1
+    assert out.shape == (4, 10, 1)
+    np.testing.assert_allclose(out, xs @ np.asarray(seq.model.fc.weight.value) + np.asarray(seq.model.fc.bias.value),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_print_shows_what_a_step_runs():
+    nd.random.seed(0)
+
+    def mse_loss(model, batch):
+        return mse(model, batch)
+
+    tr = nd.Trainer(nn.Linear(5, 1), mse_loss, optim.Adam(1e-3), progress_bar=False, steps_per_call=4,
+                    metrics={"acc": lambda m, b: 0.0}, batch_axis=(1, 0))
+    text = repr(tr)
+    assert text.startswith("Trainer(\n  model:\n    ")
+    assert repr(tr.model).splitlines()[0] in text
+    for part in ("optimizer: Adam(params=2, state_leaves=5), 2 parameters (6 values)",
+                 "loss: test_print_shows_what_a_step_runs.<locals>.mse_loss, metrics: acc",
+                 "batch axis: (1, 0)", "steps per call: 4 steps", "state reset before every step: no",
+                 "non-finite steps: skipped with a warning", "placement: default device",
+                 "at epoch 0, batch 0, step 0"):
+        assert part in text, (part, text)
+    x, y = _data(n=16)
+    tr2 = nd.Trainer(nn.Linear(5, 1), mse, optim.SGD(0.1), progress_bar=False, stop_on_nan=True, donate=True)
+    tr2.step((x, y))
+    text = str(tr2)
+    assert "steps per call: a whole epoch per call when the data fit on the device, else 1 step, donated" in text
+    assert "non-finite steps: stop" in text and "step 1" in text
+    dp = nd.Trainer(nn.Linear(5, 1), mse, optim.SGD(0.1), mesh=1,
+                    param_sharding=nd.distributed.shard_largest_axis("data", min_size=1))
+    assert "placement: data-parallel over mesh (data=1) along 'data'; 2 Variables split" in repr(dp)
