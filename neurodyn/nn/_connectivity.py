@@ -59,6 +59,7 @@ def sample_without_replacement(rng: np.random.Generator, n: int, k: np.ndarray,
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
+        >>> from neurodyn.nn._connectivity import sample_without_replacement
         >>> indptr, idx = sample_without_replacement(rng, 100, np.array([3, 5]))
     """
     k = np.asarray(k, dtype=np.int64)

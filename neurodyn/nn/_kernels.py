@@ -41,6 +41,8 @@ def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Arr
     ``count_nonzero(sf) <= k``.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from neurodyn.nn._kernels import compact
         >>> idx, vals, ok = compact(jnp.array([0., 1., 0., 2.]), 3)
         >>> idx.tolist(), vals.tolist(), bool(ok)
         ([1, 3, 4], [1.0, 2.0, 0.0], True)
@@ -293,6 +295,8 @@ def build_delayed_table(n_in: int, n_out: int, sources: Iterable, nnz: int, dt: 
     delay in steps) and ``max_row``. Memory: 8 bytes per synapse (4 without weights).
 
     Example:
+        >>> import numpy as np
+        >>> from neurodyn.nn._kernels import build_delayed_table
         >>> t = build_delayed_table(2, 3, [(0, 2, [(0, np.array([0, 0, 1]), np.array([1, 2, 0]),
         ...                                         np.ones(3), np.array([1, 3, 2]))])], 3, 0.1, "demo")
         >>> t["indptr"].tolist(), t["comb"].tolist(), t["R"]
@@ -372,6 +376,8 @@ def deliver_delayed(spikes: jax.Array, indptr: jax.Array, comb: jax.Array, weigh
     a cost proportional to the spiking rows' synapses.
 
     Example:
+        >>> import numpy as np, jax.numpy as jnp
+        >>> from neurodyn.nn._kernels import build_delayed_table, deliver_delayed
         >>> t = build_delayed_table(2, 3, [(0, 2, [(0, np.array([0, 0, 1]), np.array([1, 2, 0]),
         ...                                         np.ones(3), np.array([1, 3, 2]))])], 3, 0.1, "demo")
         >>> buf, pos = jnp.zeros((t["R"], 3)), jnp.int32(0)
