@@ -57,6 +57,12 @@ __all__ = ["Plasticity", "Trace", "STDP", "TripletSTDP", "RewardSTDP", "VogelsST
            "TsodyksMarkram", "weight_mean", "weight_histogram"]
 
 _BLOCK = 32
+# All-to-all connectivity up to this many synapses is updated as a dense matrix: whole passes
+# over a few thousand weights cost less than the event machinery (compaction, index tables,
+# gathers and scatters) of a sparse step.
+_DENSE_MAX_SYNAPSES = 1 << 14
+# Groups at least this large handle their first batch of spikes outside the loop (see _for_events).
+_FIRST_BATCH_OUTSIDE = 2048
 
 
 def _val(x: Any) -> Any:
@@ -130,7 +136,13 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         idx = _rows(left, k)
         return left.at[idx].set(False, mode="drop"), work(idx, inner)
 
-    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (spikes != 0, carry))[1]
+    left = spikes != 0
+    if n >= _FIRST_BATCH_OUTSIDE:
+        # In a large group most steps have spikes: the first batch outside the loop saves
+        # the loop's overhead, and a recurrent projection's row and column passes then
+        # share one compaction (same spikes). A silent step pays for one empty batch.
+        left, carry = body((left, carry))
+    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (left, carry))[1]
 
 
 class Trace(Variable):
@@ -324,6 +336,9 @@ class _Tables(Module):
         self.col_syn = Variable(jnp.asarray(cols))
         self.col_pre = Variable(jnp.asarray(cpre))
         self.nnz, self.n_pre, self.n_post = nnz, n_pre, n_post
+        # every pair exactly once, in row-major CSR order: the weights are the (n_pre, n_post) matrix
+        full = nnz == n_pre * n_post and np.array_equal(indices, np.tile(np.arange(n_post), n_pre))
+        self.dense = bool(full and nnz <= _DENSE_MAX_SYNAPSES)
 
     def reset_state(self, batch_size: int | None = None) -> None:
         pass
@@ -391,6 +406,8 @@ def plastic_update(proj: Any) -> jax.Array:
     traces = rule.traces()
     for t in traces.values():
         t.decay()
+    if tables.dense:
+        return _dense_update(proj, rule, pre_s, post_s)
     names = tuple(rule.synapse_state)
     state = {k: getattr(rule, k).value for k in names}
     w = proj.weight.value
@@ -432,6 +449,10 @@ def plastic_update(proj: Any) -> jax.Array:
 
     diff = _differentiable(proj)
     x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff)
+    if on_post and not (on_pre or names):
+        # The row pass only read the weights: without this barrier XLA may run the column pass
+        # (which writes them in place) first and copy the whole weight vector for the reader.
+        x, w = jax.lax.optimization_barrier((x, w))
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
@@ -455,6 +476,58 @@ def plastic_update(proj: Any) -> jax.Array:
         if t.side == "post":
             t.add(post_s)
     rule.step(pre_s, post_s)
+    if names:
+        w, state = rule._synapse_step(w, state)
+        for k in names:
+            getattr(rule, k).value = state[k]
+    if on_pre or on_post or names:
+        proj.weight.value = w
+    return proj.syn.update(x)
+
+
+def _dense_update(proj: Any, rule: Plasticity, pre_s: jax.Array, post_s: jax.Array) -> jax.Array:
+    """One step of a small all-to-all plastic projection on the weight matrix as a whole.
+
+    The same order and arithmetic as the event-driven path: the hooks see every synapse at once
+    (``pre`` ``(n_pre, 1)``, ``post`` ``(1, n_post)``) and their results are kept for the rows
+    (columns) of the neurons that spiked. Traces have already decayed."""
+    n_pre, n_post = proj.n_pre, proj.n_post
+    names = tuple(rule.synapse_state)
+    on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
+    shape = (n_pre, n_post)
+    w = proj.weight.value.reshape(shape)
+    state = {k: getattr(rule, k).value.reshape(shape) for k in names}
+    pre = jnp.arange(n_pre, dtype=jnp.int32)[:, None]
+    post = jnp.arange(n_post, dtype=jnp.int32)[None, :]
+
+    def apply(fn: Callable, mask: jax.Array, w_: jax.Array, s_: dict) -> tuple[jax.Array, dict]:
+        new_w, new_s = fn(w_, pre, post, s_) if names else (fn(w_, pre, post), s_)
+        return (jnp.where(mask, new_w, w_),
+                {k: jnp.where(mask, new_s[k], s_[k]) for k in s_})
+
+    spre = (pre_s != 0)[:, None]
+    if names:
+        w, state = apply(rule._catch_up, spre, w, state)
+    factor = pre_s.astype(float_dtype())
+    if rule.release is not None:
+        factor = factor * rule.release(pre[:, 0])
+    x = jnp.dot(factor, w, precision=jax.lax.Precision.HIGHEST)
+    if on_pre:
+        w, state = apply(rule.on_pre, spre, w, state)
+    for t in rule.traces().values():
+        if t.side == "pre":
+            t.add(pre_s)
+    if on_post:
+        spost = (post_s != 0)[None, :]
+        if names:
+            w, state = apply(rule._catch_up, spost, w, state)
+        w, state = apply(rule.on_post, spost, w, state)
+    for t in rule.traces().values():
+        if t.side == "post":
+            t.add(post_s)
+    rule.step(pre_s, post_s)
+    w = w.reshape(-1)
+    state = {k: v.reshape(-1) for k, v in state.items()}
     if names:
         w, state = rule._synapse_step(w, state)
         for k in names:
