@@ -3,7 +3,7 @@ without plasticity and against Brian2's C++ standalone mode with the same rule; 
 the Song et al. (2000) setup in simulated seconds per wall-clock second.
 
 Run:  python bench/plasticity.py [--duration 1000] [--rounds 3] [--song 10] [--no-brian]
-                                 [--brian-python /path/to/python-with-brian2]
+                                 [--projection] [--brian-python /path/to/python-with-brian2]
 
 neurodyn: ``examples/stdp_song2000.py``'s ``COBASTDP`` (4000 LIF, p = 0.02,
 event-driven projections; ``plastic=False`` is the static network) and
@@ -31,10 +31,14 @@ import sys
 import tempfile
 import time
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import neurodyn as nd
+from neurodyn import nn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("stdp_song2000", ROOT / "examples" / "stdp_song2000.py")
@@ -56,7 +60,7 @@ def neurodyn_coba(duration: float, rounds: int) -> dict:
     for plastic in (False, True):
         net = song.COBASTDP(plastic=plastic)
         r = nd.Runner(net, inputs=INPUTS, progress_bar=False)
-        r.run(100.)  # compile
+        r.run(duration)  # compile (the timed length: no recompile in the first round)
         runners["stdp" if plastic else "static"] = (r, net)
     wall = {k: [] for k in runners}
     cpu = {k: [] for k in runners}
@@ -103,6 +107,46 @@ def neurodyn_song(seconds: float, rounds: int) -> dict:
     for v in out.values():
         v["sim_per_wall"] = seconds / v["wall"]
     return out
+
+
+class _Replay(nn.Group):
+    """Spikes written by the benchmark before each step."""
+
+    def update(self) -> Any:
+        return self.spike.value
+
+
+def projection_alone(steps: int, rounds: int) -> dict:
+    """The E -> E projection alone, static and with pair STDP, replaying the E spikes of the
+    static COBA network (recorded once) as both its pre- and postsynaptic spikes: the same
+    work every round, whatever the weights learn."""
+    net = song.COBASTDP(plastic=False)
+    mon = nd.Runner(net, monitors=["E.spike"], inputs=INPUTS, progress_bar=False).run(steps * nd.get_dt() + 100.)
+    raster = jnp.asarray(np.asarray(mon["E.spike"][-steps:]).astype(bool))
+    fns = {}
+    for plastic in (False, True):
+        pre, post = _Replay(3200), nn.LIF(3200, V_th=1e9)
+        rule = nn.STDP(tau_pre=20., tau_post=20., A_plus=0.006, A_minus=0.0063, w_min=0., w_max=1.2) \
+            if plastic else None
+        proj = nn.Projection(pre, post, nn.FixedProb(0.02, seed=43), 0.6, nn.Expon(3200, tau=5.), nn.COBA(E=0.),
+                             mode="event", plasticity=rule)
+
+        def body(s: jax.Array, proj: Any = proj) -> None:
+            proj.pre.spike.value = s
+            proj.post.spike.value = s
+            proj.update()
+
+        f = nd.jit(lambda r, body=body: nd.for_loop(body, r))
+        f(raster)
+        jax.block_until_ready(proj.syn.g.value)
+        fns["stdp" if plastic else "static"] = (f, proj)
+    cpu: dict = {k: [] for k in fns}
+    for i in range(rounds):
+        for k, (f, proj) in fns.items():
+            cpu[k].append(_timed(lambda: (f(raster), jax.block_until_ready(proj.syn.g.value)))[1])
+    # the fastest round: the one least disturbed by other load
+    return {"cpu_per_step": {k: min(v) / steps for k, v in cpu.items()},
+            "spikes_per_step": float(raster.sum() / steps)}
 
 
 BRIAN_COBA = """
@@ -188,6 +232,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--song", type=float, default=10., help="Song 2000 biological time (s)")
     ap.add_argument("--no-brian", action="store_true")
+    ap.add_argument("--projection", action="store_true",
+                    help="also time the E -> E projection alone on replayed spikes (min CPU time of 9 rounds)")
     ap.add_argument("--brian-python", default=sys.executable,
                     help="the interpreter with brian2 installed (default: this one)")
     args = ap.parse_args()
@@ -205,6 +251,12 @@ def main() -> None:
           f"{s['sim_per_wall']:.2f} simulated s per wall-clock s; the same forced onto the event-driven path "
           f"{e['wall']:.2f} s wall ({e['cpu']:.2f} s CPU), {e['sim_per_wall']:.2f} simulated s per wall-clock s; "
           f"dense / event = {s['wall'] / e['wall']:.2f} wall, {s['cpu'] / e['cpu']:.2f} CPU")
+    if args.projection:
+        p = projection_alone(2000, 9)
+        c = p["cpu_per_step"]
+        print(f"E -> E projection alone, replayed spikes ({p['spikes_per_step']:.1f} per step): static "
+              f"{c['static'] * 1e6:.1f} us, pair STDP {c['stdp'] * 1e6:.1f} us CPU per step; "
+              f"STDP / static = {c['stdp'] / c['static']:.2f}")
     if args.no_brian:
         return
     for plastic in (False, True):

@@ -479,16 +479,15 @@ def plastic_update(proj: Any) -> jax.Array:
         x = x.at[post].add(ws * factor[:, None], mode="drop")
         if on_pre:
             ws, ss = call(rule.on_pre, ws, ss, pre, post_c)
-        if on_pre or names:
+        if on_pre or names or on_post:
+            # Without on_pre the weights are written back unchanged: a row pass that only
+            # read them would let XLA run the column pass (which writes them in place) first
+            # and copy the whole weight vector, twice per step.
             w_, state_ = write(w_, state_, syn, ws, ss)
         return x, w_, state_
 
     diff = _differentiable(proj)
     x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff)
-    if on_post and not (on_pre or names):
-        # The row pass only read the weights: without this barrier XLA may run the column pass
-        # (which writes them in place) first and copy the whole weight vector for the reader.
-        x, w = jax.lax.optimization_barrier((x, w))
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
