@@ -253,10 +253,10 @@ def main() -> None:
           f"dense / event = {s['wall'] / e['wall']:.2f} wall, {s['cpu'] / e['cpu']:.2f} CPU")
     if args.projection:
         p = projection_alone(2000, 9)
-        c = p["cpu_per_step"]
+        pc = p["cpu_per_step"]
         print(f"E -> E projection alone, replayed spikes ({p['spikes_per_step']:.1f} per step): static "
-              f"{c['static'] * 1e6:.1f} us, pair STDP {c['stdp'] * 1e6:.1f} us CPU per step; "
-              f"STDP / static = {c['stdp'] / c['static']:.2f}")
+              f"{pc['static'] * 1e6:.1f} us, pair STDP {pc['stdp'] * 1e6:.1f} us CPU per step; "
+              f"STDP / static = {pc['stdp'] / pc['static']:.2f}")
     if args.no_brian:
         return
     for plastic in (False, True):
