@@ -594,7 +594,7 @@ class STDP(Plasticity):
 
     Example:
         >>> from neurodyn import nn
-        >>> inp, out = nn.PoissonGroup(100, freq=15.), nn.LIF(1)
+        >>> inp, out = nn.LIF(100), nn.LIF(1)
         >>> stdp = nn.STDP(tau_pre=20., tau_post=20., A_plus=0.01, A_minus=0.0105, w_max=1.)
         >>> proj = nn.Projection(inp, out, nn.AllToAll(), 0.5, nn.Expon(1, 5.), nn.COBA(0.), plasticity=stdp)
         >>> proj.weight.shape, stdp.x_pre.shape, stdp.x_post.shape
