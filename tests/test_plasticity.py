@@ -441,11 +441,14 @@ def test_vmap_parameter_sweep_equals_separate_runs():
     np.testing.assert_allclose(np.asarray(proj.weight.value), np.stack(separate), rtol=1e-6, atol=1e-7)
 
 
-def test_grad_through_plasticity_with_respect_to_a_trainvar_parameter():
+@pytest.mark.parametrize("conn", ["sparse", "all-to-all"])
+def test_grad_through_plasticity_with_respect_to_a_trainvar_parameter(conn):
     rng = np.random.default_rng(7)
     pre, post = jnp.asarray(rng.random((150, 20)) < 0.05), jnp.asarray(rng.random((150, 10)) < 0.05)
     A = nd.TrainVar(jnp.asarray(0.01))
-    _, _, proj = plastic(nn.STDP(A_plus=A, A_minus=0.004, w_min=-10., w_max=10.), 20, 10, nn.FixedProb(0.5, seed=4))
+    c = nn.FixedProb(0.5, seed=4) if conn == "sparse" else nn.AllToAll()
+    _, _, proj = plastic(nn.STDP(A_plus=A, A_minus=0.004, w_min=-10., w_max=10.), 20, 10, c)
+    assert proj.plastic_index.dense == (conn == "all-to-all")
     w0 = proj.weight.value
 
     def final_mean():
