@@ -3,14 +3,16 @@ without plasticity and against Brian2's C++ standalone mode with the same rule; 
 the Song et al. (2000) setup in simulated seconds per wall-clock second.
 
 Run:  python bench/plasticity.py [--duration 1000] [--rounds 3] [--song 10] [--no-brian]
-                                 [--brian-python /path/to/python-with-brian2]
+                                 [--projection] [--brian-python /path/to/python-with-brian2]
 
 neurodyn: ``examples/stdp_song2000.py``'s ``COBASTDP`` (4000 LIF, p = 0.02,
 event-driven projections; ``plastic=False`` is the static network) and
-``Song2000`` (1000 Poisson inputs at 15 Hz onto one COBA LIF neuron), run by
-``nd.Runner`` without monitors, compile excluded (a first run compiles), median
-over rounds alternating the variants, blocking on the state. Wall-clock and
-process CPU time are both printed (CPU time is steadier on a shared machine).
+``Song2000`` (1000 Poisson inputs at 15 Hz onto one COBA LIF neuron; its
+all-to-all projection takes the dense path, and is also timed forced onto the
+event-driven path), run by ``nd.Runner`` without monitors, compile excluded (a
+first run compiles), median over rounds alternating the variants, blocking on
+the state. Wall-clock and process CPU time are both printed (CPU time is
+steadier on a shared machine).
 
 Brian2 (C++ standalone, one thread): the same equations, parameters and rule
 (``on_pre: ge += w; Apre += dApre; w = clip(w + Apost, 0, wmax)``,
@@ -29,10 +31,14 @@ import sys
 import tempfile
 import time
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import neurodyn as nd
+from neurodyn import nn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("stdp_song2000", ROOT / "examples" / "stdp_song2000.py")
@@ -54,7 +60,7 @@ def neurodyn_coba(duration: float, rounds: int) -> dict:
     for plastic in (False, True):
         net = song.COBASTDP(plastic=plastic)
         r = nd.Runner(net, inputs=INPUTS, progress_bar=False)
-        r.run(100.)  # compile
+        r.run(duration)  # compile (the timed length: no recompile in the first round)
         runners["stdp" if plastic else "static"] = (r, net)
     wall = {k: [] for k in runners}
     cpu = {k: [] for k in runners}
@@ -79,12 +85,68 @@ def neurodyn_coba(duration: float, rounds: int) -> dict:
             "w_mean": float(np.mean(runners["stdp"][1].E2E.weight.value))}
 
 
-def neurodyn_song(seconds: float) -> dict:
-    net = song.Song2000()
-    r = nd.Runner(net, progress_bar=False, chunk_size=50000)
-    r.run(100.)
-    w, c = _timed(lambda: (r.run(seconds * 1000.), jax.block_until_ready(net.syn.weight.value)))
-    return {"wall": w, "cpu": c, "sim_per_wall": seconds / w}
+def neurodyn_song(seconds: float, rounds: int) -> dict:
+    """The example's setup (all-to-all onto one neuron: the dense path), and the same network
+    forced onto the event-driven path, alternating rounds."""
+    runners = {}
+    for path in ("dense", "event"):
+        net = song.Song2000()
+        net.syn.plastic_index.dense = path == "dense"
+        r = nd.Runner(net, progress_bar=False, chunk_size=50000)
+        r.run(seconds * 1000.)  # compile (and warm up) with the timed length
+        runners[path] = (r, net)
+    wall = {k: [] for k in runners}
+    cpu = {k: [] for k in runners}
+    for i in range(rounds):
+        for k in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
+            r, net = runners[k]
+            w, c = _timed(lambda: (r.run(seconds * 1000.), jax.block_until_ready(net.syn.weight.value)))
+            wall[k].append(w)
+            cpu[k].append(c)
+    out = {k: {"wall": statistics.median(wall[k]), "cpu": statistics.median(cpu[k])} for k in runners}
+    for v in out.values():
+        v["sim_per_wall"] = seconds / v["wall"]
+    return out
+
+
+class _Replay(nn.Group):
+    """Spikes written by the benchmark before each step."""
+
+    def update(self) -> Any:
+        return self.spike.value
+
+
+def projection_alone(steps: int, rounds: int) -> dict:
+    """The E -> E projection alone, static and with pair STDP, replaying the E spikes of the
+    static COBA network (recorded once) as both its pre- and postsynaptic spikes: the same
+    work every round, whatever the weights learn."""
+    net = song.COBASTDP(plastic=False)
+    mon = nd.Runner(net, monitors=["E.spike"], inputs=INPUTS, progress_bar=False).run(steps * nd.get_dt() + 100.)
+    raster = jnp.asarray(np.asarray(mon["E.spike"][-steps:]).astype(bool))
+    fns = {}
+    for plastic in (False, True):
+        pre, post = _Replay(3200), nn.LIF(3200, V_th=1e9)
+        rule = nn.STDP(tau_pre=20., tau_post=20., A_plus=0.006, A_minus=0.0063, w_min=0., w_max=1.2) \
+            if plastic else None
+        proj = nn.Projection(pre, post, nn.FixedProb(0.02, seed=43), 0.6, nn.Expon(3200, tau=5.), nn.COBA(E=0.),
+                             mode="event", plasticity=rule)
+
+        def body(s: jax.Array, proj: Any = proj) -> None:
+            proj.pre.spike.value = s
+            proj.post.spike.value = s
+            proj.update()
+
+        f = nd.jit(lambda r, body=body: nd.for_loop(body, r))
+        f(raster)
+        jax.block_until_ready(proj.syn.g.value)
+        fns["stdp" if plastic else "static"] = (f, proj)
+    cpu: dict = {k: [] for k in fns}
+    for i in range(rounds):
+        for k, (f, proj) in fns.items():
+            cpu[k].append(_timed(lambda: (f(raster), jax.block_until_ready(proj.syn.g.value)))[1])
+    # the fastest round: the one least disturbed by other load
+    return {"cpu_per_step": {k: min(v) / steps for k, v in cpu.items()},
+            "spikes_per_step": float(raster.sum() / steps)}
 
 
 BRIAN_COBA = """
@@ -170,6 +232,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--song", type=float, default=10., help="Song 2000 biological time (s)")
     ap.add_argument("--no-brian", action="store_true")
+    ap.add_argument("--projection", action="store_true",
+                    help="also time the E -> E projection alone on replayed spikes (min CPU time of 9 rounds)")
     ap.add_argument("--brian-python", default=sys.executable,
                     help="the interpreter with brian2 installed (default: this one)")
     args = ap.parse_args()
@@ -180,9 +244,19 @@ def main() -> None:
           f"({c['cpu']['stdp']:.3f} s CPU); plastic / static = {c['wall']['stdp'] / c['wall']['static']:.2f} "
           f"wall, {c['cpu']['stdp'] / c['cpu']['static']:.2f} CPU; E rates {c['rate_E']['static']:.1f} / "
           f"{c['rate_E']['stdp']:.1f} Hz, mean E->E weight after the runs {c['w_mean']:.3f}")
-    s = neurodyn_song(args.song)
-    print(f"Song 2000, {args.song:g} s: {s['wall']:.2f} s wall ({s['cpu']:.2f} s CPU), "
-          f"{s['sim_per_wall']:.2f} simulated s per wall-clock s")
+    ss = neurodyn_song(args.song, args.rounds)
+    s = ss["dense"]
+    e = ss["event"]
+    print(f"Song 2000, {args.song:g} s (median of {args.rounds}): {s['wall']:.2f} s wall ({s['cpu']:.2f} s CPU), "
+          f"{s['sim_per_wall']:.2f} simulated s per wall-clock s; the same forced onto the event-driven path "
+          f"{e['wall']:.2f} s wall ({e['cpu']:.2f} s CPU), {e['sim_per_wall']:.2f} simulated s per wall-clock s; "
+          f"dense / event = {s['wall'] / e['wall']:.2f} wall, {s['cpu'] / e['cpu']:.2f} CPU")
+    if args.projection:
+        p = projection_alone(2000, 9)
+        pc = p["cpu_per_step"]
+        print(f"E -> E projection alone, replayed spikes ({p['spikes_per_step']:.1f} per step): static "
+              f"{pc['static'] * 1e6:.1f} us, pair STDP {pc['stdp'] * 1e6:.1f} us CPU per step; "
+              f"STDP / static = {pc['stdp'] / pc['static']:.2f}")
     if args.no_brian:
         return
     for plastic in (False, True):

@@ -313,6 +313,35 @@ def test_event_driven_plasticity_equals_dense_reference(kind, p):
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("kind,p", RULES + [("tm", dict(U=0.2, tau_d=30., tau_f=60.))],
+                         ids=["stdp-add-all", "stdp-mult-nearest", "triplet", "vogels", "reward", "tsodyks"])
+def test_small_all_to_all_dense_path_equals_the_event_path(kind, p):
+    # all-to-all onto few neurons is updated as a whole matrix; the event path is the reference
+    rng = np.random.default_rng(8)
+    pre, post = rng.random((400, 12)) < 0.05, rng.random((400, 7)) < 0.05
+    pre[200:202] = True                                # bursts beyond the event path's buffers
+    rewards = np.where(rng.random(400) < 0.02, 0.5, 0.0)
+    w_init = rng.uniform(0.2, 0.8, 84).astype(np.float32)
+    out = []
+    for dense in (True, False):
+        rule = nn.TsodyksMarkram(**p) if kind == "tm" else make_rule(kind, p)
+        _, _, proj = plastic(rule, 12, 7, nn.AllToAll(), weight=0.5, max_spikes=4)
+        assert proj.plastic_index.dense
+        proj.plastic_index.dense = dense
+        proj.weight.value = w_init
+        g = drive(proj, pre, post, rewards)
+        if kind == "reward":
+            rule.sync(proj)
+        out.append((g, np.asarray(proj.weight.value)))
+    (g_d, w_d), (g_e, w_e) = out
+    np.testing.assert_allclose(g_d, g_e, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_d, w_e, rtol=1e-5, atol=1e-6)
+    if kind != "tm":
+        assert np.abs(w_d - w_init).max() > 0.01          # the weights did move
+    else:
+        np.testing.assert_array_equal(w_d, w_init)        # short-term plasticity leaves them
+
+
 def test_reward_stdp_integrates_across_the_reference_time_reset():
     # tau_c = 5 ms with dt = 0.1: the scaled eligibilities are re-based every 50 steps
     p = dict(tau_pre=10., tau_post=10., A_plus=0.01, A_minus=0.012, tau_c=5., tau_d=8., w_min=-100., w_max=100.)
@@ -412,11 +441,14 @@ def test_vmap_parameter_sweep_equals_separate_runs():
     np.testing.assert_allclose(np.asarray(proj.weight.value), np.stack(separate), rtol=1e-6, atol=1e-7)
 
 
-def test_grad_through_plasticity_with_respect_to_a_trainvar_parameter():
+@pytest.mark.parametrize("conn", ["sparse", "all-to-all"])
+def test_grad_through_plasticity_with_respect_to_a_trainvar_parameter(conn):
     rng = np.random.default_rng(7)
     pre, post = jnp.asarray(rng.random((150, 20)) < 0.05), jnp.asarray(rng.random((150, 10)) < 0.05)
     A = nd.TrainVar(jnp.asarray(0.01))
-    _, _, proj = plastic(nn.STDP(A_plus=A, A_minus=0.004, w_min=-10., w_max=10.), 20, 10, nn.FixedProb(0.5, seed=4))
+    c = nn.FixedProb(0.5, seed=4) if conn == "sparse" else nn.AllToAll()
+    _, _, proj = plastic(nn.STDP(A_plus=A, A_minus=0.004, w_min=-10., w_max=10.), 20, 10, c)
+    assert proj.plastic_index.dense == (conn == "all-to-all")
     w0 = proj.weight.value
 
     def final_mean():

@@ -35,9 +35,18 @@ window by the delay. Per-synapse delays are refused with plasticity.
 Cost: spikes are taken in batches of ``proj.max_spikes`` (presynaptic) and
 ``proj.max_post_spikes`` (postsynaptic; both default to max(8, 0.25% of the
 group); set the attributes to change them) inside a ``lax.while_loop`` that
-updates the weights in place. When the weights or a rule parameter are
+updates the weights in place (in groups of 2048 neurons or more the first
+batch runs before the loop). When the weights or a rule parameter are
 ``TrainVar`` s, a conditional replaces the loop so that ``nd.grad`` can pass;
 it copies the weights once per step (slower, same numbers).
+
+Small all-to-all projections (every pair connected once, at most 16384
+synapses, e.g. many inputs onto a few neurons) take a dense path instead: the
+weights are the ``(n_pre, n_post)`` matrix, the hooks see all of it at once
+(``pre`` of shape ``(n_pre, 1)``, ``post`` ``(1, n_post)``) and their results are
+kept for the rows and columns of the neurons that spiked. At this size a few
+whole passes cost less than the event machinery; the numbers are those of the
+event path (same order, same arithmetic; transmission sums in another order).
 """
 
 from __future__ import annotations
@@ -57,6 +66,12 @@ __all__ = ["Plasticity", "Trace", "STDP", "TripletSTDP", "RewardSTDP", "VogelsST
            "TsodyksMarkram", "weight_mean", "weight_histogram"]
 
 _BLOCK = 32
+# All-to-all connectivity up to this many synapses is updated as a dense matrix: whole passes
+# over a few thousand weights cost less than the event machinery (compaction, index tables,
+# gathers and scatters) of a sparse step.
+_DENSE_MAX_SYNAPSES = 1 << 14
+# Groups at least this large handle their first batch of spikes outside the loop (see _for_events).
+_FIRST_BATCH_OUTSIDE = 2048
 
 
 def _val(x: Any) -> Any:
@@ -130,7 +145,13 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         idx = _rows(left, k)
         return left.at[idx].set(False, mode="drop"), work(idx, inner)
 
-    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (spikes != 0, carry))[1]
+    left = spikes != 0
+    if n >= _FIRST_BATCH_OUTSIDE:
+        # In a large group most steps have spikes: the first batch outside the loop saves
+        # the loop's overhead, and a recurrent projection's row and column passes then
+        # share one compaction (same spikes). A silent step pays for one empty batch.
+        left, carry = body((left, carry))
+    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (left, carry))[1]
 
 
 class Trace(Variable):
@@ -143,7 +164,10 @@ class Trace(Variable):
     with neuron indices: ``self.x_pre[pre]``.
 
     Example:
-        >>> x = nn.Trace('pre', tau=20.)
+        >>> from neurodyn import nn
+        >>> x = nn.Trace('pre', tau=20.)      # sized by the projection the rule is given to
+        >>> x.side, x.tau
+        ('pre', 20.0)
     """
 
     def __init__(self, side: str, tau: Any, amount: float = 1.0, nearest: bool = False) -> None:
@@ -202,6 +226,9 @@ class Plasticity(Module):
     ``nd.grad``; mapped Variables for ``nd.vmap`` parameter sweeps).
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
         >>> class Hebb(nn.Plasticity):        # potentiate by the presynaptic trace
         ...     def __init__(self, eta=0.01):
         ...         super().__init__(w_min=0., w_max=1.)
@@ -209,6 +236,15 @@ class Plasticity(Module):
         ...         self.x = nn.Trace('pre', tau=20.)
         ...     def on_post(self, w, pre, post):
         ...         return self.potentiate(w, self.eta * self.x[pre])
+        >>> pre, post = nn.LIF(3), nn.LIF(2)
+        >>> proj = nn.Projection(pre, post, nn.AllToAll(), 0.5, nn.Expon(2, 5.), nn.CUBA(), plasticity=Hebb())
+        >>> step = nd.jit(proj.update)
+        >>> pre.spike.value = jnp.ones(3, bool)      # the spikes the projection reads this step
+        >>> _ = step()
+        >>> pre.spike.value, post.spike.value = jnp.zeros(3, bool), jnp.ones(2, bool)
+        >>> _ = step()                                # 0.5 + 0.01 * exp(-0.1 / 20)
+        >>> proj.weight.value.round(5)
+        Array([0.50995, 0.50995, 0.50995, 0.50995, 0.50995, 0.50995], dtype=float32)
     """
 
     def __init__(self, w_min: Any = -math.inf, w_max: Any = math.inf, bounds: str = "hard") -> None:
@@ -324,6 +360,9 @@ class _Tables(Module):
         self.col_syn = Variable(jnp.asarray(cols))
         self.col_pre = Variable(jnp.asarray(cpre))
         self.nnz, self.n_pre, self.n_post = nnz, n_pre, n_post
+        # every pair exactly once, in row-major CSR order: the weights are the (n_pre, n_post) matrix
+        full = nnz == n_pre * n_post and np.array_equal(indices, np.tile(np.arange(n_post), n_pre))
+        self.dense = bool(full and nnz <= _DENSE_MAX_SYNAPSES)
 
     def reset_state(self, batch_size: int | None = None) -> None:
         pass
@@ -391,6 +430,8 @@ def plastic_update(proj: Any) -> jax.Array:
     traces = rule.traces()
     for t in traces.values():
         t.decay()
+    if tables.dense:
+        return _dense_update(proj, rule, pre_s, post_s)
     names = tuple(rule.synapse_state)
     state = {k: getattr(rule, k).value for k in names}
     w = proj.weight.value
@@ -406,6 +447,18 @@ def plastic_update(proj: Any) -> jax.Array:
         safe = jnp.minimum(syn, max(nnz - 1, 0))
         return tuple(a[safe] for a in arrays)
 
+    def read_rows(arrays: tuple, syn: jax.Array) -> tuple:
+        # A row's synapses are contiguous in CSR order: a few windows of k values cost less
+        # than a gather from the whole vector (which XLA:CPU also splits across threads).
+        K, k = syn.shape
+        if K > _FEW or nnz < k:
+            return read(arrays, syn)
+        start = jnp.minimum(syn[:, 0], nnz - k)            # windows stay inside the vector
+        offset = jnp.clip(syn - start[:, None], 0, k - 1)
+        return tuple(jnp.take_along_axis(
+            jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]), offset, axis=1)
+            for a in arrays)
+
     def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
         return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
 
@@ -418,7 +471,7 @@ def plastic_update(proj: Any) -> jax.Array:
         syn = _take(row_syn, idx)                            # (K, k); padding: nnz
         post = _take(row_post, idx)                          # padding: n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
-        ws, *svals = read((w_, *state_.values()), syn)
+        ws, *svals = read_rows((w_, *state_.values()), syn)
         ss = dict(zip(state_, svals))
         if names:
             ws, ss = call(rule._catch_up, ws, ss, pre, post_c)
@@ -426,7 +479,10 @@ def plastic_update(proj: Any) -> jax.Array:
         x = x.at[post].add(ws * factor[:, None], mode="drop")
         if on_pre:
             ws, ss = call(rule.on_pre, ws, ss, pre, post_c)
-        if on_pre or names:
+        if on_pre or names or on_post:
+            # Without on_pre the weights are written back unchanged: a row pass that only
+            # read them would let XLA run the column pass (which writes them in place) first
+            # and copy the whole weight vector, twice per step.
             w_, state_ = write(w_, state_, syn, ws, ss)
         return x, w_, state_
 
@@ -464,6 +520,58 @@ def plastic_update(proj: Any) -> jax.Array:
     return proj.syn.update(x)
 
 
+def _dense_update(proj: Any, rule: Plasticity, pre_s: jax.Array, post_s: jax.Array) -> jax.Array:
+    """One step of a small all-to-all plastic projection on the weight matrix as a whole.
+
+    The same order and arithmetic as the event-driven path: the hooks see every synapse at once
+    (``pre`` ``(n_pre, 1)``, ``post`` ``(1, n_post)``) and their results are kept for the rows
+    (columns) of the neurons that spiked. Traces have already decayed."""
+    n_pre, n_post = proj.n_pre, proj.n_post
+    names = tuple(rule.synapse_state)
+    on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
+    shape = (n_pre, n_post)
+    w = proj.weight.value.reshape(shape)
+    state = {k: getattr(rule, k).value.reshape(shape) for k in names}
+    pre = jnp.arange(n_pre, dtype=jnp.int32)[:, None]
+    post = jnp.arange(n_post, dtype=jnp.int32)[None, :]
+
+    def apply(fn: Callable, mask: jax.Array, w_: jax.Array, s_: dict) -> tuple[jax.Array, dict]:
+        new_w, new_s = fn(w_, pre, post, s_) if names else (fn(w_, pre, post), s_)
+        return (jnp.where(mask, new_w, w_),
+                {k: jnp.where(mask, new_s[k], s_[k]) for k in s_})
+
+    spre = (pre_s != 0)[:, None]
+    if names:
+        w, state = apply(rule._catch_up, spre, w, state)
+    factor = pre_s.astype(float_dtype())
+    if rule.release is not None:
+        factor = factor * rule.release(pre[:, 0])
+    x = jnp.dot(factor, w, precision=jax.lax.Precision.HIGHEST)
+    if on_pre:
+        w, state = apply(rule.on_pre, spre, w, state)
+    for t in rule.traces().values():
+        if t.side == "pre":
+            t.add(pre_s)
+    if on_post:
+        spost = (post_s != 0)[None, :]
+        if names:
+            w, state = apply(rule._catch_up, spost, w, state)
+        w, state = apply(rule.on_post, spost, w, state)
+    for t in rule.traces().values():
+        if t.side == "post":
+            t.add(post_s)
+    rule.step(pre_s, post_s)
+    w = w.reshape(-1)
+    state = {k: v.reshape(-1) for k, v in state.items()}
+    if names:
+        w, state = rule._synapse_step(w, state)
+        for k in names:
+            getattr(rule, k).value = state[k]
+    if on_pre or on_post or names:
+        proj.weight.value = w
+    return proj.syn.update(x)
+
+
 # -- rules ---------------------------------------------------------------------------------------
 class STDP(Plasticity):
     """Pair-based STDP: ``Delta w = A_plus exp(-dt/tau_pre)`` for pre before post
@@ -485,8 +593,12 @@ class STDP(Plasticity):
         pairing: ``'all'`` or ``'nearest'``.
 
     Example:
+        >>> from neurodyn import nn
+        >>> inp, out = nn.LIF(100), nn.LIF(1)
         >>> stdp = nn.STDP(tau_pre=20., tau_post=20., A_plus=0.01, A_minus=0.0105, w_max=1.)
         >>> proj = nn.Projection(inp, out, nn.AllToAll(), 0.5, nn.Expon(1, 5.), nn.COBA(0.), plasticity=stdp)
+        >>> proj.weight.shape, stdp.x_pre.shape, stdp.x_post.shape
+        ((100,), (100,), (1,))
     """
 
     def __init__(self, tau_pre: Any = 20.0, tau_post: Any = 20.0, A_plus: Any = 0.01, A_minus: Any = 0.0105,
@@ -520,9 +632,12 @@ class TripletSTDP(Plasticity):
     "minimal" models of the paper are ``A3_minus = 0`` (and ``A2_plus = 0``).
 
     Example:
+        >>> from neurodyn import nn
         >>> # visual cortex, all-to-all, minimal model (Pfister & Gerstner 2006, Table 4)
         >>> rule = nn.TripletSTDP(tau_plus=16.8, tau_minus=33.7, tau_x=101., tau_y=125.,
         ...                       A2_plus=0., A3_plus=6.5e-3, A2_minus=7.1e-3, A3_minus=0.)
+        >>> sorted(rule.traces())
+        ['o1', 'o2', 'r1', 'r2']
     """
 
     def __init__(self, tau_plus: Any = 16.8, tau_minus: Any = 33.7, tau_x: Any = 101.0, tau_y: Any = 125.0,
@@ -557,7 +672,10 @@ class VogelsSTDP(Plasticity):
     ``[w_min, w_max]``.
 
     Example:
+        >>> from neurodyn import nn
         >>> rule = nn.VogelsSTDP(tau=20., eta=1e-3, rho0=5., w_max=10.)
+        >>> round(rule.alpha, 6)              # 2 * 5 Hz * 20 ms
+        0.2
     """
 
     def __init__(self, tau: Any = 20.0, eta: Any = 1e-3, rho0: Any = 5.0, w_min: Any = 0.0,
@@ -593,8 +711,19 @@ class TsodyksMarkram(Plasticity):
     not change.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
         >>> depressing = nn.TsodyksMarkram(U=0.5, tau_d=800., tau_f=1e-3)
         >>> facilitating = nn.TsodyksMarkram(U=0.15, tau_d=50., tau_f=750.)
+        >>> pre, post = nn.LIF(1), nn.LIF(1)
+        >>> proj = nn.Projection(pre, post, nn.OneToOne(), 1., nn.Expon(1, 5.), nn.CUBA(),
+        ...                      plasticity=depressing)
+        >>> pre.spike.value = jnp.ones(1, bool)
+        >>> step = nd.jit(proj.update)
+        >>> # g of the synapse: a spike every step releases w u x = 0.5, 0.25, 0.125 (plus decay of g)
+        >>> [round(float(step()[0]), 3) for _ in range(3)]
+        [0.5, 0.74, 0.851]
     """
 
     def __init__(self, U: Any = 0.5, tau_d: Any = 200.0, tau_f: Any = 1e-3) -> None:
@@ -652,8 +781,11 @@ class RewardSTDP(Plasticity):
     synapses), which keeps the numbers in range.
 
     Example:
+        >>> from neurodyn import nn
         >>> rule = nn.RewardSTDP(tau_c=1000., tau_d=200., A_plus=1., A_minus=1.5, w_max=4.)
         >>> rule.reward(0.5)      # in the step where the reward arrives
+        >>> float(rule.d.value)
+        0.5
     """
 
     synapse_state = ("c", "D_last")
@@ -692,7 +824,11 @@ class RewardSTDP(Plasticity):
         """Release neuromodulator: ``d += amount`` (inside the step, or between runs).
 
         Example:
-            >>> rule.reward(0.5)
+            >>> from neurodyn import nn
+            >>> rule = nn.RewardSTDP()
+            >>> rule.reward(0.5); rule.reward(0.25)
+            >>> float(rule.d.value)
+            0.75
         """
         self.d.value = self.d.value + amount
 
@@ -734,7 +870,13 @@ class RewardSTDP(Plasticity):
         """Bring every weight of ``proj`` up to date (its rule must be this one).
 
         Example:
-            >>> rule.sync(proj); w = proj.weight.value
+            >>> from neurodyn import nn
+            >>> rule = nn.RewardSTDP()
+            >>> pre, post = nn.LIF(4), nn.LIF(2)
+            >>> proj = nn.Projection(pre, post, nn.AllToAll(), 1., nn.Expon(2, 5.), nn.CUBA(), plasticity=rule)
+            >>> rule.sync(proj)       # before reading proj.weight
+            >>> proj.weight.value.shape
+            (8,)
         """
         if getattr(proj, "plasticity", None) is not self:
             raise ValueError("RewardSTDP.sync: the projection given does not use this rule")
@@ -748,7 +890,12 @@ def weight_mean(proj: Any) -> Callable[[Any], jax.Array]:
     """A Runner monitor: the mean weight of ``proj``, reduced on the device (one number per record).
 
     Example:
-        >>> runner = nd.Runner(net, monitors={'w_mean': nn.weight_mean(net.E2E)})
+        >>> from neurodyn import nn
+        >>> proj = nn.Projection(nn.LIF(50), nn.LIF(1), nn.AllToAll(), 0.5, nn.Expon(1, 5.), nn.COBA(0.),
+        ...                      plasticity=nn.STDP())
+        >>> monitor = nn.weight_mean(proj)   # nd.Runner(net, monitors={'w_mean': monitor})
+        >>> monitor(None)
+        Array(0.5, dtype=float32)
     """
     _check_plastic(proj, "weight_mean")
     return lambda model: jnp.mean(proj.weight.value)
@@ -763,8 +910,12 @@ def weight_histogram(proj: Any, bins: int = 20, range: tuple[float, float] | Non
     with ``Runner(..., monitor_every=N)``.
 
     Example:
-        >>> runner = nd.Runner(net, monitors={'w_hist': nn.weight_histogram(net.E2E, 50)},
-        ...                    monitor_every=10000)
+        >>> from neurodyn import nn
+        >>> proj = nn.Projection(nn.LIF(50), nn.LIF(1), nn.AllToAll(), 0.5, nn.Expon(1, 5.), nn.COBA(0.),
+        ...                      plasticity=nn.STDP())
+        >>> monitor = nn.weight_histogram(proj, 10)   # nd.Runner(net, monitors={'w_hist': monitor})
+        >>> monitor(None)                             # the 50 weights in 10 bins over [0, 1]
+        Array([ 0,  0,  0,  0,  0, 50,  0,  0,  0,  0], dtype=int32)
     """
     _check_plastic(proj, "weight_histogram")
     if not isinstance(bins, int) or bins < 1:
