@@ -138,9 +138,8 @@ def _clone(obj: Any, memo: dict[int, Any], values: dict[int, Any] | None) -> Any
     if i in memo:
         return memo[i]
     if isinstance(obj, Variable):
-        new = object.__new__(type(obj))
-        value = obj._value if values is None else values[i]
-        new._value, new._name, new._dead, new._copy = value, obj._name, False, False
+        value = obj.committed_value if values is None else values[i]
+        new = type(obj).from_raw(value, name=obj.name)
         new.__dict__.update(obj.__dict__)
         memo[i] = new
         return new

@@ -138,8 +138,8 @@ class Module:
                 self._check_assign_in_trace(name, value, old)
         else:
             EPOCH[0] += 1
-        if isinstance(value, Variable) and value._name is None:
-            value._name = f"{type(self).__name__}.{name}"
+        if isinstance(value, Variable) and value.name is None:
+            value.name = f"{type(self).__name__}.{name}"
         if not local:
             _link_value(self, value)
         object.__setattr__(self, name, value)

@@ -204,13 +204,13 @@ class Variable:
             return
         if self._copy:
             raise RuntimeError(
-                f"{self._label()} is a copy that jax made while flattening a pytree "
+                f"{self.label} is a copy that jax made while flattening a pytree "
                 "argument; writes to it are lost. Pass the Variable as a top-level "
                 "argument of nd.jit, or close over it, instead of inside a container."
             )
         if isinstance(new, _Tracer) and not isinstance(self._value, _Tracer):
             raise RuntimeError(
-                f"{self._label()} was assigned a traced value outside neurodyn's "
+                f"{self.label} was assigned a traced value outside neurodyn's "
                 "transformations (inside a raw jax.jit/vmap/grad?). The tracer would "
                 "leak out of the trace. Use nd.jit / nd.grad, or nd.graph.split and "
                 "nd.graph.merge to thread the state through raw JAX explicitly."
@@ -232,7 +232,7 @@ class Variable:
         """
         if CTX.frames:
             raise RuntimeError(
-                f"{self._label()}.reset_value() changes shape or dtype and is not "
+                f"{self.label}.reset_value() changes shape or dtype and is not "
                 "allowed inside compiled code; call it before the compiled call."
             )
         self._value = _as_strong_array(value, dtype)
@@ -246,7 +246,7 @@ class Variable:
                 new = jnp.asarray(new)
             except TypeError as e:
                 raise TypeError(
-                    f"{self._label()} expects an array of shape {tuple(old.shape)} "
+                    f"{self.label} expects an array of shape {tuple(old.shape)} "
                     f"dtype {old.dtype}, got {type(new).__name__}: {e}"
                 ) from None
             weak = True  # Python and NumPy data carry no dtype commitment here
@@ -254,7 +254,7 @@ class Variable:
             weak = _weak(new)
         if new.shape != old.shape:
             raise ValueError(
-                f"{self._label()} expects shape {tuple(old.shape)} dtype {old.dtype}, "
+                f"{self.label} expects shape {tuple(old.shape)} dtype {old.dtype}, "
                 f"got {_describe(new)}. Assign a value of the same shape (v[...] = x "
                 "broadcasts), or call v.reset_value(x) outside compiled code to change it."
             )
@@ -264,12 +264,51 @@ class Variable:
                 new = jax.lax.convert_element_type(new, old.dtype)
             else:
                 raise TypeError(
-                    f"{self._label()} expects dtype {old.dtype} (shape "
+                    f"{self.label} expects dtype {old.dtype} (shape "
                     f"{tuple(old.shape)}), got {_describe(new)}. Cast explicitly with "
                     f".astype({old.dtype}) or call v.reset_value(x) to change the dtype."
                 )
         elif _weak(new):
             new = jax.lax.convert_element_type(new, old.dtype)
+        return new
+
+    @property
+    def committed_value(self) -> Any:
+        """The value held outside compiled code, even while a trace is running.
+
+        Reading it never returns a tracer of the current trace; assigning it
+        replaces the stored array as is (no shape, dtype or trace checks). It is
+        meant for code that saves values and puts them back (a rollback after an
+        interrupted run, placing arrays on devices); use ``value`` everywhere else.
+
+        Example:
+            >>> v = nd.Variable(jnp.zeros(2))
+            >>> saved = v.committed_value
+            >>> v.value = jnp.ones(2)
+            >>> v.committed_value = saved
+            >>> v.value
+            Array([0., 0.], dtype=float32)
+        """
+        return self._value
+
+    @committed_value.setter
+    def committed_value(self, value: Any) -> None:
+        self._value = value
+
+    @classmethod
+    def from_raw(cls, value: Any, *, name: str | None = None) -> "Variable":
+        """A Variable holding ``value`` exactly as given (no cast, not tied to any trace).
+
+        For building Variables from arrays that are already in the right form,
+        e.g. a copy of a model's structure with new values inside ``jax.jit``.
+
+        Example:
+            >>> v = nd.TrainVar.from_raw(jnp.zeros(3), name='w')
+            >>> v
+            TrainVar([0., 0., 0.], dtype=float32, name='w')
+        """
+        new = object.__new__(cls)
+        new._value, new._name, new._dead, new._copy = value, name, False, False
         return new
 
     # -- metadata ------------------------------------------------------------
@@ -278,9 +317,23 @@ class Variable:
         """A readable name (``Class.attribute``) given when set on a Module."""
         return self._name
 
-    def _label(self) -> str:
+    @name.setter
+    def name(self, name: str | None) -> None:
+        self._name = name
+
+    @property
+    def label(self) -> str:
+        """The kind and name, for messages: ``"TrainVar 'Linear.weight'"``."""
         kind = type(self).__name__
         return f"{kind} '{self._name}'" if self._name else kind
+
+    def _label(self) -> str:
+        return self.label
+
+    @property
+    def is_dead(self) -> bool:
+        """True for a Variable created inside a compiled call that has finished."""
+        return self._dead
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -398,7 +451,7 @@ def _unwrap_index(index: Any) -> Any:
 
 def _dead_error(var: Variable) -> RuntimeError:
     return RuntimeError(
-        f"{var._label()} was created inside a compiled call that has finished; it holds "
+        f"{var.label} was created inside a compiled call that has finished; it holds "
         "a value that no longer exists. Create Variables in __init__ or reset_state(), "
         "outside compiled code."
     )

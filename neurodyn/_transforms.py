@@ -56,7 +56,7 @@ def _run_bound(fn: Callable, writes: Sequence[Variable], wvals: Sequence[Any], a
     extra = [v for i, v in frame.writes.items() if i not in known and i not in frame.born]
     if extra:
         raise RuntimeError(
-            f"{what}: the function wrote {[v._label() for v in extra]} on this trace but not "
+            f"{what}: the function wrote {[v.label for v in extra]} on this trace but not "
             "when neurodyn first traced it; make the set of Variables it writes independent "
             "of traced values."
         )
@@ -159,7 +159,7 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
     rc, wc = _discover(cond_fun, (aval,))
     if wc:
         raise RuntimeError(f"nd.while_loop: cond_fun must not write Variables, but it wrote "
-                           f"{[v._label() for v in wc]}")
+                           f"{[v.label for v in wc]}")
     rb, writes = _discover(body_fun, (aval,))
     values_of(rc + rb)
     init = values_of(writes)
@@ -192,7 +192,7 @@ def _mapped_state(state_axes: Any) -> list[tuple[Variable, int]]:
         if not isinstance(obj, Variable):
             raise TypeError(f"nd.vmap: state_axes takes Variables and Modules, got {type(obj).__name__}")
         if not -obj.ndim <= axis < obj.ndim:
-            raise ValueError(f"nd.vmap: state_axes maps {obj._label()} (shape {obj.shape}) along axis "
+            raise ValueError(f"nd.vmap: state_axes maps {obj.label} (shape {obj.shape}) along axis "
                              f"{axis}, which it does not have")
         out.setdefault(id(obj), (obj, axis % obj.ndim))
 
@@ -329,7 +329,7 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
                         jax.eval_shape(lambda: run(axes))
                     except ValueError:
                         raise ValueError(
-                            f"nd.vmap({name}): the function writes {v._label()} (shape {v.shape}) a value "
+                            f"nd.vmap({name}): the function writes {v.label} (shape {v.shape}) a value "
                             "that differs between batch elements, but it is shared by all of them. Map "
                             f"it with state_axes (e.g. state_axes={{var: 0}} with its values stacked along "
                             "axis 0) or write it a value that is the same for every element.") from None
