@@ -2,67 +2,17 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Iterator, Mapping
 
 import jax
 import numpy as np
 
+from ._staleness import EPOCH, observe, watch_reads
 from ._state import CTX, TrainVar, Variable, is_traced
 
 __all__ = ["Module"]
 
-# Bumped by every attribute assignment on any Module outside compiled code.
-# Compiled functions compare it with the value they last validated against, so
-# the common case (nothing changed) costs one integer comparison per call.
-EPOCH = [0]
-
 _MISSING = object()
-
-# id(Variable or Module) -> weak references to the Modules that hold it as an attribute
-# (directly or in a list/tuple/dict). Compiled functions guard the Modules that own the
-# Variables a trace touched, however the function reached them.
-_PARENTS: dict[int, list] = {}
-
-
-def _link(child: Any, parent: "Module") -> None:
-    refs = _PARENTS.get(id(child))
-    if refs is None:
-        refs = _PARENTS[id(child)] = []
-        weakref.finalize(child, _PARENTS.pop, id(child), None)
-    for r in refs:
-        if r() is parent:
-            return
-    refs.append(weakref.ref(parent))
-
-
-def _link_value(parent: "Module", value: Any, depth: int = 0) -> None:
-    if isinstance(value, (Variable, Module)):
-        _link(value, parent)
-    elif depth < 3 and isinstance(value, (list, tuple)):
-        for v in value:
-            _link_value(parent, v, depth + 1)
-    elif depth < 3 and isinstance(value, dict):
-        for v in value.values():
-            _link_value(parent, v, depth + 1)
-
-
-def owners_of(objs: Any, out: dict[int, "Module"]) -> None:
-    """Add the whole model (every module of the top-most owners) of each Variable or Module in ``objs``."""
-    seen: set[int] = set()
-    stack = list(objs)
-    roots = []
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        parents = [p for p in (r() for r in _PARENTS.get(id(obj), ())) if p is not None]
-        if not parents and isinstance(obj, Module):
-            roots.append(obj)
-        stack.extend(parents)
-    for root in roots:
-        collect_modules(root, out)
 
 
 def _contains(value: Any, pred: Any, depth: int = 0) -> bool:
@@ -140,9 +90,7 @@ class Module:
             EPOCH[0] += 1
         if isinstance(value, Variable) and value.name is None:
             value.name = f"{type(self).__name__}.{name}"
-        if not local:
-            _link_value(self, value)
-        object.__setattr__(self, name, value)
+        object.__setattr__(self, name, observe(value))
 
     def _check_assign_in_trace(self, name: str, value: Any, old: Any) -> None:
         where = f"{type(self).__name__}.{name}"
@@ -164,12 +112,6 @@ class Module:
                 f"Changing the structure of a model ({where}) inside compiled code is not "
                 "supported; do it outside the compiled call (the next call re-traces)."
             )
-
-    def __setstate__(self, state: dict) -> None:
-        # copy.deepcopy and pickle restore __dict__ without __setattr__: link the children here
-        self.__dict__.update(state)
-        for value in state.values():
-            _link_value(self, value)
 
     def __delattr__(self, name: str) -> None:
         if CTX.frames and not self.__dict__.get("_nd_local", False):
@@ -352,62 +294,6 @@ def _walk_value(value: Any, path: str, seen: set[int], recurse: bool = True) -> 
             yield from _walk_value(v, f"{path}.{k}", seen, recurse)
 
 
-def collect_modules(obj: Any, out: dict[int, Module]) -> None:
-    """Add every Module reachable from ``obj`` (modules, containers) to ``out``."""
-    if isinstance(obj, Module):
-        if id(obj) in out:
-            return
-        out[id(obj)] = obj
-        for _, v in obj._walk("", {id(obj)}):
-            if isinstance(v, Module):
-                out[id(v)] = v
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            collect_modules(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            collect_modules(v, out)
-
-
-class _Same:
-    """Compares by identity, so arrays in snapshots are never compared by value."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, _Same) and other.obj is self.obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-
-_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
-
-
-def _token(v: Any, depth: int = 0) -> Any:
-    if isinstance(v, _SIMPLE):
-        return (type(v), v)
-    if depth < 4:
-        if isinstance(v, (list, tuple)):
-            return (type(v), tuple(_token(x, depth + 1) for x in v))
-        if isinstance(v, dict):
-            return (dict, tuple((k, _token(x, depth + 1)) for k, x in v.items()))
-    return _Same(v)
-
-
-def snapshot(module: Module) -> Any:
-    """What a compiled function assumed about a module's plain attributes."""
-    d = module.__dict__
-    return (d.get("training", type(module).training),
-            # ``training`` is keyed above by value: whether it sits in the
-            # instance dict (after the first train()/eval()) must not matter.
-            tuple((k, _token(v)) for k, v in d.items()
-                  if k != "training" and not k.startswith("_nd_")))
-
-
 def notify_state_replaced(*roots: Module) -> None:
     """Call :meth:`Module._state_replaced` on every module under ``roots`` (once each)."""
     seen: set[int] = set()
@@ -416,3 +302,6 @@ def notify_state_replaced(*roots: Module) -> None:
             if id(m) not in seen:
                 seen.add(id(m))
                 m._state_replaced()
+
+
+watch_reads(Module)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import operator
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Variable", "TrainVar"]
+__all__ = ["Variable", "TrainVar", "Frame", "StatefulFunction", "in_trace", "values_of", "assign",
+           "unwrap_variables"]
 
 _Tracer = jax.core.Tracer
 
@@ -72,6 +73,19 @@ class Frame:
         self.vars[i] = var
         self.writes[i] = var
 
+    def outside_reads(self) -> list["Variable"]:
+        """Variables read from outside the frame (not bound, not written first)."""
+        return list(self.reads.values())
+
+    def written(self) -> list["Variable"]:
+        """Variables written in the frame that existed before it (in write order)."""
+        born = self.born
+        return [v for i, v in self.writes.items() if i not in born]
+
+    def value_of(self, var: "Variable") -> Any:
+        """The frame's value of ``var`` (bound, read or written in this frame)."""
+        return self.values[id(var)]
+
     def commit(self) -> None:
         """Apply this frame's writes to the enclosing frame (or the Variables)."""
         for i, var in self.writes.items():
@@ -113,6 +127,125 @@ def in_trace() -> bool:
 
 def is_traced(x: Any) -> bool:
     return isinstance(x, _Tracer)
+
+
+def values_of(vars_: Sequence["Variable"]) -> list[Any]:
+    """Current values, read through the active frame when there is one.
+
+    Example:
+        >>> from neurodyn._state import values_of
+        >>> values_of([nd.Variable(1.), nd.Variable(2.)])
+        [Array(1., dtype=float32), Array(2., dtype=float32)]
+    """
+    if CTX.frames:
+        return [v.value for v in vars_]
+    return [v._value for v in vars_]
+
+
+def assign(vars_: Sequence["Variable"], values: Sequence[Any]) -> None:
+    """Write new values, into the active frame when there is one.
+
+    Example:
+        >>> from neurodyn._state import assign
+        >>> v = nd.Variable(0.)
+        >>> assign([v], [jnp.float32(3.)]); float(v)
+        3.0
+    """
+    if CTX.frames:
+        for v, x in zip(vars_, values):
+            v.value = x
+    else:
+        for v, x in zip(vars_, values):
+            v._value = x
+
+
+def unwrap_variables(tree: Any) -> Any:
+    """Replace Variables in a pytree (a function's output) by their values.
+
+    Example:
+        >>> from neurodyn._state import unwrap_variables
+        >>> unwrap_variables({'v': nd.Variable(1.), 'x': 2})
+        {'v': Array(1., dtype=float32), 'x': 2}
+    """
+    return jax.tree.map(lambda x: x.value if isinstance(x, Variable) else x, tree,
+                        is_leaf=lambda x: isinstance(x, Variable))
+
+
+class StatefulFunction:
+    """A Python function that uses Variables, run as a function of their values.
+
+    Every neurodyn transformation is built on this one step: bind some
+    Variables to given values (tracers, when tracing), run the function in a
+    fresh :class:`Frame`, and hand back its output (Variables in it replaced by
+    their values) together with the frame, which knows what the function read
+    from outside, what it wrote and the new values. Nothing is written to any
+    Variable: the caller decides what to do with the frame (return the values
+    from compiled code, commit them to the enclosing frame, ...).
+
+    Example:
+        >>> from neurodyn._state import StatefulFunction
+        >>> v = nd.Variable(1.)
+        >>> def f(x):
+        ...     v.value += x
+        ...     return v.value * 2
+        >>> out, frame = StatefulFunction(f).run([v], [jnp.float32(10.)], (1.,))
+        >>> out, frame.value_of(v), float(v)      # v itself is unchanged
+        (Array(22., dtype=float32), Array(11., dtype=float32), 1.0)
+        >>> reads, writes = StatefulFunction(f).discover(1.)
+        >>> writes == [v]
+        True
+    """
+
+    __slots__ = ("fun", "name")
+
+    def __init__(self, fun: Callable, name: str | None = None) -> None:
+        self.fun = fun
+        self.name = name or getattr(fun, "__qualname__", None) or type(fun).__name__
+
+    def run(self, bound: Sequence["Variable"] = (), values: Sequence[Any] = (), args: tuple = (),
+            kwargs: dict | None = None) -> tuple[Any, Frame]:
+        """``fun(*args, **kwargs)`` with ``bound`` Variables seeing ``values``; returns ``(output, frame)``."""
+        frame = Frame(current_frame())
+        for v, x in zip(bound, values):
+            frame.bind(v, x)
+        with frame:
+            out = unwrap_variables(self.fun(*args, **(kwargs or {})))
+        return out, frame
+
+    def discover(self, *args: Any, **kwargs: Any) -> tuple[list["Variable"], list["Variable"]]:
+        """``(reads, writes)``: the Variables a call with these arguments (arrays or
+        ``jax.ShapeDtypeStruct``) reads but does not write, and writes. Traces
+        abstractly; no Variable changes."""
+        box: list[Frame] = []
+
+        def probe(*a: Any) -> Any:
+            out, frame = self.run((), (), a, kwargs)
+            box.append(frame)
+            return out
+
+        jax.eval_shape(probe, *args)
+        frame = box[0]
+        writes = frame.written()
+        write_ids = {id(v) for v in writes}
+        return [v for v in frame.outside_reads() if id(v) not in write_ids], writes
+
+    def run_bound(self, writes: Sequence["Variable"], values: Sequence[Any], args: tuple = (),
+                  kwargs: dict | None = None) -> tuple[Any, list[Any]]:
+        """Run with ``writes`` bound to ``values``; return the output and their new values.
+
+        The function may write only those Variables (and ones it creates): the
+        structure of a compiled loop or branch cannot grow while it is traced.
+        """
+        out, frame = self.run(writes, values, args, kwargs)
+        known = {id(v) for v in writes}
+        extra = [v for v in frame.written() if id(v) not in known]
+        if extra:
+            raise RuntimeError(
+                f"{self.name}: the function wrote {[v.label for v in extra]} on this trace but not "
+                "when neurodyn first traced it; make the set of Variables it writes independent "
+                "of traced values."
+            )
+        return out, [frame.values[id(v)] for v in writes]
 
 
 def _describe(x: Any) -> str:
