@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax._src import config as _jax_config
 
 from ._environ import get_dt
@@ -306,11 +305,9 @@ class JittedFunction:
                     # Donate a buffer only when the Variable is its sole owner: a reference
                     # held anywhere else (a Python name, another Variable, an argument of
                     # this call) gets a fresh copy donated in its place. The count is that
-                    # of ``v._value``, ``vals``, ``x`` and getrefcount's own argument.
-                    x = vals[k]
-                    if _refcount(x) > 4 and not isinstance(x, np.ndarray):
-                        vals[k] = _fresh_copy(x)
-                    del x
+                    # of ``v._value``, ``vals`` and getrefcount's own argument.
+                    if _refcount(vals[k]) > 3:
+                        vals[k] = _fresh_copy(vals[k])
                 try:
                     out, new = entry.jitted(args, kwargs, *vals)
                 except Rediscover as r:

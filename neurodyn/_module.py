@@ -264,15 +264,106 @@ class Module:
         for child in self.children().values():
             child.reset_state(batch_size)
 
+    def _repr_extra(self) -> str:
+        """A short summary of hyperparameters for ``repr`` (override; default none).
+
+        Shown on the module's line of ``print(model)``, as PyTorch's
+        ``extra_repr``. Keep it to one line: sizes, time constants, flags.
+
+        Example:
+            >>> class Leaky(nd.Module):
+            ...     def __init__(self, n, tau=10.):
+            ...         self.tau = tau
+            ...         self.v = nd.Variable(jnp.zeros(n))
+            ...     def _repr_extra(self):
+            ...         return f"tau={self.tau}"
+            >>> print(Leaky(3))
+            Leaky(
+              tau=10.0
+              (v): Variable(shape=(3,), dtype=float32)
+            )
+        """
+        return ""
+
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}("]
-        for name, value in self._children():
-            if isinstance(value, (Module, Variable)):
-                body = repr(value).replace("\n", "\n  ")
-                lines.append(f"  {name}={body},")
-        if len(lines) == 1:
-            return f"{type(self).__name__}()"
-        return "\n".join(lines + [")"])
+        """The module tree: submodules indented, each Variable's kind, shape and dtype.
+
+        Example:
+            >>> class Block(nd.Module):
+            ...     def __init__(self):
+            ...         self.w = nd.TrainVar(jnp.ones((2, 3)))
+            ...         self.layers = [nd.Module(), {'rng': nd.RandomState(0)}]
+            >>> print(Block())
+            Block(
+              (w): TrainVar(shape=(2, 3), dtype=float32)
+              (layers): [
+                (0): Module()
+                (1): {
+                  (rng): RandomState(shape=(2,), dtype=uint32)
+                }
+              ]
+            )
+        """
+        return "\n".join(_tree_lines(self, "", {id(self): ""}))
+
+
+def _repr_extra_of(m: Module) -> str:
+    extra = m._repr_extra()
+    if extra or type(m).__repr__ is Module.__repr__:
+        return extra
+    # A class that prints itself on one line as ``Name(args)``: show its args.
+    own = type(m).__repr__(m)
+    name = type(m).__name__
+    if "\n" not in own and own.startswith(name + "(") and own.endswith(")"):
+        return own[len(name) + 1:-1]
+    return ""
+
+
+def _holds_state(value: Any) -> bool:
+    if isinstance(value, (Module, Variable)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_state(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_state(v) for v in value.values())
+    return False
+
+
+def _tree_lines(m: Module, path: str, seen: dict[int, str]) -> list[str]:
+    """Lines of ``repr(m)``; ``seen`` maps objects already shown to their paths."""
+    extra = _repr_extra_of(m)
+    body = [f"  {extra}"] if extra else []
+    for name, value in m._children():
+        if _holds_state(value):
+            body.extend("  " + line for line in _entry_lines(name, value, f"{path}{name}", seen))
+    head = type(m).__name__
+    if not body:
+        return [f"{head}()"]
+    if len(body) == 1 and extra:
+        return [f"{head}({extra})"]
+    return [f"{head}(", *body, ")"]
+
+
+def _entry_lines(label: Any, value: Any, path: str, seen: dict[int, str]) -> list[str]:
+    tag = f"({label}): "
+    if isinstance(value, (Module, Variable)) and id(value) in seen:
+        kind = type(value).__name__
+        return [f"{tag}{kind}  # shared with {seen[id(value)] or 'the root'}"]
+    if isinstance(value, Variable):
+        seen[id(value)] = path
+        return [f"{tag}{type(value).__name__}(shape={tuple(value.shape)}, dtype={value.dtype})"]
+    if isinstance(value, Module):
+        seen[id(value)] = path
+        lines = _tree_lines(value, path + ".", seen)
+        return [tag + lines[0], *lines[1:]]
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    opening, closing = ("{", "}") if isinstance(value, dict) else (("[", "]") if isinstance(value, list)
+                                                                   else ("(", ")"))
+    lines = [tag + opening]
+    for k, v in items:
+        if _holds_state(v):
+            lines.extend("  " + line for line in _entry_lines(k, v, f"{path}.{k}", seen))
+    return lines + [closing]
 
 
 def _walk_value(value: Any, path: str, seen: set[int], recurse: bool = True) -> Iterator[tuple[str, Any]]:
