@@ -207,9 +207,11 @@ class JittedFunction:
     neurodyn transformation, it runs as part of that trace.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> model = nd.nn.Linear(3, 2)
         >>> step = nd.jit(model)
-        >>> step.compile(jnp.ones((8, 3)))      # ahead of time
+        >>> _ = step.compile(jnp.ones((8, 3)))      # ahead of time
         >>> step.trace_count
         1
         >>> y = step(jnp.ones((8, 3))); step.trace_count   # no re-trace
@@ -447,6 +449,8 @@ class JittedFunction:
         """Trace and compile for these arguments now, without running or changing state.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> f = nd.jit(lambda x: x * 2)
             >>> f.compile(jnp.zeros(3)).trace_count
             1
@@ -579,6 +583,7 @@ def jit(
         **jax_jit_options: passed to ``jax.jit`` (``keep_unused``, ``inline``, ...).
 
     Example:
+        >>> import neurodyn as nd
         >>> @nd.jit(static_argnames='c')
         ... def f(a, b, c=1.):
         ...     return a + b if c > 0 else a * b

@@ -48,6 +48,7 @@ class Module:
     used.
 
     Example:
+        >>> import neurodyn as nd
         >>> class Counter(nd.Module):
         ...     def __init__(self):
         ...         self.count = nd.Variable(0)
@@ -56,7 +57,7 @@ class Module:
         ...         return self.count.value
         >>> c = Counter()
         >>> step = nd.jit(c)
-        >>> step(2); step(3)
+        >>> _ = step(2); _ = step(3)
         >>> int(c.count)
         5
     """
@@ -161,8 +162,10 @@ class Module:
         ``types`` restricts the result to those Variable subclasses.
 
         Example:
+            >>> import neurodyn as nd
+            >>> net = nd.nn.Sequential(nd.nn.Linear(3, 4), nd.nn.Linear(4, 2))
             >>> list(net.vars())
-            ['fc1.weight', 'fc1.bias', ...]
+            ['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias']
         """
         out = {}
         for path, obj in self._walk("", {id(self)}):
@@ -271,6 +274,8 @@ class Module:
         ``extra_repr``. Keep it to one line: sizes, time constants, flags.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> class Leaky(nd.Module):
             ...     def __init__(self, n, tau=10.):
             ...         self.tau = tau
@@ -289,6 +294,8 @@ class Module:
         """The module tree: submodules indented, each Variable's kind, shape and dtype.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> class Block(nd.Module):
             ...     def __init__(self):
             ...         self.w = nd.TrainVar(jnp.ones((2, 3)))

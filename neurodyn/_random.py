@@ -56,6 +56,7 @@ class RandomState(Variable):
     numbers on every call and stays reproducible after :meth:`seed`.
 
     Example:
+        >>> import neurodyn as nd
         >>> rng = nd.RandomState(0)
         >>> x = rng.normal(0., 1., size=(3,))
         >>> y = rng.normal(0., 1., size=(3,))   # differs from x

@@ -70,6 +70,7 @@ class ObservedList(list):
     ``model.layers.append(layer)`` is seen by compiled code like an assignment.
 
     Example:
+        >>> import neurodyn as nd
         >>> class Stack(nd.Module):
         ...     def __init__(self):
         ...         self.sizes = [1, 2]
@@ -88,6 +89,7 @@ class ObservedDict(dict):
     """A dict held by a Module: every in-place change bumps ``EPOCH``.
 
     Example:
+        >>> import neurodyn as nd
         >>> class Table(nd.Module):
         ...     def __init__(self):
         ...         self.taus = {'E': 10.}
@@ -294,6 +296,7 @@ class Guards:
     """The tokens of the attributes one trace read, and the check that they still hold.
 
     Example:
+        >>> import neurodyn as nd
         >>> class Scaled(nd.Module):
         ...     def __init__(self):
         ...         self.scale = 2.

@@ -117,9 +117,10 @@ def in_trace() -> bool:
     """True while a neurodyn transformation is tracing a function.
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.in_trace()
         False
-        >>> nd.jit(lambda: nd.in_trace())()   # a Python bool, read while tracing
+        >>> bool(nd.jit(lambda: nd.in_trace())())   # read while tracing
         True
     """
     return bool(CTX.frames)
@@ -133,6 +134,7 @@ def values_of(vars_: Sequence["Variable"]) -> list[Any]:
     """Current values, read through the active frame when there is one.
 
     Example:
+        >>> import neurodyn as nd
         >>> from neurodyn._state import values_of
         >>> values_of([nd.Variable(1.), nd.Variable(2.)])
         [Array(1., dtype=float32), Array(2., dtype=float32)]
@@ -146,6 +148,8 @@ def assign(vars_: Sequence["Variable"], values: Sequence[Any]) -> None:
     """Write new values, into the active frame when there is one.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> from neurodyn._state import assign
         >>> v = nd.Variable(0.)
         >>> assign([v], [jnp.float32(3.)]); float(v)
@@ -163,6 +167,7 @@ def unwrap_variables(tree: Any) -> Any:
     """Replace Variables in a pytree (a function's output) by their values.
 
     Example:
+        >>> import neurodyn as nd
         >>> from neurodyn._state import unwrap_variables
         >>> unwrap_variables({'v': nd.Variable(1.), 'x': 2})
         {'v': Array(1., dtype=float32), 'x': 2}
@@ -183,6 +188,8 @@ class StatefulFunction:
     from compiled code, commit them to the enclosing frame, ...).
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> from neurodyn._state import StatefulFunction
         >>> v = nd.Variable(1.)
         >>> def f(x):
@@ -292,6 +299,8 @@ class Variable:
     shape, outside compiled code.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> v = nd.Variable(jnp.zeros(3))
         >>> v[1] = 2.
         >>> v += 1
@@ -312,10 +321,6 @@ class Variable:
             frame = frames[-1]
             frame.born[id(self)] = self
             frame.bind(self, value)
-        elif isinstance(value, _Tracer):
-            # Created inside a raw JAX transformation (e.g. nd.graph.merge under
-            # jax.jit): it lives and dies with that trace.
-            pass
 
     # -- value -------------------------------------------------------------
     @property
@@ -360,6 +365,8 @@ class Variable:
         Compiled functions that use the Variable re-trace on their next call.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> v = nd.Variable(jnp.zeros(3))
             >>> v.reset_value(jnp.zeros((2, 5)))
         """
@@ -415,6 +422,8 @@ class Variable:
         interrupted run, placing arrays on devices); use ``value`` everywhere else.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> v = nd.Variable(jnp.zeros(2))
             >>> saved = v.committed_value
             >>> v.value = jnp.ones(2)
@@ -436,6 +445,8 @@ class Variable:
         e.g. a copy of a model's structure with new values inside ``jax.jit``.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> v = nd.TrainVar.from_raw(jnp.zeros(3), name='w')
             >>> v
             TrainVar([0., 0., 0.], dtype=float32, name='w')
@@ -638,6 +649,8 @@ class TrainVar(Variable):
     """A trainable parameter: a Variable that ``Module.train_vars()`` collects.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> w = nd.TrainVar(jnp.ones((3, 2)))
     """
 

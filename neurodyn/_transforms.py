@@ -55,6 +55,8 @@ def for_loop(body: Callable, *xs: Any, length: int | None = None, reverse: bool 
             price of recomputing each step once during differentiation.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> acc = nd.Variable(0.)
         >>> def body(x):
         ...     acc.value += x
@@ -91,6 +93,7 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
     Both branches may read and write Variables.
 
     Example:
+        >>> import neurodyn as nd
         >>> v = nd.Variable(1.)
         >>> def up(): v.value += 1.
         >>> def down(): v.value -= 1.
@@ -119,11 +122,15 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
     ``cond_fun`` may read Variables but not write them.
 
     Example:
+        >>> import neurodyn as nd
         >>> n = nd.Variable(0)
         >>> def body(x):
         ...     n.value += 1
         ...     return x * 2
         >>> nd.while_loop(lambda x: x < 100, body, 1)
+        Array(128, dtype=int32, weak_type=True)
+        >>> int(n)
+        7
     """
     aval = _abstract(init_val)
     sf_cond, sf_body = StatefulFunction(cond_fun, "nd.while_loop"), StatefulFunction(body_fun, "nd.while_loop")
@@ -219,6 +226,9 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
       call and reproducible after seeding.
 
     Example:
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> import jax.numpy as jnp
         >>> net = nn.Linear(3, 2)
         >>> ys = nd.vmap(net)(jnp.ones((5, 3)))          # shared weights
         >>> lif = nn.LIF(1); lif.reset_state(8)           # 8 neurons' state, one per current
@@ -401,8 +411,15 @@ def grad(fun: Callable, grad_vars: Any = None, argnums: int | Sequence[int] | No
     ``(grads, loss, aux)``.
 
     Example:
-        >>> f_grad = nd.grad(net.loss, grad_vars=net.train_vars(), return_value=True)
-        >>> grads, loss = f_grad(x, y)
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> net = nd.nn.Linear(2, 1)
+        >>> def loss(x, y):
+        ...     return jnp.mean((net(x) - y) ** 2)
+        >>> grads, value = nd.grad(loss, grad_vars=net.train_vars(), return_value=True)(
+        ...     jnp.ones((4, 2)), jnp.zeros((4, 1)))
+        >>> sorted(grads), grads['weight'].shape
+        (['bias', 'weight'], (2, 1))
     """
     g = _make_grad(fun, grad_vars, argnums, has_aux)
 
@@ -424,7 +441,12 @@ def value_and_grad(fun: Callable, grad_vars: Any = None, argnums: int | Sequence
     """Like :func:`grad`, returning ``(loss, grads)`` (``((loss, aux), grads)`` with ``has_aux``).
 
     Example:
-        >>> loss, grads = nd.value_and_grad(net.loss, grad_vars=net.train_vars())(x, y)
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> w = nd.TrainVar(jnp.array(3.))
+        >>> loss, grads = nd.value_and_grad(lambda x: (w.value * x) ** 2, grad_vars=[w])(2.)
+        >>> float(loss), float(grads[0])     # d/dw (w x)^2 = 2 w x^2
+        (36.0, 24.0)
     """
     g = _make_grad(fun, grad_vars, argnums, has_aux)
 
