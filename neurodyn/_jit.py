@@ -136,7 +136,7 @@ class _Entry:
     values it compiled in.
     """
 
-    __slots__ = ("vars", "index", "write_idx", "writes", "donated", "jitted", "reads", "guards", "fresh",
+    __slots__ = ("vars", "index", "write_idx", "writes", "donated", "jitted", "attr_reads", "guards", "fresh",
                  "dt", "lock", "__weakref__")
 
     def __init__(self, vars_: list[Variable]) -> None:
@@ -145,7 +145,7 @@ class _Entry:
         self.write_idx: tuple[int, ...] | None = None
         self.writes: list[Variable] = []
         self.donated: tuple[int, ...] = ()
-        self.reads: dict = {}
+        self.attr_reads: dict = {}
         self.guards: Guards | None = None
         self.fresh = False
         self.dt = get_dt()
@@ -159,7 +159,7 @@ class _Entry:
 
     def settle(self) -> None:
         """Take the guards after a trace (the first one, or one for new argument shapes)."""
-        self.guards = Guards(self.reads)
+        self.guards = Guards(self.attr_reads)
         self.fresh = False
 class _Identity:
     """A hashable stand-in for an object passed as an argument (a Module, a Variable)."""
@@ -292,8 +292,12 @@ class JittedFunction:
                             key, args, kwargs = self._split_static(args, kwargs)
                             break
         entries = self._cache.get(key)
-        entry = entries[0] if entries else None
-        if entry is None or not entry.valid():
+        if entries:
+            entry = entries[0]
+            g = entry.guards
+            if (g.volatile or g.epoch != EPOCH[0]) and not entry.valid():
+                entry = self._select(key, args, kwargs)
+        else:
             entry = self._select(key, args, kwargs)
         # A call that advances a random state reads its key and writes the next one as
         # one step, so that two threads never draw with the same key.
@@ -414,7 +418,7 @@ class JittedFunction:
                     ent.write_idx = widx
                 elif widx != ent.write_idx:
                     raise Rediscover([])
-                ent.reads.update(reads)
+                ent.attr_reads.update(reads)
                 ent.fresh = True
                 return out, [frame.values[id(ent.vars[k])] for k in widx]
 
@@ -445,15 +449,17 @@ class JittedFunction:
             self._cache[key] = [entry] + entries[: _MAX_ENTRIES - 1]
         return entry
 
-    def compile(self, *args: Any, **kwargs: Any) -> "JittedFunction":
-        """Trace and compile for these arguments now, without running or changing state.
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """Trace for these arguments and return JAX's ``Lowered`` (``.as_text()``,
+        ``.compile()``, ``.cost_analysis()``), without running or changing state.
 
         Example:
             >>> import neurodyn as nd
             >>> import jax.numpy as jnp
-            >>> f = nd.jit(lambda x: x * 2)
-            >>> f.compile(jnp.zeros(3)).trace_count
-            1
+            >>> v = nd.Variable(jnp.zeros(3))
+            >>> f = nd.jit(lambda x: v.__setitem__(..., v.value + x))
+            >>> 'add' in f.lower(1.).as_text()
+            True
         """
         if self._has_static or any(isinstance(a, _OBJECT_ARGS) for a in (*args, *kwargs.values())):
             key, args, kwargs = self._split_static(args, kwargs)
@@ -465,13 +471,26 @@ class JittedFunction:
             entry = self._select(key, args, kwargs)
         while True:
             try:
-                entry.jitted.lower(args, kwargs, *values_of(entry.vars)).compile()
+                lowered = entry.jitted.lower(args, kwargs, *values_of(entry.vars))
             except Rediscover as r:
                 entry = self._build(key, args, kwargs, entry.vars + r.found, entry)
                 continue
             if entry.fresh:
                 entry.settle()
-            return self
+            return lowered
+
+    def compile(self, *args: Any, **kwargs: Any) -> "JittedFunction":
+        """Trace and compile for these arguments now, without running or changing state.
+
+        Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> f = nd.jit(lambda x: x * 2)
+            >>> f.compile(jnp.zeros(3)).trace_count
+            1
+        """
+        self.lower(*args, **kwargs).compile()
+        return self
 
     def clear_cache(self) -> None:
         """Drop every compiled specialisation; the next call traces again."""
