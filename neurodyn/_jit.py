@@ -101,10 +101,18 @@ def _named_variables(fun: Any, out: dict[int, Variable], depth: int = 0) -> None
         c = stack.pop()
         for name in c.co_names:
             value = glb.get(name)
-            if value is not None and not inspect.ismodule(value):
-                _add_vars(value, out)
-                if inspect.isfunction(value) and value is not fun:
-                    nested.append(value)
+            if value is None:
+                continue
+            if inspect.ismodule(value):
+                # ``nd.random.normal(...)`` draws from the global key
+                mod = value.__name__
+                if mod == "neurodyn.random" or (mod.startswith("neurodyn") and "random" in c.co_names):
+                    from .random import DEFAULT
+                    out.setdefault(id(DEFAULT), DEFAULT)
+                continue
+            _add_vars(value, out)
+            if inspect.isfunction(value) and value is not fun:
+                nested.append(value)
         stack.extend(k for k in c.co_consts if inspect.iscode(k))
     for f in nested:
         _named_variables(f, out, depth + 1)

@@ -487,6 +487,8 @@ def test_first_call_traces_once_for_module_closure_and_method():
         f(*a)
         assert f.trace_count == 1
     np.testing.assert_array_equal(v.value, [2., 2., 2.])
+    draw = nd.jit(lambda: nd.random.normal(size=(2,)))  # the global key is guessed too
+    assert not np.array_equal(draw(), draw()) and draw.trace_count == 1
     # a Variable the guess missed (held by a plain object) costs one more trace
     holder = types.SimpleNamespace(v=nd.Variable(0.))
     g = nd.jit(lambda: holder.v.__setitem__(..., holder.v.value + 1.))
