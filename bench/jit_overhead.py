@@ -224,6 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--no-examples", action="store_true", help="skip part 3")
     args = ap.parse_args()
     t_start = time.perf_counter()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; "
@@ -252,6 +253,8 @@ def main() -> None:
         print(f"{k:>4} {med['raw'] * 1e3:>9.1f} {med['nd.jit'] * 1e3:>9.1f} {r:>7.2f} "
               f"{'<=1.1 ' + ('ok' if r <= 1.1 else 'MISS'):>9}")
     print()
+    if args.no_examples:
+        return
     print("Part 3: seed examples (µs per call, result blocked)")
     hdr = f"{'example':<31} {'eager':>10} {'nd.jit':>10} {'jax.jit':>10} {'eager/nd':>9} {'nd/jax':>7}"
     print(hdr)
