@@ -25,7 +25,8 @@ from ._environ import get_dt
 from ._module import Module
 from ._random import KEY_LOCK, RandomState
 from ._staleness import EPOCH, Guards, recording
-from ._state import CTX, Frame, StatefulFunction, Variable, assign, unwrap_variables, values_of
+from ._state import CTX, StatefulFunction, Variable, values_of
+from ._state import unwrap_variables  # noqa: F401  (imported from here by _runner)
 
 __all__ = ["jit", "JittedFunction"]
 
