@@ -25,7 +25,7 @@ from ._environ import get_dt
 from ._module import Module
 from ._random import KEY_LOCK, RandomState
 from ._staleness import EPOCH, Guards, recording
-from ._state import CTX, StatefulFunction, Variable, values_of
+from ._state import CTX, StatefulFunction, Variable, assign, values_of
 from ._state import unwrap_variables  # noqa: F401  (imported from here by _runner)
 
 __all__ = ["jit", "JittedFunction"]
@@ -315,12 +315,12 @@ class JittedFunction:
             lock.acquire()
         try:
             while True:
-                vals = [v._value for v in entry.vars]
+                vals = values_of(entry.vars)
                 for k in entry.donated:
                     # Donate a buffer only when the Variable is its sole owner: a reference
                     # held anywhere else (a Python name, another Variable, an argument of
                     # this call) gets a fresh copy donated in its place. The count is that
-                    # of ``v._value``, ``vals`` and getrefcount's own argument.
+                    # of the Variable, ``vals`` and getrefcount's own argument.
                     if _refcount(vals[k]) > 3:
                         vals[k] = _fresh_copy(vals[k])
                 try:
@@ -332,8 +332,7 @@ class JittedFunction:
                         lock.acquire()
                     continue
                 break
-            for v, x in zip(entry.writes, new):
-                v._value = x
+            assign(entry.writes, new)
         finally:
             if lock is not None:
                 lock.release()
@@ -431,7 +430,7 @@ class JittedFunction:
                 ent.fresh = True
                 return out, [frame.values[id(ent.vars[k])] for k in widx]
 
-            vals = [v._value for v in entry.vars]
+            vals = values_of(entry.vars)
             try:
                 # Tracing through a plain jax.jit first tells which Variables are written;
                 # the donating jax.jit made next finds this trace in JAX's cache.
