@@ -23,8 +23,12 @@ class GraphDef:
     argument. Made by :func:`split`; turned back into a module by :func:`merge`.
 
     Example:
+        >>> import neurodyn as nd
+        >>> model = nd.nn.Linear(3, 2)
         >>> graphdef, params, rest = nd.graph.split(model, nd.TrainVar, ...)
         >>> clone = nd.graph.merge(graphdef, params, rest)
+        >>> graphdef
+        GraphDef(Linear, variables=['weight', 'bias'])
     """
 
     __slots__ = ("_template", "_paths")
@@ -70,8 +74,10 @@ def states(module: Module, *filters: Any) -> Any:
     is returned, else a tuple. Each Variable goes to the first filter it matches.
 
     Example:
+        >>> import neurodyn as nd
+        >>> model = nd.nn.Linear(3, 2)
         >>> params = nd.graph.states(model, nd.TrainVar)
-        >>> list(params)
+        >>> sorted(params)
         ['bias', 'weight']
     """
     parts = _partition(module, filters)
@@ -84,7 +90,11 @@ def split(module: Module, *filters: Any) -> tuple:
     Every Variable must match a filter: end with ``...`` to take the rest.
 
     Example:
+        >>> import neurodyn as nd
+        >>> model = nd.nn.Linear(3, 2)
         >>> graphdef, params, rest = nd.graph.split(model, nd.TrainVar, ...)
+        >>> sorted(params), rest
+        (['bias', 'weight'], {})
     """
     parts = _partition(module, filters)
     all_paths = tuple(module.vars())
@@ -102,7 +112,16 @@ def merge(graphdef: GraphDef, *states: dict[str, Any]) -> Module:
     Works inside ``jax.jit``: the new module's Variables hold the traced values.
 
     Example:
-        >>> model2 = nd.graph.merge(graphdef, params, rest)
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import neurodyn as nd
+        >>> model = nd.nn.Linear(3, 2)
+        >>> graphdef, params = nd.graph.split(model)
+        >>> @jax.jit
+        ... def apply(params, x):
+        ...     return nd.graph.merge(graphdef, params)(x)
+        >>> apply(params, jnp.ones((1, 3))).shape
+        (1, 2)
     """
     values: dict[str, Any] = {}
     for s in states:
@@ -121,7 +140,13 @@ def update(module: Module, *states: dict[str, Any]) -> None:
     """Write values from ``states`` into the module's Variables, in place.
 
     Example:
-        >>> nd.graph.update(model, new_params)
+        >>> import jax
+        >>> import neurodyn as nd
+        >>> model = nd.nn.Linear(3, 2)
+        >>> params = nd.graph.states(model, nd.TrainVar)
+        >>> nd.graph.update(model, jax.tree.map(lambda p: p * 0, params))
+        >>> float(abs(model.weight.value).sum())
+        0.0
     """
     own = module.vars()
     for s in states:
@@ -138,9 +163,8 @@ def _clone(obj: Any, memo: dict[int, Any], values: dict[int, Any] | None) -> Any
     if i in memo:
         return memo[i]
     if isinstance(obj, Variable):
-        new = object.__new__(type(obj))
-        value = obj._value if values is None else values[i]
-        new._value, new._name, new._dead, new._copy = value, obj._name, False, False
+        value = obj.committed_value if values is None else values[i]
+        new = type(obj).from_raw(value, name=obj.name)
         new.__dict__.update(obj.__dict__)
         memo[i] = new
         return new

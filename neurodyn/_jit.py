@@ -1,33 +1,45 @@
-"""``nd.jit``: jax.jit for functions, objects and methods that use Variables."""
+"""``nd.jit``: jax.jit for functions, objects and methods that use Variables.
+
+A call runs one compiled *entry*: the function traced once, as a pure function
+of its arguments and of the values of the Variables it uses (one positional
+argument each, so that the written ones can be donated). The Variables are
+guessed before the first trace from what the function names (its module, its
+closure, the globals it uses, Module arguments); a Variable found only while
+tracing makes the entry trace again with it as an input.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
+import jax.numpy as jnp
 from jax._src import config as _jax_config
 
 from ._environ import get_dt
-from ._module import EPOCH, Module, collect_modules, owners_of, snapshot
+from ._module import Module
 from ._random import KEY_LOCK, RandomState
-from ._state import CTX, Frame, Variable
+from ._staleness import EPOCH, Guards, recording
+from ._state import CTX, StatefulFunction, Variable, assign, values_of
+from ._state import unwrap_variables  # noqa: F401  (imported from here by _runner)
 
 __all__ = ["jit", "JittedFunction"]
 
 _disable_jit = _jax_config.disable_jit
+_refcount = sys.getrefcount
 
 
 class Rediscover(Exception):
-    """Raised from inside a trace that touched Variables the entry did not know."""
+    """Raised from inside a trace whose Variables differ from those the entry was built for."""
 
-    def __init__(self, reads: list[Variable], writes: list[Variable]) -> None:
+    def __init__(self, found: list[Variable]) -> None:
         super().__init__("internal: neurodyn re-discovers the Variables of a function")
-        self.reads = reads
-        self.writes = writes
+        self.found = found
 
 
 def _vars_of(objs: Any, what: str = "dyn_vars") -> list[Variable]:
@@ -57,35 +69,107 @@ def _vars_of(objs: Any, what: str = "dyn_vars") -> list[Variable]:
     return list(out.values())
 
 
-def values_of(vars_: Sequence[Variable]) -> list[Any]:
-    """Current values, read through the active frame when there is one."""
-    if CTX.frames:
-        return [v.value for v in vars_]
-    return [v._value for v in vars_]
+def _named_variables(fun: Any, out: dict[int, Variable], depth: int = 0) -> None:
+    """Variables a function names: its Module or ``self``, closure cells and globals.
+
+    Only a guess of the inputs, made before the first trace so that it usually
+    is the only one; correctness never depends on it.
+    """
+    if depth > 3:
+        return
+    if isinstance(fun, Module):
+        _add_vars(fun, out)
+        fun = type(fun).__call__
+    if inspect.ismethod(fun):
+        _add_vars(fun.__self__, out)
+        fun = fun.__func__
+    fun = inspect.unwrap(fun) if inspect.isfunction(fun) else fun
+    code = getattr(fun, "__code__", None)
+    if code is None:
+        return
+    nested = []
+    for cell in getattr(fun, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        _add_vars(value, out)
+        if inspect.isfunction(value) or inspect.ismethod(value):
+            nested.append(value)
+    glb = getattr(fun, "__globals__", {})
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for name in c.co_names:
+            value = glb.get(name)
+            if value is None:
+                continue
+            if inspect.ismodule(value):
+                # ``nd.random.normal(...)`` draws from the global key
+                mod = value.__name__
+                if mod == "neurodyn.random" or (mod.startswith("neurodyn") and "random" in c.co_names):
+                    from .random import DEFAULT
+                    out.setdefault(id(DEFAULT), DEFAULT)
+                continue
+            _add_vars(value, out)
+            if inspect.isfunction(value) and value is not fun:
+                nested.append(value)
+        stack.extend(k for k in c.co_consts if inspect.iscode(k))
+    for f in nested:
+        _named_variables(f, out, depth + 1)
 
 
-def assign(vars_: Sequence[Variable], values: Sequence[Any]) -> None:
-    """Write results back, into the active frame when there is one."""
-    if CTX.frames:
-        for v, x in zip(vars_, values):
-            v.value = x
-    else:
-        for v, x in zip(vars_, values):
-            v._value = x
+def _add_vars(obj: Any, out: dict[int, Variable], depth: int = 0) -> None:
+    if isinstance(obj, Variable):
+        out.setdefault(id(obj), obj)
+    elif isinstance(obj, Module):
+        for v in obj.vars().values():
+            out.setdefault(id(v), v)
+    elif depth < 3 and isinstance(obj, (list, tuple)):
+        for v in obj:
+            _add_vars(v, out, depth + 1)
+    elif depth < 3 and isinstance(obj, dict):
+        for v in obj.values():
+            _add_vars(v, out, depth + 1)
 
 
-def unwrap_variables(tree: Any) -> Any:
-    """Replace Variables in a function's output by their values."""
-    return jax.tree.map(lambda x: x.value if isinstance(x, Variable) else x, tree,
-                        is_leaf=lambda x: isinstance(x, Variable))
+def _fresh_copy(x: Any) -> Any:
+    return jnp.array(x, copy=True)
 
 
 class _Entry:
-    """One compiled specialisation: fixed static arguments and a fixed Variable list."""
+    """One compiled specialisation: fixed static arguments and a fixed list of Variables.
 
-    __slots__ = ("jitted", "reads", "writes", "guards", "epoch", "dt", "lock", "__weakref__")
+    ``vars`` are the inputs (one positional argument each), ``write_idx`` the
+    positions of those the trace writes (outputs, donated), ``guards`` the plain
+    values it compiled in.
+    """
 
+    __slots__ = ("vars", "index", "write_idx", "writes", "donated", "jitted", "attr_reads", "guards", "fresh",
+                 "dt", "lock", "__weakref__")
 
+    def __init__(self, vars_: list[Variable]) -> None:
+        self.vars = vars_
+        self.index = {id(v): k for k, v in enumerate(vars_)}
+        self.write_idx: tuple[int, ...] | None = None
+        self.writes: list[Variable] = []
+        self.donated: tuple[int, ...] = ()
+        self.attr_reads: dict = {}
+        self.guards: Guards | None = None
+        self.fresh = False
+        self.dt = get_dt()
+        self.lock = None
+
+    def valid(self) -> bool:
+        g = self.guards
+        if g.volatile or g.epoch != EPOCH[0]:
+            return self.dt == get_dt() and g.valid()
+        return True
+
+    def settle(self) -> None:
+        """Take the guards after a trace (the first one, or one for new argument shapes)."""
+        self.guards = Guards(self.attr_reads)
+        self.fresh = False
 class _Identity:
     """A hashable stand-in for an object passed as an argument (a Module, a Variable)."""
 
@@ -127,15 +211,20 @@ class JittedFunction:
 
     Calling it runs the compiled code and writes every Variable it changed.
     ``compile(*args)`` compiles ahead of time, ``clear_cache()`` drops compiled
-    code, ``trace_count`` tells how many times the function has been traced for
-    compilation, and ``origin_fun`` is the wrapped callable.
+    code, ``trace_count`` tells how many times the Python function has been
+    traced, and ``origin_fun`` is the wrapped callable. Called inside another
+    neurodyn transformation, it runs as part of that trace.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> model = nd.nn.Linear(3, 2)
         >>> step = nd.jit(model)
-        >>> step.compile(jnp.ones((8, 3)))      # ahead of time
-        >>> traces = step.trace_count           # a discovery pass and the real trace
-        >>> y = step(jnp.ones((8, 3))); step.trace_count == traces   # no re-trace
-        True
+        >>> _ = step.compile(jnp.ones((8, 3)))      # ahead of time
+        >>> step.trace_count
+        1
+        >>> y = step(jnp.ones((8, 3))); step.trace_count   # no re-trace
+        1
     """
 
     def __init__(
@@ -145,7 +234,7 @@ class JittedFunction:
         static_argnames: str | Iterable[str] | None = None,
         dyn_vars: Any = None,
         child_objs: Any = None,
-        donate: bool = False,
+        donate: bool = True,
         device: Any = None,
         **jax_jit_options: Any,
     ) -> None:
@@ -155,11 +244,11 @@ class JittedFunction:
         target = fun if inspect.isfunction(fun) or inspect.ismethod(fun) else getattr(fun, "__call__", fun)
         self._target = target
         self._name = getattr(fun, "__qualname__", None) or type(fun).__name__
+        self._sf = StatefulFunction(target, self._name)
         functools.update_wrapper(self, target, updated=())
         self._static_argnums, self._static_argnames = _normalize_static(target, static_argnums, static_argnames)
         self._has_static = bool(self._static_argnums or self._static_argnames)
         self._known = _vars_of(dyn_vars) + _vars_of(child_objs, "child_objs")
-        self._child_objs = child_objs
         self._donate = bool(donate)
         self._jit_options = dict(jax_jit_options)
         if device is not None:
@@ -194,8 +283,9 @@ class JittedFunction:
 
     # -- calling ------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _disable_jit.value:
-            return self._call_eager(args, kwargs)
+        if _disable_jit.value or CTX.frames:
+            # Inside another transformation the caller's trace compiles this call too.
+            return self._call_inline(args, kwargs)
         if self._has_static:
             key, args, kwargs = self._split_static(args, kwargs)
         else:
@@ -211,51 +301,47 @@ class JittedFunction:
                             key, args, kwargs = self._split_static(args, kwargs)
                             break
         entries = self._cache.get(key)
-        entry = entries[0] if entries else None
-        if entry is None or (entry.epoch != EPOCH[0] and not _still_valid(entry)):
+        if entries:
+            entry = entries[0]
+            g = entry.guards
+            if (g.volatile or g.epoch != EPOCH[0]) and not entry.valid():
+                entry = self._select(key, args, kwargs)
+        else:
             entry = self._select(key, args, kwargs)
         # A call that advances a random state reads its key and writes the next one as
         # one step, so that two threads never draw with the same key.
-        lock = entry.lock if not CTX.frames else None
+        lock = entry.lock
         if lock is not None:
             lock.acquire()
         try:
             while True:
-                reads, writes = entry.reads, entry.writes
-                if CTX.frames:
-                    if any(v._dead for v in reads) or any(v._dead for v in writes):
-                        entry = self._build(key, args, kwargs, [v for v in reads if not v._dead],
-                                            [v for v in writes if not v._dead], entry)
-                        continue
-                    rvals = [v.value for v in reads]
-                    wvals = [v.value for v in writes]
-                else:
-                    rvals = [v._value for v in reads]
-                    wvals = [v._value for v in writes]
+                vals = values_of(entry.vars)
+                for k in entry.donated:
+                    # Donate a buffer only when the Variable is its sole owner: a reference
+                    # held anywhere else (a Python name, another Variable, an argument of
+                    # this call) gets a fresh copy donated in its place. The count is that
+                    # of the Variable, ``vals`` and getrefcount's own argument.
+                    if _refcount(vals[k]) > 3:
+                        vals[k] = _fresh_copy(vals[k])
                 try:
-                    out, new = entry.jitted(rvals, wvals, args, kwargs)
+                    out, new = entry.jitted(args, kwargs, *vals)
                 except Rediscover as r:
-                    entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes, entry)
-                    if lock is None and entry.lock is not None and not CTX.frames:
+                    entry = self._build(key, args, kwargs, entry.vars + r.found, entry)
+                    if lock is None and entry.lock is not None:
                         lock = entry.lock
                         lock.acquire()
                     continue
                 break
-            if CTX.frames:
-                for v, x in zip(writes, new):
-                    v.value = x
-            else:
-                for v, x in zip(writes, new):
-                    v._value = x
+            assign(entry.writes, new)
         finally:
             if lock is not None:
                 lock.release()
+        if entry.fresh:
+            entry.settle()
         return out
 
-    def _call_eager(self, args: tuple, kwargs: dict) -> Any:
-        frame = Frame(CTX.frames[-1] if CTX.frames else None)
-        with frame:
-            out = self._target(*args, **kwargs)
+    def _call_inline(self, args: tuple, kwargs: dict) -> Any:
+        out, frame = self._sf.run((), (), args, kwargs)
         frame.commit()
         return out
 
@@ -295,77 +381,93 @@ class JittedFunction:
         """
         entries = self._cache.get(key, [])
         for k, e in enumerate(entries):
-            if _still_valid(e):
+            if e.valid():
                 with self._lock:
                     entries.insert(0, entries.pop(k))
                 return e
-        # Start from the Variables found last time: usually the same set, which
-        # saves the discovery pass.
-        reads = entries[0].reads if entries else self._known
-        writes = entries[0].writes if entries else []
-        return self._build(key, args, kwargs, reads, writes)
+        if entries:  # the Variables found last time: usually the same set
+            guess = [v for v in entries[0].vars if not v.is_dead]
+        else:
+            found: dict[int, Variable] = {id(v): v for v in self._known}
+            _named_variables(self.origin_fun, found)
+            if key is not None:
+                for obj in key.statics.values():
+                    _add_vars(obj, found)
+            guess = list(found.values())
+        return self._build(key, args, kwargs, guess)
 
-    def _build(self, key: Any, args: tuple, kwargs: dict, reads: list[Variable], writes: list[Variable],
+    def _build(self, key: Any, args: tuple, kwargs: dict, guess: list[Variable],
                replaces: _Entry | None = None) -> _Entry:
-        """Make an entry for these static arguments that knows the given Variables."""
-        write_ids = {id(v) for v in writes}
-        unique_writes = list({id(v): v for v in writes}.values())
-        unique_reads = [v for v in {id(v): v for v in reads}.values() if id(v) not in write_ids]
+        """Trace the function once for these static arguments and make its entry."""
         statics = key.statics if key is not None else {}
-        target = self._target
-        entry = _Entry()
-        entry.reads, entry.writes = unique_reads, unique_writes
-        entry_ref = weakref.ref(entry)
+        sf = self._sf
         self_ref = weakref.ref(self)
+        tries = 0
+        while True:
+            entry = _Entry(list({id(v): v for v in guess}.values()))
+            entry_ref = weakref.ref(entry)
 
-        def pure(rvals: list, wvals: list, dyn_args: tuple, dyn_kwargs: dict) -> Any:
-            ent = entry_ref()
-            owner = self_ref()
-            if owner is not None:
-                owner.trace_count += 1
-            frame = Frame(CTX.frames[-1] if CTX.frames else None)
-            for v, x in zip(ent.reads, rvals):
-                frame.bind(v, x)
-            for v, x in zip(ent.writes, wvals):
-                frame.bind(v, x)
-            call_args, call_kwargs = _merge_static(statics, dyn_args, dyn_kwargs)
-            with frame:
-                out = target(*call_args, **call_kwargs)
-                out = unwrap_variables(out)
-            known_writes = {id(v) for v in ent.writes}
-            new_writes = [v for i, v in frame.writes.items() if i not in known_writes and i not in frame.born]
-            if frame.reads or new_writes:
-                raise Rediscover(list(frame.reads.values()), new_writes)
-            return out, [frame.values[id(v)] for v in ent.writes]
+            def pure(dyn_args: tuple, dyn_kwargs: dict, *vals: Any) -> Any:
+                ent = entry_ref()
+                owner = self_ref()
+                if owner is not None:
+                    owner.trace_count += 1
+                call_args, call_kwargs = _merge_static(statics, dyn_args, dyn_kwargs)
+                with recording() as reads:
+                    out, frame = sf.run(ent.vars, vals, call_args, call_kwargs)
+                index = ent.index
+                found = [v for v in frame.outside_reads() + frame.written() if id(v) not in index]
+                if found:
+                    raise Rediscover(found)
+                # Writes of the value a Variable came in with change nothing: not outputs.
+                widx = tuple(sorted(index[i] for i in frame.writes
+                                    if i not in frame.born and frame.values[i] is not vals[index[i]]))
+                if ent.write_idx is None:
+                    ent.write_idx = widx
+                elif widx != ent.write_idx:
+                    raise Rediscover([])
+                ent.attr_reads.update(reads)
+                ent.fresh = True
+                return out, [frame.values[id(ent.vars[k])] for k in widx]
 
-        donate = (1,) if self._donate else ()
+            vals = values_of(entry.vars)
+            try:
+                # Tracing through a plain jax.jit first tells which Variables are written;
+                # the donating jax.jit made next finds this trace in JAX's cache.
+                jax.jit(pure, **self._jit_options).trace(args, kwargs, *vals)
+            except Rediscover as r:
+                guess = entry.vars + r.found
+                tries += 1
+                if tries > 8:
+                    raise RuntimeError(
+                        f"nd.jit({self._name}): the function uses new Variables on every trace "
+                        f"({[v.label for v in r.found]}). Variables passed inside a container argument "
+                        "are copies made by jax; pass them as top-level arguments, close over them, or "
+                        "create them outside compiled code.") from None
+                continue
+            break
+        entry.writes = [entry.vars[k] for k in entry.write_idx]
+        entry.donated = entry.write_idx if self._donate else ()
+        donate = tuple(2 + k for k in entry.donated)
         entry.jitted = jax.jit(pure, donate_argnums=donate, **self._jit_options)
-        entry.lock = KEY_LOCK if any(isinstance(v, RandomState) for v in unique_writes) else None
-        guards: dict[int, Module] = {}
-        # Modules that own a Variable the trace touches, and their ancestors, however the
-        # function reached them (a plain object's attribute, a container, a global) ...
-        owners_of(unique_reads + unique_writes, guards)
-        # ... and those it can reach by name, which may hold only plain attributes.
-        collect_modules(self.origin_fun, guards)
-        if inspect.ismethod(target):
-            collect_modules(target.__self__, guards)
-        _collect_from_closure(target, guards)
-        collect_modules(list(statics.values()), guards)
-        collect_modules(self._child_objs, guards)
-        entry.guards = [(m, snapshot(m)) for m in guards.values()]
-        entry.epoch = EPOCH[0]
-        entry.dt = get_dt()
+        entry.lock = KEY_LOCK if any(isinstance(v, RandomState) for v in entry.writes) else None
+        entry.settle()
         with self._lock:
             entries = [e for e in self._cache.get(key, []) if e is not replaces]
             self._cache[key] = [entry] + entries[: _MAX_ENTRIES - 1]
         return entry
 
-    def compile(self, *args: Any, **kwargs: Any) -> "JittedFunction":
-        """Trace and compile for these arguments now, without running or changing state.
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """Trace for these arguments and return JAX's ``Lowered`` (``.as_text()``,
+        ``.compile()``, ``.cost_analysis()``), without running or changing state.
 
         Example:
-            >>> f = nd.jit(model)
-            >>> f.compile(jnp.zeros((8, 3)))
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> v = nd.Variable(jnp.zeros(3))
+            >>> f = nd.jit(lambda x: v.__setitem__(..., v.value + x))
+            >>> 'add' in f.lower(1.).as_text()
+            True
         """
         if self._has_static or any(isinstance(a, _OBJECT_ARGS) for a in (*args, *kwargs.values())):
             key, args, kwargs = self._split_static(args, kwargs)
@@ -373,15 +475,30 @@ class JittedFunction:
             key = None
         entries = self._cache.get(key)
         entry = entries[0] if entries else None
-        if entry is None or (entry.epoch != EPOCH[0] and not _still_valid(entry)):
+        if entry is None or not entry.valid():
             entry = self._select(key, args, kwargs)
         while True:
             try:
-                entry.jitted.lower(values_of(entry.reads), values_of(entry.writes), args, kwargs).compile()
+                lowered = entry.jitted.lower(args, kwargs, *values_of(entry.vars))
             except Rediscover as r:
-                entry = self._build(key, args, kwargs, entry.reads + r.reads, entry.writes + r.writes, entry)
+                entry = self._build(key, args, kwargs, entry.vars + r.found, entry)
                 continue
-            return self
+            if entry.fresh:
+                entry.settle()
+            return lowered
+
+    def compile(self, *args: Any, **kwargs: Any) -> "JittedFunction":
+        """Trace and compile for these arguments now, without running or changing state.
+
+        Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> f = nd.jit(lambda x: x * 2)
+            >>> f.compile(jnp.zeros(3)).trace_count
+            1
+        """
+        self.lower(*args, **kwargs).compile()
+        return self
 
     def clear_cache(self) -> None:
         """Drop every compiled specialisation; the next call traces again."""
@@ -393,55 +510,13 @@ class JittedFunction:
 
     @property
     def variables(self) -> dict[str, list[Variable]]:
-        """The Variables the compiled code reads and writes (per static key)."""
+        """The Variables the compiled code takes as inputs and writes (per static key).
+
+        ``reads`` are the inputs it does not write (some may be unused).
+        """
         entries = [es[0] for es in self._cache.values() if es]
-        return {"reads": [v for e in entries for v in e.reads],
-                "writes": [v for e in entries for v in e.writes]}
-
-
-def _still_valid(entry: _Entry) -> bool:
-    if entry.dt != get_dt():
-        return False
-    for module, snap in entry.guards:
-        if snapshot(module) != snap:
-            return False
-    entry.epoch = EPOCH[0]
-    return True
-
-
-def _collect_from_closure(fun: Any, out: dict[int, Module], depth: int = 0) -> None:
-    """Modules a plain function reaches through closures and the globals it names.
-
-    Functions found there (helpers, nested closures) are searched too, a few levels deep.
-    """
-    fun = inspect.unwrap(fun) if inspect.isfunction(fun) else fun
-    code = getattr(fun, "__code__", None)
-    if code is None or depth > 4:
-        return
-    nested = []
-    for cell in getattr(fun, "__closure__", None) or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:  # empty cell
-            continue
-        collect_modules(value, out)
-        if inspect.isfunction(value):
-            nested.append(value)
-        elif inspect.ismethod(value):
-            collect_modules(value.__self__, out)
-    glb = getattr(fun, "__globals__", {})
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        for name in c.co_names:
-            if name in glb:
-                value = glb[name]
-                collect_modules(value, out)
-                if inspect.isfunction(value) and value is not fun:
-                    nested.append(value)
-        stack.extend(k for k in c.co_consts if inspect.iscode(k))
-    for f in nested:
-        _collect_from_closure(f, out, depth + 1)
+        reads = [v for e in entries for k, v in enumerate(e.vars) if k not in e.write_idx]
+        return {"reads": reads, "writes": [v for e in entries for v in e.writes]}
 
 
 def _merge_static(statics: dict, dyn_args: tuple, dyn_kwargs: dict) -> tuple[tuple, dict]:
@@ -497,7 +572,7 @@ def jit(
     static_argnames: str | Iterable[str] | None = None,
     dyn_vars: Any = None,
     child_objs: Any = None,
-    donate: bool = False,
+    donate: bool = True,
     device: Any = None,
     **jax_jit_options: Any,
 ) -> Any:
@@ -508,11 +583,17 @@ def jit(
     as a constant and no ``dyn_vars`` are needed. Variables that are only read
     are inputs of the compiled code; written ones are outputs too and are
     updated after each call. If the traced function raises, every Variable
-    keeps its previous value. Plain attributes (numbers, flags) are compiled
-    in as constants; assigning a new one re-traces at the next call for every
-    Module of the models whose Variables the function touches, however it
-    reaches them (argument, closure, global, container, attribute of a plain
-    object), and for Modules it names directly.
+    keeps its previous value. The function is traced once per new argument
+    shape or static value.
+
+    Plain values it reads from Module attributes (numbers, flags, tuples,
+    containers, attributes of plain objects held by a Module) are compiled in
+    as constants and recorded: when one of them changes, the next call traces
+    again, however the function reached the Module (argument, closure, global,
+    container, attribute of a plain object). Plain values read any other way (a
+    closure variable, a global, an attribute of your own non-Module object)
+    are constants of the trace, as in ``jax.jit``; keep settings that change on
+    a Module or in a Variable. See ``neurodyn._staleness`` for the rules.
 
     Args:
         fun: what to compile. Without it, ``jit`` returns a decorator.
@@ -520,12 +601,16 @@ def jit(
             constants (a new value recompiles). Either form finds the other.
         dyn_vars, child_objs: accepted for BrainPy compatibility; they only add
             Variables to track.
-        donate: donate the buffers of written Variables to the computation
-            (saves memory; do not keep references to their old values).
+        donate: let the compiled code reuse the buffers of the Variables it
+            writes for their new values (less memory, less copying). A buffer
+            that is also referenced elsewhere (a Python name holding
+            ``v.value``, another Variable, an argument of the call) is copied
+            first, so no array you can reach is ever invalidated.
         device: the device to run on.
         **jax_jit_options: passed to ``jax.jit`` (``keep_unused``, ``inline``, ...).
 
     Example:
+        >>> import neurodyn as nd
         >>> @nd.jit(static_argnames='c')
         ... def f(a, b, c=1.):
         ...     return a + b if c > 0 else a * b

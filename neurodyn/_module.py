@@ -2,67 +2,17 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Iterator, Mapping
 
 import jax
 import numpy as np
 
+from ._staleness import EPOCH, observe, watch_reads
 from ._state import CTX, TrainVar, Variable, is_traced
 
 __all__ = ["Module"]
 
-# Bumped by every attribute assignment on any Module outside compiled code.
-# Compiled functions compare it with the value they last validated against, so
-# the common case (nothing changed) costs one integer comparison per call.
-EPOCH = [0]
-
 _MISSING = object()
-
-# id(Variable or Module) -> weak references to the Modules that hold it as an attribute
-# (directly or in a list/tuple/dict). Compiled functions guard the Modules that own the
-# Variables a trace touched, however the function reached them.
-_PARENTS: dict[int, list] = {}
-
-
-def _link(child: Any, parent: "Module") -> None:
-    refs = _PARENTS.get(id(child))
-    if refs is None:
-        refs = _PARENTS[id(child)] = []
-        weakref.finalize(child, _PARENTS.pop, id(child), None)
-    for r in refs:
-        if r() is parent:
-            return
-    refs.append(weakref.ref(parent))
-
-
-def _link_value(parent: "Module", value: Any, depth: int = 0) -> None:
-    if isinstance(value, (Variable, Module)):
-        _link(value, parent)
-    elif depth < 3 and isinstance(value, (list, tuple)):
-        for v in value:
-            _link_value(parent, v, depth + 1)
-    elif depth < 3 and isinstance(value, dict):
-        for v in value.values():
-            _link_value(parent, v, depth + 1)
-
-
-def owners_of(objs: Any, out: dict[int, "Module"]) -> None:
-    """Add the whole model (every module of the top-most owners) of each Variable or Module in ``objs``."""
-    seen: set[int] = set()
-    stack = list(objs)
-    roots = []
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        parents = [p for p in (r() for r in _PARENTS.get(id(obj), ())) if p is not None]
-        if not parents and isinstance(obj, Module):
-            roots.append(obj)
-        stack.extend(parents)
-    for root in roots:
-        collect_modules(root, out)
 
 
 def _contains(value: Any, pred: Any, depth: int = 0) -> bool:
@@ -98,6 +48,7 @@ class Module:
     used.
 
     Example:
+        >>> import neurodyn as nd
         >>> class Counter(nd.Module):
         ...     def __init__(self):
         ...         self.count = nd.Variable(0)
@@ -106,7 +57,7 @@ class Module:
         ...         return self.count.value
         >>> c = Counter()
         >>> step = nd.jit(c)
-        >>> step(2); step(3)
+        >>> _ = step(2); _ = step(3)
         >>> int(c.count)
         5
     """
@@ -138,11 +89,9 @@ class Module:
                 self._check_assign_in_trace(name, value, old)
         else:
             EPOCH[0] += 1
-        if isinstance(value, Variable) and value._name is None:
-            value._name = f"{type(self).__name__}.{name}"
-        if not local:
-            _link_value(self, value)
-        object.__setattr__(self, name, value)
+        if isinstance(value, Variable) and value.name is None:
+            value.name = f"{type(self).__name__}.{name}"
+        object.__setattr__(self, name, observe(value))
 
     def _check_assign_in_trace(self, name: str, value: Any, old: Any) -> None:
         where = f"{type(self).__name__}.{name}"
@@ -164,12 +113,6 @@ class Module:
                 f"Changing the structure of a model ({where}) inside compiled code is not "
                 "supported; do it outside the compiled call (the next call re-traces)."
             )
-
-    def __setstate__(self, state: dict) -> None:
-        # copy.deepcopy and pickle restore __dict__ without __setattr__: link the children here
-        self.__dict__.update(state)
-        for value in state.values():
-            _link_value(self, value)
 
     def __delattr__(self, name: str) -> None:
         if CTX.frames and not self.__dict__.get("_nd_local", False):
@@ -219,8 +162,10 @@ class Module:
         ``types`` restricts the result to those Variable subclasses.
 
         Example:
+            >>> import neurodyn as nd
+            >>> net = nd.nn.Sequential(nd.nn.Linear(3, 4), nd.nn.Linear(4, 2))
             >>> list(net.vars())
-            ['fc1.weight', 'fc1.bias', ...]
+            ['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias']
         """
         out = {}
         for path, obj in self._walk("", {id(self)}):
@@ -322,15 +267,110 @@ class Module:
         for child in self.children().values():
             child.reset_state(batch_size)
 
+    def _repr_extra(self) -> str:
+        """A short summary of hyperparameters for ``repr`` (override; default none).
+
+        Shown on the module's line of ``print(model)``, as PyTorch's
+        ``extra_repr``. Keep it to one line: sizes, time constants, flags.
+
+        Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> class Leaky(nd.Module):
+            ...     def __init__(self, n, tau=10.):
+            ...         self.tau = tau
+            ...         self.v = nd.Variable(jnp.zeros(n))
+            ...     def _repr_extra(self):
+            ...         return f"tau={self.tau}"
+            >>> print(Leaky(3))
+            Leaky(
+              tau=10.0
+              (v): Variable(shape=(3,), dtype=float32)
+            )
+        """
+        return ""
+
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}("]
-        for name, value in self._children():
-            if isinstance(value, (Module, Variable)):
-                body = repr(value).replace("\n", "\n  ")
-                lines.append(f"  {name}={body},")
-        if len(lines) == 1:
-            return f"{type(self).__name__}()"
-        return "\n".join(lines + [")"])
+        """The module tree: submodules indented, each Variable's kind, shape and dtype.
+
+        Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> class Block(nd.Module):
+            ...     def __init__(self):
+            ...         self.w = nd.TrainVar(jnp.ones((2, 3)))
+            ...         self.layers = [nd.Module(), {'rng': nd.RandomState(0)}]
+            >>> print(Block())
+            Block(
+              (w): TrainVar(shape=(2, 3), dtype=float32)
+              (layers): [
+                (0): Module()
+                (1): {
+                  (rng): RandomState(shape=(2,), dtype=uint32)
+                }
+              ]
+            )
+        """
+        return "\n".join(_tree_lines(self, "", {id(self): ""}))
+
+
+def _repr_extra_of(m: Module) -> str:
+    extra = m._repr_extra()
+    if extra or type(m).__repr__ is Module.__repr__:
+        return extra
+    # A class that prints itself on one line as ``Name(args)``: show its args.
+    own = type(m).__repr__(m)
+    name = type(m).__name__
+    if "\n" not in own and own.startswith(name + "(") and own.endswith(")"):
+        return own[len(name) + 1:-1]
+    return ""
+
+
+def _holds_state(value: Any) -> bool:
+    if isinstance(value, (Module, Variable)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_state(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_state(v) for v in value.values())
+    return False
+
+
+def _tree_lines(m: Module, path: str, seen: dict[int, str]) -> list[str]:
+    """Lines of ``repr(m)``; ``seen`` maps objects already shown to their paths."""
+    extra = _repr_extra_of(m)
+    body = [f"  {extra}"] if extra else []
+    for name, value in m._children():
+        if _holds_state(value):
+            body.extend("  " + line for line in _entry_lines(name, value, f"{path}{name}", seen))
+    head = type(m).__name__
+    if not body:
+        return [f"{head}()"]
+    if len(body) == 1 and extra:
+        return [f"{head}({extra})"]
+    return [f"{head}(", *body, ")"]
+
+
+def _entry_lines(label: Any, value: Any, path: str, seen: dict[int, str]) -> list[str]:
+    tag = f"({label}): "
+    if isinstance(value, (Module, Variable)) and id(value) in seen:
+        kind = type(value).__name__
+        return [f"{tag}{kind}  # shared with {seen[id(value)] or 'the root'}"]
+    if isinstance(value, Variable):
+        seen[id(value)] = path
+        return [f"{tag}{type(value).__name__}(shape={tuple(value.shape)}, dtype={value.dtype})"]
+    if isinstance(value, Module):
+        seen[id(value)] = path
+        lines = _tree_lines(value, path + ".", seen)
+        return [tag + lines[0], *lines[1:]]
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    opening, closing = ("{", "}") if isinstance(value, dict) else (("[", "]") if isinstance(value, list)
+                                                                   else ("(", ")"))
+    lines = [tag + opening]
+    for k, v in items:
+        if _holds_state(v):
+            lines.extend("  " + line for line in _entry_lines(k, v, f"{path}.{k}", seen))
+    return lines + [closing]
 
 
 def _walk_value(value: Any, path: str, seen: set[int], recurse: bool = True) -> Iterator[tuple[str, Any]]:
@@ -352,62 +392,6 @@ def _walk_value(value: Any, path: str, seen: set[int], recurse: bool = True) -> 
             yield from _walk_value(v, f"{path}.{k}", seen, recurse)
 
 
-def collect_modules(obj: Any, out: dict[int, Module]) -> None:
-    """Add every Module reachable from ``obj`` (modules, containers) to ``out``."""
-    if isinstance(obj, Module):
-        if id(obj) in out:
-            return
-        out[id(obj)] = obj
-        for _, v in obj._walk("", {id(obj)}):
-            if isinstance(v, Module):
-                out[id(v)] = v
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            collect_modules(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            collect_modules(v, out)
-
-
-class _Same:
-    """Compares by identity, so arrays in snapshots are never compared by value."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, _Same) and other.obj is self.obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-
-_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
-
-
-def _token(v: Any, depth: int = 0) -> Any:
-    if isinstance(v, _SIMPLE):
-        return (type(v), v)
-    if depth < 4:
-        if isinstance(v, (list, tuple)):
-            return (type(v), tuple(_token(x, depth + 1) for x in v))
-        if isinstance(v, dict):
-            return (dict, tuple((k, _token(x, depth + 1)) for k, x in v.items()))
-    return _Same(v)
-
-
-def snapshot(module: Module) -> Any:
-    """What a compiled function assumed about a module's plain attributes."""
-    d = module.__dict__
-    return (d.get("training", type(module).training),
-            # ``training`` is keyed above by value: whether it sits in the
-            # instance dict (after the first train()/eval()) must not matter.
-            tuple((k, _token(v)) for k, v in d.items()
-                  if k != "training" and not k.startswith("_nd_")))
-
-
 def notify_state_replaced(*roots: Module) -> None:
     """Call :meth:`Module._state_replaced` on every module under ``roots`` (once each)."""
     seen: set[int] = set()
@@ -416,3 +400,6 @@ def notify_state_replaced(*roots: Module) -> None:
             if id(m) not in seen:
                 seen.add(id(m))
                 m._state_replaced()
+
+
+watch_reads(Module)

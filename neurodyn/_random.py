@@ -56,6 +56,7 @@ class RandomState(Variable):
     numbers on every call and stays reproducible after :meth:`seed`.
 
     Example:
+        >>> import neurodyn as nd
         >>> rng = nd.RandomState(0)
         >>> x = rng.normal(0., 1., size=(3,))
         >>> y = rng.normal(0., 1., size=(3,))   # differs from x
@@ -72,9 +73,7 @@ class RandomState(Variable):
         key = _host_key(seed)
         if key is None:
             return cls(seed, name=name)
-        state = cls.__new__(cls)
-        state._value, state._name, state._dead, state._copy = key, name, False, False
-        return state
+        return cls.from_raw(key, name=name)
 
     def seed(self, seed: Any = None) -> None:
         """Reset the key from an integer seed (or a raw key of shape (2,))."""

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import operator
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Variable", "TrainVar"]
+__all__ = ["Variable", "TrainVar", "Frame", "StatefulFunction", "in_trace", "values_of", "assign",
+           "unwrap_variables"]
 
 _Tracer = jax.core.Tracer
 
@@ -72,6 +73,19 @@ class Frame:
         self.vars[i] = var
         self.writes[i] = var
 
+    def outside_reads(self) -> list["Variable"]:
+        """Variables read from outside the frame (not bound, not written first)."""
+        return list(self.reads.values())
+
+    def written(self) -> list["Variable"]:
+        """Variables written in the frame that existed before it (in write order)."""
+        born = self.born
+        return [v for i, v in self.writes.items() if i not in born]
+
+    def value_of(self, var: "Variable") -> Any:
+        """The frame's value of ``var`` (bound, read or written in this frame)."""
+        return self.values[id(var)]
+
     def commit(self) -> None:
         """Apply this frame's writes to the enclosing frame (or the Variables)."""
         for i, var in self.writes.items():
@@ -103,9 +117,10 @@ def in_trace() -> bool:
     """True while a neurodyn transformation is tracing a function.
 
     Example:
+        >>> import neurodyn as nd
         >>> nd.in_trace()
         False
-        >>> nd.jit(lambda: nd.in_trace())()   # a Python bool, read while tracing
+        >>> bool(nd.jit(lambda: nd.in_trace())())   # read while tracing
         True
     """
     return bool(CTX.frames)
@@ -113,6 +128,131 @@ def in_trace() -> bool:
 
 def is_traced(x: Any) -> bool:
     return isinstance(x, _Tracer)
+
+
+def values_of(vars_: Sequence["Variable"]) -> list[Any]:
+    """Current values, read through the active frame when there is one.
+
+    Example:
+        >>> import neurodyn as nd
+        >>> from neurodyn._state import values_of
+        >>> values_of([nd.Variable(1.), nd.Variable(2.)])
+        [Array(1., dtype=float32), Array(2., dtype=float32)]
+    """
+    if CTX.frames:
+        return [v.value for v in vars_]
+    return [v._value for v in vars_]
+
+
+def assign(vars_: Sequence["Variable"], values: Sequence[Any]) -> None:
+    """Write new values, into the active frame when there is one.
+
+    Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> from neurodyn._state import assign
+        >>> v = nd.Variable(0.)
+        >>> assign([v], [jnp.float32(3.)]); float(v)
+        3.0
+    """
+    if CTX.frames:
+        for v, x in zip(vars_, values):
+            v.value = x
+    else:
+        for v, x in zip(vars_, values):
+            v._value = x
+
+
+def unwrap_variables(tree: Any) -> Any:
+    """Replace Variables in a pytree (a function's output) by their values.
+
+    Example:
+        >>> import neurodyn as nd
+        >>> from neurodyn._state import unwrap_variables
+        >>> unwrap_variables({'v': nd.Variable(1.), 'x': 2})
+        {'v': Array(1., dtype=float32), 'x': 2}
+    """
+    return jax.tree.map(lambda x: x.value if isinstance(x, Variable) else x, tree,
+                        is_leaf=lambda x: isinstance(x, Variable))
+
+
+class StatefulFunction:
+    """A Python function that uses Variables, run as a function of their values.
+
+    Every neurodyn transformation is built on this one step: bind some
+    Variables to given values (tracers, when tracing), run the function in a
+    fresh :class:`Frame`, and hand back its output (Variables in it replaced by
+    their values) together with the frame, which knows what the function read
+    from outside, what it wrote and the new values. Nothing is written to any
+    Variable: the caller decides what to do with the frame (return the values
+    from compiled code, commit them to the enclosing frame, ...).
+
+    Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> from neurodyn._state import StatefulFunction
+        >>> v = nd.Variable(1.)
+        >>> def f(x):
+        ...     v.value += x
+        ...     return v.value * 2
+        >>> out, frame = StatefulFunction(f).run([v], [jnp.float32(10.)], (1.,))
+        >>> out, frame.value_of(v), float(v)      # v itself is unchanged
+        (Array(22., dtype=float32), Array(11., dtype=float32), 1.0)
+        >>> reads, writes = StatefulFunction(f).discover(1.)
+        >>> writes == [v]
+        True
+    """
+
+    __slots__ = ("fun", "name")
+
+    def __init__(self, fun: Callable, name: str | None = None) -> None:
+        self.fun = fun
+        self.name = name or getattr(fun, "__qualname__", None) or type(fun).__name__
+
+    def run(self, bound: Sequence["Variable"] = (), values: Sequence[Any] = (), args: tuple = (),
+            kwargs: dict | None = None) -> tuple[Any, Frame]:
+        """``fun(*args, **kwargs)`` with ``bound`` Variables seeing ``values``; returns ``(output, frame)``."""
+        frame = Frame(current_frame())
+        for v, x in zip(bound, values):
+            frame.bind(v, x)
+        with frame:
+            out = unwrap_variables(self.fun(*args, **(kwargs or {})))
+        return out, frame
+
+    def discover(self, *args: Any, **kwargs: Any) -> tuple[list["Variable"], list["Variable"]]:
+        """``(reads, writes)``: the Variables a call with these arguments (arrays or
+        ``jax.ShapeDtypeStruct``) reads but does not write, and writes. Traces
+        abstractly; no Variable changes."""
+        box: list[Frame] = []
+
+        def probe(*a: Any) -> Any:
+            out, frame = self.run((), (), a, kwargs)
+            box.append(frame)
+            return out
+
+        jax.eval_shape(probe, *args)
+        frame = box[0]
+        writes = frame.written()
+        write_ids = {id(v) for v in writes}
+        return [v for v in frame.outside_reads() if id(v) not in write_ids], writes
+
+    def run_bound(self, writes: Sequence["Variable"], values: Sequence[Any], args: tuple = (),
+                  kwargs: dict | None = None) -> tuple[Any, list[Any]]:
+        """Run with ``writes`` bound to ``values``; return the output and their new values.
+
+        The function may write only those Variables (and ones it creates): the
+        structure of a compiled loop or branch cannot grow while it is traced.
+        """
+        out, frame = self.run(writes, values, args, kwargs)
+        known = {id(v) for v in writes}
+        extra = [v for v in frame.written() if id(v) not in known]
+        if extra:
+            raise RuntimeError(
+                f"{self.name}: the function wrote {[v.label for v in extra]} on this trace but not "
+                "when neurodyn first traced it; make the set of Variables it writes independent "
+                "of traced values."
+            )
+        return out, [frame.values[id(v)] for v in writes]
 
 
 def _describe(x: Any) -> str:
@@ -159,6 +299,8 @@ class Variable:
     shape, outside compiled code.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> v = nd.Variable(jnp.zeros(3))
         >>> v[1] = 2.
         >>> v += 1
@@ -179,10 +321,6 @@ class Variable:
             frame = frames[-1]
             frame.born[id(self)] = self
             frame.bind(self, value)
-        elif isinstance(value, _Tracer):
-            # Created inside a raw JAX transformation (e.g. nd.graph.merge under
-            # jax.jit): it lives and dies with that trace.
-            pass
 
     # -- value -------------------------------------------------------------
     @property
@@ -204,13 +342,13 @@ class Variable:
             return
         if self._copy:
             raise RuntimeError(
-                f"{self._label()} is a copy that jax made while flattening a pytree "
+                f"{self.label} is a copy that jax made while flattening a pytree "
                 "argument; writes to it are lost. Pass the Variable as a top-level "
                 "argument of nd.jit, or close over it, instead of inside a container."
             )
         if isinstance(new, _Tracer) and not isinstance(self._value, _Tracer):
             raise RuntimeError(
-                f"{self._label()} was assigned a traced value outside neurodyn's "
+                f"{self.label} was assigned a traced value outside neurodyn's "
                 "transformations (inside a raw jax.jit/vmap/grad?). The tracer would "
                 "leak out of the trace. Use nd.jit / nd.grad, or nd.graph.split and "
                 "nd.graph.merge to thread the state through raw JAX explicitly."
@@ -227,12 +365,14 @@ class Variable:
         Compiled functions that use the Variable re-trace on their next call.
 
         Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
             >>> v = nd.Variable(jnp.zeros(3))
             >>> v.reset_value(jnp.zeros((2, 5)))
         """
         if CTX.frames:
             raise RuntimeError(
-                f"{self._label()}.reset_value() changes shape or dtype and is not "
+                f"{self.label}.reset_value() changes shape or dtype and is not "
                 "allowed inside compiled code; call it before the compiled call."
             )
         self._value = _as_strong_array(value, dtype)
@@ -246,7 +386,7 @@ class Variable:
                 new = jnp.asarray(new)
             except TypeError as e:
                 raise TypeError(
-                    f"{self._label()} expects an array of shape {tuple(old.shape)} "
+                    f"{self.label} expects an array of shape {tuple(old.shape)} "
                     f"dtype {old.dtype}, got {type(new).__name__}: {e}"
                 ) from None
             weak = True  # Python and NumPy data carry no dtype commitment here
@@ -254,7 +394,7 @@ class Variable:
             weak = _weak(new)
         if new.shape != old.shape:
             raise ValueError(
-                f"{self._label()} expects shape {tuple(old.shape)} dtype {old.dtype}, "
+                f"{self.label} expects shape {tuple(old.shape)} dtype {old.dtype}, "
                 f"got {_describe(new)}. Assign a value of the same shape (v[...] = x "
                 "broadcasts), or call v.reset_value(x) outside compiled code to change it."
             )
@@ -264,12 +404,55 @@ class Variable:
                 new = jax.lax.convert_element_type(new, old.dtype)
             else:
                 raise TypeError(
-                    f"{self._label()} expects dtype {old.dtype} (shape "
+                    f"{self.label} expects dtype {old.dtype} (shape "
                     f"{tuple(old.shape)}), got {_describe(new)}. Cast explicitly with "
                     f".astype({old.dtype}) or call v.reset_value(x) to change the dtype."
                 )
         elif _weak(new):
             new = jax.lax.convert_element_type(new, old.dtype)
+        return new
+
+    @property
+    def committed_value(self) -> Any:
+        """The value held outside compiled code, even while a trace is running.
+
+        Reading it never returns a tracer of the current trace; assigning it
+        replaces the stored array as is (no shape, dtype or trace checks). It is
+        meant for code that saves values and puts them back (a rollback after an
+        interrupted run, placing arrays on devices); use ``value`` everywhere else.
+
+        Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> v = nd.Variable(jnp.zeros(2))
+            >>> saved = v.committed_value
+            >>> v.value = jnp.ones(2)
+            >>> v.committed_value = saved
+            >>> v.value
+            Array([0., 0.], dtype=float32)
+        """
+        return self._value
+
+    @committed_value.setter
+    def committed_value(self, value: Any) -> None:
+        self._value = value
+
+    @classmethod
+    def from_raw(cls, value: Any, *, name: str | None = None) -> "Variable":
+        """A Variable holding ``value`` exactly as given (no cast, not tied to any trace).
+
+        For building Variables from arrays that are already in the right form,
+        e.g. a copy of a model's structure with new values inside ``jax.jit``.
+
+        Example:
+            >>> import neurodyn as nd
+            >>> import jax.numpy as jnp
+            >>> v = nd.TrainVar.from_raw(jnp.zeros(3), name='w')
+            >>> v
+            TrainVar([0., 0., 0.], dtype=float32, name='w')
+        """
+        new = object.__new__(cls)
+        new._value, new._name, new._dead, new._copy = value, name, False, False
         return new
 
     # -- metadata ------------------------------------------------------------
@@ -278,9 +461,23 @@ class Variable:
         """A readable name (``Class.attribute``) given when set on a Module."""
         return self._name
 
-    def _label(self) -> str:
+    @name.setter
+    def name(self, name: str | None) -> None:
+        self._name = name
+
+    @property
+    def label(self) -> str:
+        """The kind and name, for messages: ``"TrainVar 'Linear.weight'"``."""
         kind = type(self).__name__
         return f"{kind} '{self._name}'" if self._name else kind
+
+    def _label(self) -> str:
+        return self.label
+
+    @property
+    def is_dead(self) -> bool:
+        """True for a Variable created inside a compiled call that has finished."""
+        return self._dead
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -398,7 +595,7 @@ def _unwrap_index(index: Any) -> Any:
 
 def _dead_error(var: Variable) -> RuntimeError:
     return RuntimeError(
-        f"{var._label()} was created inside a compiled call that has finished; it holds "
+        f"{var.label} was created inside a compiled call that has finished; it holds "
         "a value that no longer exists. Create Variables in __init__ or reset_state(), "
         "outside compiled code."
     )
@@ -452,6 +649,8 @@ class TrainVar(Variable):
     """A trainable parameter: a Variable that ``Module.train_vars()`` collects.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> w = nd.TrainVar(jnp.ones((3, 2)))
     """
 

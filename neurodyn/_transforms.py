@@ -1,9 +1,10 @@
 """Stateful control flow, vectorisation and autodiff: for_loop, cond, while_loop, vmap, grad.
 
-Each transformation first traces the user's function abstractly to learn which
-Variables it writes, then threads exactly those through the JAX primitive (as
-loop carry, branch outputs or auxiliary outputs). Variables that are only read
-are closed over, which the enclosing ``nd.jit`` frame turns into inputs.
+Each transformation wraps the user's function in a :class:`StatefulFunction`,
+learns abstractly which Variables it writes (``discover``), then threads
+exactly those through the JAX primitive (as loop carry, branch outputs or
+auxiliary outputs). Variables that are only read are closed over, which the
+enclosing ``nd.jit`` frame turns into inputs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 
-from ._jit import assign, unwrap_variables, values_of
 from ._module import Module
 from ._random import RandomState
-from ._state import CTX, Frame, Variable
+from ._state import StatefulFunction, Variable, assign, values_of
 
 __all__ = ["for_loop", "cond", "while_loop", "vmap", "grad", "value_and_grad"]
 
@@ -26,41 +26,9 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree)
 
 
-def _parent() -> Frame | None:
-    return CTX.frames[-1] if CTX.frames else None
-
-
 def _discover(fn: Callable, args: tuple) -> tuple[list[Variable], list[Variable]]:
     """Variables ``fn(*args)`` reads and writes (abstract trace, no effect on state)."""
-    frame = Frame(_parent())
-
-    def probe(*a: Any) -> Any:
-        with frame:
-            return unwrap_variables(fn(*a))
-
-    jax.eval_shape(probe, *args)
-    writes = [v for i, v in frame.writes.items() if i not in frame.born]
-    write_ids = {id(v) for v in writes}
-    reads = [v for i, v in frame.reads.items() if i not in write_ids]
-    return reads, writes
-
-
-def _run_bound(fn: Callable, writes: Sequence[Variable], wvals: Sequence[Any], args: tuple, what: str) -> tuple[Any, list]:
-    """Call ``fn`` with ``writes`` bound to ``wvals``; return its output and their new values."""
-    frame = Frame(_parent())
-    for v, x in zip(writes, wvals):
-        frame.bind(v, x)
-    with frame:
-        out = unwrap_variables(fn(*args))
-    known = {id(v) for v in writes}
-    extra = [v for i, v in frame.writes.items() if i not in known and i not in frame.born]
-    if extra:
-        raise RuntimeError(
-            f"{what}: the function wrote {[v._label() for v in extra]} on this trace but not "
-            "when neurodyn first traced it; make the set of Variables it writes independent "
-            "of traced values."
-        )
-    return out, [frame.values[id(v)] for v in writes]
+    return StatefulFunction(fn).discover(*args)
 
 
 def for_loop(body: Callable, *xs: Any, length: int | None = None, reverse: bool = False,
@@ -87,6 +55,8 @@ def for_loop(body: Callable, *xs: Any, length: int | None = None, reverse: bool 
             price of recomputing each step once during differentiation.
 
     Example:
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
         >>> acc = nd.Variable(0.)
         >>> def body(x):
         ...     acc.value += x
@@ -101,12 +71,13 @@ def for_loop(body: Callable, *xs: Any, length: int | None = None, reverse: bool 
         n = {jnp.shape(x)[0] for x in jax.tree.leaves(xs)}
         if len(n) > 1:
             raise ValueError(f"nd.for_loop: all xs must have the same leading length, got {sorted(n)}")
-    reads, writes = _discover(body, slices)
+    sf = StatefulFunction(body, "nd.for_loop")
+    reads, writes = sf.discover(*slices)
     values_of(reads)  # the enclosing frame records them as inputs
     init = values_of(writes)
 
     def step(carry: list, x: tuple) -> tuple[list, Any]:
-        out, new = _run_bound(body, writes, carry, x, "nd.for_loop")
+        out, new = sf.run_bound(writes, carry, x)
         return new, out
 
     if checkpoint:
@@ -122,6 +93,7 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
     Both branches may read and write Variables.
 
     Example:
+        >>> import neurodyn as nd
         >>> v = nd.Variable(1.)
         >>> def up(): v.value += 1.
         >>> def down(): v.value -= 1.
@@ -129,16 +101,17 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
         2.0
     """
     avals = _abstract(operands)
-    r1, w1 = _discover(true_fun, avals)
-    r2, w2 = _discover(false_fun, avals)
+    sf_true, sf_false = StatefulFunction(true_fun, "nd.cond"), StatefulFunction(false_fun, "nd.cond")
+    r1, w1 = sf_true.discover(*avals)
+    r2, w2 = sf_false.discover(*avals)
     writes = list({id(v): v for v in w1 + w2}.values())
     values_of(r1 + r2)
     init = values_of(writes)
 
-    def branch(fn: Callable) -> Callable:
-        return lambda wvals, ops: _run_bound(fn, writes, wvals, ops, "nd.cond")
+    def branch(sf: StatefulFunction) -> Callable:
+        return lambda wvals, ops: sf.run_bound(writes, wvals, ops)
 
-    out, new = jax.lax.cond(pred, branch(true_fun), branch(false_fun), init, operands)
+    out, new = jax.lax.cond(pred, branch(sf_true), branch(sf_false), init, operands)
     assign(writes, new)
     return out
 
@@ -149,27 +122,32 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
     ``cond_fun`` may read Variables but not write them.
 
     Example:
+        >>> import neurodyn as nd
         >>> n = nd.Variable(0)
         >>> def body(x):
         ...     n.value += 1
         ...     return x * 2
         >>> nd.while_loop(lambda x: x < 100, body, 1)
+        Array(128, dtype=int32, weak_type=True)
+        >>> int(n)
+        7
     """
     aval = _abstract(init_val)
-    rc, wc = _discover(cond_fun, (aval,))
+    sf_cond, sf_body = StatefulFunction(cond_fun, "nd.while_loop"), StatefulFunction(body_fun, "nd.while_loop")
+    rc, wc = sf_cond.discover(aval)
     if wc:
         raise RuntimeError(f"nd.while_loop: cond_fun must not write Variables, but it wrote "
-                           f"{[v._label() for v in wc]}")
-    rb, writes = _discover(body_fun, (aval,))
+                           f"{[v.label for v in wc]}")
+    rb, writes = sf_body.discover(aval)
     values_of(rc + rb)
     init = values_of(writes)
 
     def c(carry: tuple) -> Any:
-        out, _ = _run_bound(cond_fun, writes, carry[1], (carry[0],), "nd.while_loop")
+        out, _ = sf_cond.run_bound(writes, carry[1], (carry[0],))
         return out
 
     def b(carry: tuple) -> tuple:
-        return _run_bound(body_fun, writes, carry[1], (carry[0],), "nd.while_loop")
+        return sf_body.run_bound(writes, carry[1], (carry[0],))
 
     val, final = jax.lax.while_loop(c, b, (init_val, init))
     assign(writes, final)
@@ -192,7 +170,7 @@ def _mapped_state(state_axes: Any) -> list[tuple[Variable, int]]:
         if not isinstance(obj, Variable):
             raise TypeError(f"nd.vmap: state_axes takes Variables and Modules, got {type(obj).__name__}")
         if not -obj.ndim <= axis < obj.ndim:
-            raise ValueError(f"nd.vmap: state_axes maps {obj._label()} (shape {obj.shape}) along axis "
+            raise ValueError(f"nd.vmap: state_axes maps {obj.label} (shape {obj.shape}) along axis "
                              f"{axis}, which it does not have")
         out.setdefault(id(obj), (obj, axis % obj.ndim))
 
@@ -216,15 +194,15 @@ def _element_views(mapped: Sequence[tuple[Variable, int]]) -> Iterator[None]:
 
     The committed value is swapped out for that time (and always restored), so
     another thread must not use these Variables while the trace runs."""
-    saved = [(v, v._value) for v, _ in mapped]
+    saved = [(v, v.committed_value) for v, _ in mapped]
     try:
         for v, ax in mapped:
             shape = v.shape[:ax] + v.shape[ax + 1:]
-            v._value = jax.ShapeDtypeStruct(shape, v.dtype)
+            v.committed_value = jax.ShapeDtypeStruct(shape, v.dtype)
         yield
     finally:
         for v, x in saved:
-            v._value = x
+            v.committed_value = x
 
 
 def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any = None,
@@ -248,6 +226,9 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
       call and reproducible after seeding.
 
     Example:
+        >>> import neurodyn as nd
+        >>> from neurodyn import nn
+        >>> import jax.numpy as jnp
         >>> net = nn.Linear(3, 2)
         >>> ys = nd.vmap(net)(jnp.ones((5, 3)))          # shared weights
         >>> lif = nn.LIF(1); lif.reset_state(8)           # 8 neurons' state, one per current
@@ -281,16 +262,17 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
                              "(in_axes), a Variable (state_axes) or give axis_size.") from None
 
         # Which Variables does one element read and write?
-        frame = Frame(_parent())
+        sf = StatefulFunction(lambda *a: fun(*a, **kwargs), f"nd.vmap({name})")
+        frames = []
 
         def probe(mvals: list, *a: Any) -> Any:
-            for (v, _), x in zip(mapped, mvals):
-                frame.bind(v, x)
-            with frame:
-                return unwrap_variables(fun(*a, **kwargs))
+            out, frame = sf.run([v for v, _ in mapped], mvals, a)
+            frames.append(frame)
+            return out
 
         with _element_views(mapped):
             jax.eval_shape(jax.vmap(probe, in_axes=(m_axes, *arg_axes), axis_size=n), m_avals, *args)
+        frame = frames[0]
         mapped_ids = {id(v) for v, _ in mapped}
         touched = {**frame.reads, **frame.writes}
         rngs = [v for i, v in touched.items()
@@ -308,8 +290,7 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
         bound = [v for v, _ in every] + shared_writes
 
         def pure(mvals: list, wvals: list, *a: Any) -> Any:
-            out, new = _run_bound(lambda *b: fun(*b, **kwargs), bound, list(mvals) + list(wvals), a,
-                                  f"nd.vmap({name})")
+            out, new = sf.run_bound(bound, list(mvals) + list(wvals), a)
             return out, new[:len(every)], new[len(every):]
 
         def run(shared_out_axes: list) -> Any:
@@ -329,7 +310,7 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, *, state_axes: Any 
                         jax.eval_shape(lambda: run(axes))
                     except ValueError:
                         raise ValueError(
-                            f"nd.vmap({name}): the function writes {v._label()} (shape {v.shape}) a value "
+                            f"nd.vmap({name}): the function writes {v.label} (shape {v.shape}) a value "
                             "that differs between batch elements, but it is shared by all of them. Map "
                             f"it with state_axes (e.g. state_axes={{var: 0}} with its values stacked along "
                             "axis 0) or write it a value that is the same for every element.") from None
@@ -369,12 +350,13 @@ def _flatten_grad_vars(grad_vars: Any) -> tuple[list[Variable], Callable[[list],
     )
 
 
-def _make_grad(fun: Callable, grad_vars: Any, argnums: Any, has_aux: bool, with_value: bool) -> Callable:
+def _make_grad(fun: Callable, grad_vars: Any, argnums: Any, has_aux: bool) -> Callable:
     flat, rebuild = _flatten_grad_vars(grad_vars)
     if argnums is None and not flat:
         argnums = 0
     single_arg = isinstance(argnums, int)
     arg_idx = () if argnums is None else ((argnums,) if single_arg else tuple(argnums))
+    sf = StatefulFunction(fun, "nd.grad")
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         for i in arg_idx:
@@ -383,22 +365,17 @@ def _make_grad(fun: Callable, grad_vars: Any, argnums: Any, has_aux: bool, with_
         record: dict[str, list[Variable]] = {}
 
         def inner(gvals: list, *dargs: Any) -> Any:
-            frame = Frame(_parent())
-            for v, x in zip(flat, gvals):
-                frame.bind(v, x)
             call = list(args)
             for i, a in zip(arg_idx, dargs):
                 call[i] = a
-            with frame:
-                res = fun(*call, **kwargs)
+            res, frame = sf.run(flat, gvals, tuple(call), kwargs)
             loss, aux = (res if has_aux else (res, None))
-            loss = loss.value if isinstance(loss, Variable) else loss
             if jnp.ndim(loss) != 0:
                 raise TypeError(f"nd.grad: the function must return a scalar loss, got shape {jnp.shape(loss)}")
-            writes = [v for i, v in frame.writes.items() if i not in frame.born]
+            writes = frame.written()
             record["writes"] = writes
-            wvals = [jax.lax.stop_gradient(frame.values[id(v)]) for v in writes]
-            return loss, (unwrap_variables(aux), wvals, loss)
+            wvals = [jax.lax.stop_gradient(frame.value_of(v)) for v in writes]
+            return loss, (aux, wvals, loss)
 
         gvals = values_of(flat)
         diff = (0,) + tuple(1 + k for k in range(len(arg_idx)))
@@ -434,10 +411,17 @@ def grad(fun: Callable, grad_vars: Any = None, argnums: int | Sequence[int] | No
     ``(grads, loss, aux)``.
 
     Example:
-        >>> f_grad = nd.grad(net.loss, grad_vars=net.train_vars(), return_value=True)
-        >>> grads, loss = f_grad(x, y)
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> net = nd.nn.Linear(2, 1)
+        >>> def loss(x, y):
+        ...     return jnp.mean((net(x) - y) ** 2)
+        >>> grads, value = nd.grad(loss, grad_vars=net.train_vars(), return_value=True)(
+        ...     jnp.ones((4, 2)), jnp.zeros((4, 1)))
+        >>> sorted(grads), grads['weight'].shape
+        (['bias', 'weight'], (2, 1))
     """
-    g = _make_grad(fun, grad_vars, argnums, has_aux, False)
+    g = _make_grad(fun, grad_vars, argnums, has_aux)
 
     def grad_fun(*args: Any, **kwargs: Any) -> Any:
         grads, loss, aux = g(*args, **kwargs)
@@ -457,9 +441,14 @@ def value_and_grad(fun: Callable, grad_vars: Any = None, argnums: int | Sequence
     """Like :func:`grad`, returning ``(loss, grads)`` (``((loss, aux), grads)`` with ``has_aux``).
 
     Example:
-        >>> loss, grads = nd.value_and_grad(net.loss, grad_vars=net.train_vars())(x, y)
+        >>> import neurodyn as nd
+        >>> import jax.numpy as jnp
+        >>> w = nd.TrainVar(jnp.array(3.))
+        >>> loss, grads = nd.value_and_grad(lambda x: (w.value * x) ** 2, grad_vars=[w])(2.)
+        >>> float(loss), float(grads[0])     # d/dw (w x)^2 = 2 w x^2
+        (36.0, 24.0)
     """
-    g = _make_grad(fun, grad_vars, argnums, has_aux, True)
+    g = _make_grad(fun, grad_vars, argnums, has_aux)
 
     def vg(*args: Any, **kwargs: Any) -> Any:
         grads, loss, aux = g(*args, **kwargs)

@@ -292,12 +292,9 @@ def _loop_body_copies(hlo: str) -> list[str]:
 
 
 def test_compiled_loop_does_not_copy_spike_histories():
-    from neurodyn._jit import values_of
     net = build_mixed()
     f = nd.jit(lambda: nd.for_loop(lambda: net.update(), length=20))
-    f.compile()
-    entry = f._cache[None][0]
-    hlo = entry.jitted.lower(values_of(entry.reads), values_of(entry.writes), (), {}).compile().as_text()
+    hlo = f.lower().compile().as_text()
     R = net.EI.delay_steps
     assert f"f32[{R},{N_I}]" in hlo
     copies = _loop_body_copies(hlo)

@@ -47,7 +47,7 @@ def test_whole_epoch_calls_match_host_batches(drop_last):
         np.testing.assert_allclose(_params(dev)[k], v, rtol=1e-5, atol=1e-6)
     assert dev.global_step == host.global_step == (8 if drop_last else 10)
     # the full batches ran in one compiled call per epoch, traced once for both epochs
-    assert dev._gathered_fn.trace_count == host._gathered_fn.trace_count + 2 >= 2
+    assert dev._gathered_fn.trace_count == host._gathered_fn.trace_count + 1 >= 1
     assert host._gathered_fn.trace_count == 0
     # the short last batch (10 samples) ran as a step of its own
     assert (dev._step_fn.trace_count > 0) == (not drop_last)

@@ -196,3 +196,52 @@ def test_module_level_random_uses_default_state():
     assert nd.random.uniform(size=3).shape == (3,)
     assert nd.random.random((2,)).shape == (2,)
     assert isinstance(nd.random.DEFAULT, nd.RandomState)
+
+
+def test_repr_shows_the_tree_with_variable_kinds_shapes_and_dtypes():
+    class Leaky(nd.Module):
+        def __init__(self):
+            self.tau = 10.0
+            self.v = nd.Variable(jnp.zeros(4))
+            self.rng = nd.RandomState(0)
+
+        def _repr_extra(self):
+            return f"tau={self.tau}"
+
+    class Wrapper(nd.Module):
+        def __init__(self):
+            self.net = Net()
+            self.cells = (Leaky(),)
+            self.same = self.cells[0]
+            self.nothing = [1, 2]  # plain values are not part of the tree
+
+    assert repr(Wrapper()) == """Wrapper(
+  (net): Net(
+    (blocks): [
+      (0): Block(
+        (weight): TrainVar(shape=(2, 2), dtype=float32)
+        (stat): Variable(shape=(2,), dtype=float32)
+      )
+      (1): Block(
+        (weight): TrainVar(shape=(2, 2), dtype=float32)
+        (stat): Variable(shape=(2,), dtype=float32)
+      )
+    ]
+    (extra): {
+      (scale): TrainVar(shape=(), dtype=float32)
+    }
+    (shared): TrainVar  # shared with net.blocks.0.weight
+  )
+  (cells): (
+    (0): Leaky(
+      tau=10.0
+      (v): Variable(shape=(4,), dtype=float32)
+      (rng): RandomState(shape=(2,), dtype=uint32)
+    )
+  )
+  (same): Leaky  # shared with cells.0
+)"""
+    seq = nd.nn.Sequential(nd.nn.Linear(3, 4), nd.nn.Dropout(0.5))
+    assert str(seq).startswith("Sequential(\n  (layers): [\n    (0): Linear(\n")
+    assert "(weight): TrainVar(shape=(3, 4), dtype=float32)" in str(seq)
+    assert repr(nd.Module()) == "Module()"
