@@ -57,7 +57,7 @@ class SpikeMonitor:
         self.rate = rate
 
     def __repr__(self) -> str:
-        target = self.target if isinstance(self.target, str) else self.target._label()
+        target = self.target if isinstance(self.target, str) else self.target.label
         return f"SpikeMonitor({target!s}, rate={self.rate})"
 
 

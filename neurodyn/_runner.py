@@ -77,7 +77,7 @@ def _fn_name(fn: Any) -> str:
 
 
 def _label_of(target: Any) -> str:
-    return target if isinstance(target, str) else target._label()
+    return target if isinstance(target, str) else target.label
 
 
 class _Monitor:
@@ -212,7 +212,7 @@ class _Input:
         op = spec[3] if len(spec) > 3 else "="
         in_dt = spec[4] if len(spec) > 4 else None
         if isinstance(target_spec, Variable):
-            target, path = target_spec, target_spec._label()
+            target, path = target_spec, target_spec.label
         elif isinstance(target_spec, str):
             target, path = model.get(target_spec), target_spec
         else:
@@ -884,12 +884,12 @@ def _snapshot(model: Module, chunk: "_Chunk") -> list[tuple[Variable, Any]]:
     for v in chunk.fn.variables["writes"]:
         vars_.setdefault(id(v), v)
     vars_.setdefault(id(_nd_random.DEFAULT), _nd_random.DEFAULT)
-    return [(v, v._value) for v in vars_.values()]
+    return [(v, v.committed_value) for v in vars_.values()]
 
 
 def _restore(snapshot: list[tuple[Variable, Any]] | None) -> None:
     for v, x in snapshot or ():
-        v._value = x
+        v.committed_value = x
 
 
 class _Sink:

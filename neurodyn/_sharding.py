@@ -146,15 +146,15 @@ class Placement:
     def place(self) -> None:
         moved = False
         for _, v, s in self.items:
-            x = v._value
+            x = v.committed_value
             if getattr(x, "sharding", None) != s:
-                v._value = put_global(x, s)
+                v.committed_value = put_global(x, s)
                 moved = True
         for _, v, s in self.loose:
-            x = v._value
+            x = v.committed_value
             cur = getattr(x, "sharding", None)
             if not (isinstance(cur, NamedSharding) and cur.mesh == self.mesh):
-                v._value = put_global(x, s)
+                v.committed_value = put_global(x, s)
                 moved = True
         if moved:
             # e.g. a Network's fused connectivity table is keyed by its projections' arrays

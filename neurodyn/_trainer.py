@@ -666,16 +666,16 @@ class Trainer:
         if not self._wants_reset():
             return set()
         model_vars = self.model.vars()
-        before = {p: v._value for p, v in model_vars.items()}
-        rng_before = _nd_random.DEFAULT._value
+        before = {p: v.committed_value for p, v in model_vars.items()}
+        rng_before = _nd_random.DEFAULT.committed_value
         bs = self._reset_bs if isinstance(self._reset_bs, int) else None
         try:
             self.model.reset_state(bs)
         finally:
-            changed = {p for p, v in model_vars.items() if v._value is not before[p]}
+            changed = {p for p, v in model_vars.items() if v.committed_value is not before[p]}
             for p, v in model_vars.items():
-                v._value = before[p]
-            _nd_random.DEFAULT._value = rng_before
+                v.committed_value = before[p]
+            _nd_random.DEFAULT.committed_value = rng_before
         params = {id(v) for v in self._params.values()}
         return {f"model/{p}" for p in changed if id(model_vars[p]) not in params}
 

@@ -119,9 +119,9 @@ def _source(p: Any) -> tuple[int, int]:
 
 def fusion_signature(projs: list) -> tuple:
     """What makes a fused table stale: the projections, their groups and connectivity arrays."""
-    # ``targets._value`` is the committed (concrete) array even during a trace:
+    # ``targets.committed_value`` is the committed (concrete) array even during a trace:
     # a new connectivity array means the fused table is stale.
-    return tuple((id(p), id(p.pre), id(p.targets._value), p.n_post, p.delay_steps, p.homogeneous)
+    return tuple((id(p), id(p.pre), id(p.targets.committed_value), p.n_post, p.delay_steps, p.homogeneous)
                  for p in projs)
 
 
@@ -129,7 +129,7 @@ def fusion_digest(projs: list) -> bytes:
     """The fused projections' structure and connectivity contents (host side)."""
     h = hashlib.blake2b(digest_size=16)
     for p in projs:
-        t = np.asarray(p.targets._value)
+        t = np.asarray(p.targets.committed_value)
         h.update(repr((id(p), id(p.pre), p.n_post, p.delay_steps, p.homogeneous, t.shape,
                        str(t.dtype))).encode())
         h.update(np.ascontiguousarray(t).tobytes())
@@ -192,7 +192,7 @@ class Fusion:
         pos = {k: j for j, k in enumerate(self.sources)}
         cols: list[list] = [[] for _ in self.sources]
         for p, (s0, n_post), w0 in zip(projs, self.slots, w_off):
-            cols[pos[_source(p)]].append((p, np.asarray(p.targets._value), s0, n_post, w0))
+            cols[pos[_source(p)]].append((p, np.asarray(p.targets.committed_value), s0, n_post, w0))
         deg = []
         for parts in cols:
             deg.append(sum((t < n_post).sum(axis=1) for _, t, _, n_post, _ in parts))

@@ -116,7 +116,7 @@ class Network(Module):
         if CTX.frames or self.__dict__.get("_nd_constructing", 0):
             return
         projs = self._fusable()
-        if any(isinstance(p.targets._value, jax.core.Tracer) for p in projs):
+        if any(isinstance(p.targets.committed_value, jax.core.Tracer) for p in projs):
             return  # a module rebuilt inside a raw JAX transformation (nd.graph.merge)
         old = self.__dict__.get("_fusion")
         signature = fusion_signature(projs)

@@ -79,7 +79,7 @@ def _val(x: Any) -> Any:
 
 
 def _concrete(x: Any) -> Any:
-    x = x._value if isinstance(x, Variable) else x
+    x = x.committed_value if isinstance(x, Variable) else x
     return None if isinstance(x, jax.core.Tracer) else np.asarray(x, np.float64)
 
 
@@ -377,7 +377,7 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
     indptr, indices = np.asarray(indptr), np.asarray(indices)
     proj.plastic_index = _Tables(indptr, indices, proj.n_pre, proj.n_post)
     w = proj.weight
-    wv = np.asarray(w._value if isinstance(w, Variable) else w, float_dtype())
+    wv = np.asarray(w.committed_value if isinstance(w, Variable) else w, float_dtype())
     if wv.shape == ():
         if isinstance(w, Variable):
             raise ValueError("Projection: a plastic projection needs one weight per synapse; got a scalar "

@@ -172,7 +172,7 @@ class Optimizer(Module):
         self.opt_state = [Variable(jnp.asarray(x)) for _, x in leaves]
         owned: dict[str, list[Variable]] = {k: [] for k in params}
         for i, ((kpath, x), v) in enumerate(zip(leaves, self.opt_state)):
-            v._name = f"{type(self).__name__}.opt_state.{i}"
+            v.name = f"{type(self).__name__}.opt_state.{i}"
             owner = _param_owner(kpath, x, params)
             if owner is not None:
                 owned[owner].append(v)
