@@ -12,7 +12,9 @@ decides it, in three parts:
   scanning for modules, so no path can be missed.
 * **What the values were.** Each recorded attribute gets a *token* (``token``):
   its value for numbers, strings and other immutable data, its structure for
-  containers, and identity for arrays, Variables, Modules and functions.
+  containers, and identity for arrays, Variables, Modules and functions
+  (JAX's function wrappers such as ``jax.nn.relu``, a ``custom_jvp``, and
+  ``functools.partial`` count as functions).
 * **When to look again.** Changes that neurodyn observes (assigning a Module
   attribute, mutating a list or dict held by a Module, changing ``dt``) bump
   ``EPOCH``; compiled code rechecks its tokens only when ``EPOCH`` moved, so a
@@ -153,6 +155,7 @@ _VALUE = (bool, int, float, complex, str, bytes, type(None), type(...), np.gener
 _IDENTITY = (jax.Array, np.ndarray, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
              types.ModuleType, jax.tree_util.Partial)
 _STATEFUL: tuple = (Variable,)
+_FUNCTION_WRAPPER_MODULES = frozenset({"jax", "jaxlib", "functools"})
 
 
 def token(value: Any, volatile: list | None = None, _seen: frozenset = frozenset()) -> Any:
@@ -165,6 +168,10 @@ def token(value: Any, volatile: list | None = None, _seen: frozenset = frozenset
     if isinstance(value, _VALUE):
         return (type(value), value)
     if isinstance(value, _IDENTITY) or id(value) in _seen:
+        return _Same(value)
+    if callable(value) and type(value).__module__.partition(".")[0] in _FUNCTION_WRAPPER_MODULES:
+        # walking their internals (hundreds of nodes for jax.nn.relu) on every call cost more
+        # than the step it guards; like plain functions, they are compared by identity
         return _Same(value)
     if isinstance(value, _STATEFUL):
         return _Same(value)  # a Module's own attributes are recorded when they are read

@@ -2,6 +2,8 @@
 
 import types
 
+import jax
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -104,3 +106,24 @@ def test_closure_constants_are_those_of_the_trace_like_jax_jit():
     np.testing.assert_allclose(f(1.0), 2.0)
     cfg.gain = 5.0
     np.testing.assert_allclose(f(1.0), 2.0)
+
+
+def test_jax_function_wrappers_are_compared_by_identity_and_not_rechecked_per_call():
+    import functools
+
+    from neurodyn._staleness import token
+
+    for fn in (jax.nn.relu, jax.nn.gelu, functools.partial(jnp.add, 1.0)):
+        volatile: list = []
+        assert token(fn, volatile) == token(fn)
+        assert volatile == []  # not walked on every call
+    assert token(jax.nn.relu) != token(jax.nn.silu)
+
+    model = nd.nn.Sequential(nd.nn.Linear(2, 2), jax.nn.relu)
+    f = nd.jit(lambda x: model(x))
+    x = -jnp.ones((1, 2)) * 10.0
+    before = f(x)
+    model.layers[1] = jax.nn.tanh  # the swapped activation must be seen
+    after = f(x)
+    np.testing.assert_allclose(after, jnp.tanh(model.layers[0](x)), rtol=1e-6)
+    assert not np.allclose(before, after)

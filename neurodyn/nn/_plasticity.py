@@ -511,11 +511,17 @@ def plastic_update(proj: Any) -> jax.Array:
         if t.side == "post":
             t.add(post_s)
     rule.step(pre_s, post_s)
-    if names:
+    return _store(proj, rule, w, state, on_pre or on_post, x)
+
+
+def _store(proj: Any, rule: Plasticity, w: jax.Array, state: dict, weights_changed: bool,
+           x: jax.Array) -> jax.Array:
+    """Write back the step's weights and per-synapse state; returns the synaptic output for ``x``."""
+    if state:
         w, state = rule._synapse_step(w, state)
-        for k in names:
-            getattr(rule, k).value = state[k]
-    if on_pre or on_post or names:
+        for k, v in state.items():
+            getattr(rule, k).value = v
+    if weights_changed or state:
         proj.weight.value = w
     return proj.syn.update(x)
 
@@ -561,15 +567,8 @@ def _dense_update(proj: Any, rule: Plasticity, pre_s: jax.Array, post_s: jax.Arr
         if t.side == "post":
             t.add(post_s)
     rule.step(pre_s, post_s)
-    w = w.reshape(-1)
-    state = {k: v.reshape(-1) for k, v in state.items()}
-    if names:
-        w, state = rule._synapse_step(w, state)
-        for k in names:
-            getattr(rule, k).value = state[k]
-    if on_pre or on_post or names:
-        proj.weight.value = w
-    return proj.syn.update(x)
+    flat_state = {k: v.reshape(-1) for k, v in state.items()}
+    return _store(proj, rule, w.reshape(-1), flat_state, on_pre or on_post, x)
 
 
 # -- rules ---------------------------------------------------------------------------------------
