@@ -24,7 +24,7 @@ from jax._src import config as _jax_config
 from ._environ import get_dt
 from ._module import Module
 from ._random import KEY_LOCK, RandomState
-from ._staleness import EPOCH, Guards, recording
+from ._staleness import EPOCH, Guards, Identity, recording
 from ._state import CTX, StatefulFunction, Variable, assign, values_of
 from ._state import unwrap_variables  # noqa: F401  (imported from here by _runner)
 
@@ -170,19 +170,6 @@ class _Entry:
         """Take the guards after a trace (the first one, or one for new argument shapes)."""
         self.guards = Guards(self.attr_reads)
         self.fresh = False
-class _Identity:
-    """A hashable stand-in for an object passed as an argument (a Module, a Variable)."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, _Identity) and other.obj is self.obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
 
 
 _OBJECT_ARGS = (Variable, Module)
@@ -356,7 +343,7 @@ class JittedFunction:
                 key_parts.append((i, _hashable(a, f"position {i}", self._name)))
             elif isinstance(a, _OBJECT_ARGS):
                 statics[i] = a
-                key_parts.append((i, _Identity(a)))
+                key_parts.append((i, Identity(a)))
         dyn_kwargs = {}
         for k, a in kwargs.items():
             if k in self._static_argnames:
@@ -364,7 +351,7 @@ class JittedFunction:
                 key_parts.append((k, _hashable(a, f"'{k}'", self._name)))
             elif isinstance(a, _OBJECT_ARGS):
                 statics[k] = a
-                key_parts.append((k, _Identity(a)))
+                key_parts.append((k, Identity(a)))
             else:
                 dyn_kwargs[k] = a
         for i in statics:

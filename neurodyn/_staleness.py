@@ -42,7 +42,7 @@ import numpy as np
 
 from ._state import Variable
 
-__all__ = ["EPOCH", "Guards", "ObservedDict", "ObservedList", "bump", "observe", "recording", "token",
+__all__ = ["EPOCH", "Guards", "Identity", "ObservedDict", "ObservedList", "bump", "observe", "recording", "token",
            "watch_reads"]
 
 # Bumped by every change neurodyn observes outside compiled code.
@@ -135,8 +135,9 @@ def observe(value: Any) -> Any:
 
 # -- tokens -----------------------------------------------------------------------------
 
-class _Same:
-    """Compares by identity, so arrays in tokens are never compared by value."""
+class Identity:
+    """A hashable stand-in that compares by identity (arrays in tokens are never compared by
+    value; Modules passed to ``nd.jit`` as static arguments key its cache by identity)."""
 
     __slots__ = ("obj",)
 
@@ -144,7 +145,7 @@ class _Same:
         self.obj = obj
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, _Same) and other.obj is self.obj
+        return isinstance(other, Identity) and other.obj is self.obj
 
     def __hash__(self) -> int:
         return id(self.obj)
@@ -168,13 +169,13 @@ def token(value: Any, volatile: list | None = None, _seen: frozenset = frozenset
     if isinstance(value, _VALUE):
         return (type(value), value)
     if isinstance(value, _IDENTITY) or id(value) in _seen:
-        return _Same(value)
+        return Identity(value)
     if callable(value) and type(value).__module__.partition(".")[0] in _FUNCTION_WRAPPER_MODULES:
         # walking their internals (hundreds of nodes for jax.nn.relu) on every call cost more
         # than the step it guards; like plain functions, they are compared by identity
-        return _Same(value)
+        return Identity(value)
     if isinstance(value, _STATEFUL):
-        return _Same(value)  # a Module's own attributes are recorded when they are read
+        return Identity(value)  # a Module's own attributes are recorded when they are read
     seen = _seen | {id(value)}
     if isinstance(value, (list, tuple)):
         if volatile is not None and not isinstance(value, (tuple, ObservedList)):
@@ -197,7 +198,7 @@ def token(value: Any, volatile: list | None = None, _seen: frozenset = frozenset
     if state is None and hasattr(type(value), "__slots__"):
         state = {k: getattr(value, k) for k in _slot_names(type(value)) if hasattr(value, k)}
     if state is None:
-        return _Same(value)  # an opaque object: only its identity can be compared
+        return Identity(value)  # an opaque object: only its identity can be compared
     if volatile is not None:
         volatile.append(True)
     return (type(value), id(value), tuple((k, token(v, volatile, seen)) for k, v in state.items()
