@@ -411,6 +411,10 @@ def main() -> None:
     if a.quick:
         durations.update(brunel=200.0, coba=300.0, hetdelay=300.0)
     impls = [s.strip() for s in a.impl.split(",")]
+    workloads = [s.strip() for s in a.only.split(",")]
+    unknown = [w for w in workloads if w not in IMPLS]
+    if unknown:
+        ap.error(f"--only: unknown workload(s) {unknown}; expected some of {sorted(IMPLS)}")
     if "brian2" in impls and not _have_brian2(a.brian2_python):
         print("brian2 or g++ not found: Brian2 left out (pip install -e '.[bench]')")
         impls.remove("brian2")
@@ -419,7 +423,7 @@ def main() -> None:
     print(f"neurodyn bench suite: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"jax {jax.__version__}, load average {os.getloadavg()[0]:.1f}; scale {a.scale}")
     rows = []
-    for w in [s.strip() for s in a.only.split(",")]:
+    for w in workloads:
         Ns = [n for n in SCALE_N if not (a.quick and n > 16000)] if w == "scale" else [None]
         for N in Ns:
             label = f"{w} N={N}" if N else w
