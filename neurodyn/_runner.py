@@ -174,7 +174,9 @@ class _Events:
         """(events per chunk, events per step) the buffers are sized for at first."""
         per_step = self.size * self.rate * dt / 1000.0
         block = _round_up(int(4 * per_step) + 16)
-        return _round_up(int(1.5 * per_step * steps) + block + 64), block
+        # Room for a mean of a block per step (4x the expected rate): a misjudged rate or a
+        # synchronous network rarely makes a chunk run again (and compile for a larger buffer).
+        return _round_up(max(int(1.5 * per_step * steps), steps * block) + block + 64), block
 
 
 def _round_up(n: int) -> int:
@@ -185,17 +187,25 @@ def _round_up(n: int) -> int:
 def _append_events(buf: Variable, pos: Variable, queries: Variable, spikes: Any) -> Any:
     """Write the indices of this step's spikes after the last event in ``buf``; returns their count.
 
-    The first ``B = len(queries)`` spiking neurons are found by binary search in
-    the running count of spikes (``B log N`` work besides one cumulative sum) and
-    written as one block. Spikes beyond ``B``, or a block that does not fit, are
-    lost here, but the count is exact: the host sees it and runs the chunk again
-    with larger buffers.
+    The spiking neurons are found ``B = len(queries)`` at a time by binary search
+    in the running count of spikes (``B log N`` work besides one cumulative sum)
+    and written as blocks of ``B``: a step with more than ``B`` spikes writes
+    more blocks. A block that does not fit the buffer is lost here, but the
+    count is exact: the host sees it and runs the chunk again with a larger buffer.
     """
     k = jnp.cumsum(spikes.astype(jnp.int32))
     count = k[-1] if k.shape[0] else jnp.int32(0)
-    idx = jnp.searchsorted(k, queries.value, side="left").astype(jnp.int32)
-    buf.value = jax.lax.dynamic_update_slice(buf.value, idx, (pos.value,))
-    pos.value = pos.value + count
+    q, start = queries.value, pos.value
+    B = q.shape[0]
+
+    def write(j: Any, b: Any) -> Any:
+        idx = jnp.searchsorted(k, q + j * B, side="left").astype(jnp.int32)
+        return jax.lax.dynamic_update_slice(b, idx, (start + j * B,))
+
+    b = write(jnp.int32(0), buf.value)
+    buf.value = jax.lax.while_loop(lambda c: c[0] * B < count, lambda c: (c[0] + 1, write(c[0], c[1])),
+                                   (jnp.int32(1), b))[1]
+    pos.value = start + count
     return count
 
 
@@ -940,8 +950,8 @@ class _Sink:
             c = np.asarray(c)
             total, most = int(c.sum()), int(c.max(initial=0))
             block = self.runner._capacity[e.name][1]
-            # every step wrote a block of B indices at the running count: all fit, and none was cut off
-            if most > block or total + block > buf.shape[0]:
+            # every step wrote blocks of B indices from the running count: all fit
+            if total + block > buf.shape[0]:
                 overflow[e.name] = (total, most)
         if overflow:
             return overflow

@@ -27,6 +27,8 @@ __all__ = ["compact", "event_inputs", "fusable", "shares_compaction", "Fusion", 
 
 # Neurons per block of the first compaction stage.
 _BLOCK = 32
+# Spiking rows scattered per iteration of the fused propagation loop.
+_SLAB = 16
 
 
 def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -139,7 +141,7 @@ def fusion_digest(projs: list) -> bytes:
 def _gather_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
     # For a few rows, concatenated dynamic slices beat XLA:CPU's gather (which it
     # also splits across threads, a loss at this size).
-    if idx.shape[0] <= 64:
+    if idx.shape[0] <= _SLAB:
         return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0)
                                 for j in range(idx.shape[0])])
     return table[idx]
@@ -236,19 +238,19 @@ class Fusion:
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
         sf = s.astype(float_dtype())
         table = self.table.value
-        n_out = self.n_out
+        n_out, n_in = self.n_out, self.n_in
         zeros = jnp.zeros((n_out,), float_dtype())
         if self.weighted:
             w_cat = jnp.concatenate([jnp.ones((1,), float_dtype())] + [
                 jnp.asarray(p._weight(), float_dtype()).reshape(-1) for p in self.projs if not p.homogeneous])
             widx = self.weight_index.value
 
-        def scatter(idx: jax.Array) -> jax.Array:
+        def scatter(out: jax.Array, idx: jax.Array) -> jax.Array:
             # unused slots gather the all-padding row: every entry is dropped
             rows = _gather_rows(table, idx)
             if self.weighted:
-                return zeros.at[rows].add(w_cat[_gather_rows(widx, idx)], mode="drop")
-            return zeros.at[rows].add(1.0, mode="drop")
+                return out.at[rows].add(w_cat[_gather_rows(widx, idx)], mode="drop")
+            return out.at[rows].add(1.0, mode="drop")
 
         def full() -> jax.Array:
             # Rows of silent neurons are masked to the padding index: a dropped entry
@@ -258,15 +260,34 @@ class Fusion:
                 return zeros.at[rows].add(w_cat[widx[:-1]], mode="drop")
             return zeros.at[rows].add(1.0, mode="drop")
 
-        if self.k1 >= self.n_in:
+        if self.k1 >= n_in:
             return full()
-        # the tier is chosen by the count: every spike fits, so no all_fit test is needed
         total = jnp.sum(s, dtype=jnp.int32)
-        idx = compact(sf, self.k1)[0]
-        branches = [lambda: scatter(idx)] + [lambda k=k: scatter(compact(sf, k)[0]) for k in self.tiers[1:]]
-        branches.append(full)
-        which = jnp.sum(total > jnp.asarray(self.tiers, jnp.int32), dtype=jnp.int32)
-        return jax.lax.switch(which, branches)
+        S = _SLAB
+
+        def slabs(idx: jax.Array) -> jax.Array:
+            # The spiking rows ``idx`` (increasing, padded with the all-padding row n_in and
+            # S more) S at a time: a step costs its spikes' rows rounded up to S, not a
+            # tier's. Same order of additions as one scatter over all rows.
+            idx = jnp.concatenate([idx, jnp.full((S,), n_in, jnp.int32)])
+
+            def body(c: tuple) -> tuple:
+                j, out = c
+                return j + 1, scatter(out, jax.lax.dynamic_slice_in_dim(idx, j * S, S))
+
+            return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), zeros))[1]
+
+        # Compaction into the smallest tier that holds every spike (padded to the largest),
+        # then one loop over its rows; a burst beyond the largest tier takes all spiking rows.
+        K = self.tiers[-1]
+        pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
+        branches = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
+        which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
+
+        def burst() -> jax.Array:
+            return slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32))
+
+        return jax.lax.cond(total <= K, lambda: slabs(jax.lax.switch(which, branches)), burst)
 
     def inputs(self) -> list[jax.Array]:
         """Each fused projection's synaptic input (as its ``propagate`` gives it). Advances
