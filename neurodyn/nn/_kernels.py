@@ -277,17 +277,17 @@ class Fusion:
 
             return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), zeros))[1]
 
-        # Compaction into the smallest tier that holds every spike (padded to the largest),
-        # then one loop over its rows; a burst beyond the largest tier takes all spiking rows.
+        # Up to S spikes: one scatter, no loop. More: compaction into the smallest tier that
+        # holds every spike (padded to the largest), then the loop over its rows; a burst
+        # beyond the largest tier takes all spiking rows.
         K = self.tiers[-1]
         pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
-        branches = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
+        tiers = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
         which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
-
-        def burst() -> jax.Array:
-            return slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32))
-
-        return jax.lax.cond(total <= K, lambda: slabs(jax.lax.switch(which, branches)), burst)
+        branches = [lambda: scatter(zeros, compact(sf, S)[0]),
+                    lambda: slabs(jax.lax.switch(which, tiers)),
+                    lambda: slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32))]
+        return jax.lax.switch((total > S).astype(jnp.int32) + (total > K).astype(jnp.int32), branches)
 
     def inputs(self) -> list[jax.Array]:
         """Each fused projection's synaptic input (as its ``propagate`` gives it). Advances
