@@ -102,10 +102,16 @@ def sample_without_replacement(rng: np.random.Generator, n: int, k: np.ndarray,
     return indptr, out
 
 
-def _first_distinct(draws: np.ndarray, kb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sort_key(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` (integers in ``range(n)``) as a key for a stable argsort: uint16 where the values fit,
+    which NumPy sorts by radix sort (4x faster than int32, the same order)."""
+    return a.astype(np.uint16) if n <= 1 << 16 else a
+
+
+def _first_distinct(draws: np.ndarray, kb: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows sorted, the mask (in sorted order) of each row's first ``kb`` distinct
-    draws, and whether each row had enough distinct draws."""
-    order = np.argsort(draws, axis=1, kind="stable")
+    draws (integers in ``range(n)``), and whether each row had enough distinct draws."""
+    order = np.argsort(_sort_key(draws, n), axis=1, kind="stable")
     s = np.take_along_axis(draws, order, axis=1)
     first_sorted = np.ones(s.shape, dtype=bool)
     first_sorted[:, 1:] = s[:, 1:] != s[:, :-1]
@@ -126,7 +132,7 @@ def _sample_sparse(rng: np.random.Generator, n: int, kb: np.ndarray) -> np.ndarr
         kt = kb[todo]
         m = int(np.ceil(kt.max() * extra)) + 8
         draws = rng.integers(0, n, size=(todo.size, m), dtype=_index_dtype(n))
-        s, keep_sorted, ok = _first_distinct(draws, kt)
+        s, keep_sorted, ok = _first_distinct(draws, kt, n)
         good = np.flatnonzero(ok)
         if good.size == todo.size:
             return s[keep_sorted]
@@ -321,7 +327,7 @@ class FixedPreNum(_RandomConnector):
             self._rng(n_pre, n_post), n_pre, np.full(n_post, self.num), exclude)
         posts = np.repeat(np.arange(n_post, dtype=np.int32), self.num)
         # Transpose to presynaptic rows; the stable sort keeps targets ascending.
-        order = np.argsort(pres, kind="stable")
+        order = np.argsort(_sort_key(pres, n_pre), kind="stable")
         indptr = np.zeros(n_pre + 1, dtype=np.int64)
         np.cumsum(np.bincount(pres, minlength=n_pre), out=indptr[1:])
         return indptr, posts[order]
