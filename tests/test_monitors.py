@@ -186,3 +186,29 @@ def test_streamed_records_of_an_earlier_run_stay_valid_after_the_next_run(tmp_pa
     second = r.run(3.)
     np.testing.assert_array_equal(first["E.V"], keep)  # still readable, unchanged
     assert second["E.V"].shape == (30, 40) and sorted(p.name for p in tmp_path.iterdir()) == ["E.V.npy"]
+
+
+class Bursts(nd.Module):
+    """200 units: all spike together every 25th step, 4 at the other steps."""
+
+    def __init__(self, n=200):
+        self.i = nd.Variable(jnp.int32(0))
+        self.spike = nd.Variable(jnp.zeros(n, bool))
+
+    def update(self):
+        self.i.value = self.i + 1
+        n = self.spike.shape[0]
+        self.spike.value = (self.i % 25 == 0) | (jnp.arange(n) % 50 == self.i % 50)
+
+
+def test_steps_with_more_spikes_than_the_block_are_recorded_without_running_again():
+    net = Bursts()
+    dense = nd.Runner(net, monitors=["spike"], progress_bar=False).run(20.)["spike"]
+    net.reset_state()
+    # rate 1 Hz: blocks of 16 indices per step; bursts of 200 spikes write 13 blocks
+    r = nd.Runner(net, monitors={"ev": nd.SpikeMonitor("spike", rate=1.)}, progress_bar=False, chunk_size=50)
+    rec = r.run(20.)["ev"]
+    assert dense.sum(1).max() == 200
+    # the buffers kept their first size (blocks of 16, room for 50 blocks): no chunk ran again
+    assert r._capacity["ev"] == (1024, 16)
+    np.testing.assert_array_equal(rec.to_dense(), dense)
