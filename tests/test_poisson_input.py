@@ -115,3 +115,21 @@ def test_poisson_input_as_voltage_jumps():
     # after the step's (zero-input) decay, V moves by exactly 0.1 mV per input spike
     np.testing.assert_allclose(np.asarray(lif.V.value), V0 * math.exp(-0.1 / 20.0) + 0.1 * k, rtol=1e-6, atol=1e-6)
     assert k.mean() > 1.5
+
+
+def test_random_bits_are_threefry_2x32_words_of_a_counter():
+    import jax
+    from jax.extend.random import threefry_2x32
+    from neurodyn.nn._inputs import _threefry2x32, random_bits
+    # known-answer vectors of Threefry-2x32-20 (Random123)
+    u = lambda *v: [jnp.uint32(x) for x in v]
+    for key, ctr, want in (((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+                           ((0xFFFFFFFF,) * 2, (0xFFFFFFFF,) * 2, (0x1CB996FC, 0xBB002BE7)),
+                           ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0))):
+        assert [int(x) for x in _threefry2x32(*u(*key), *u(*ctr))] == list(want)
+    # the stream: JAX's threefry_2x32 over arange, of any length and shape
+    for n, shape in ((1, (1,)), (7, (7,)), (1000, (10, 100)), (10001, (10001,))):
+        key = jax.random.key(n)
+        ref = threefry_2x32(jax.random.key_data(key), jnp.arange(n + n % 2, dtype=jnp.uint32))[:n]
+        np.testing.assert_array_equal(np.asarray(random_bits(key, shape)).reshape(-1), np.asarray(ref))
+    assert random_bits(jax.random.key(0), (0, 3)).shape == (0, 3)

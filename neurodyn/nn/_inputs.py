@@ -18,7 +18,6 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import threefry_2x32 as _threefry_2x32
 
 from .. import random as _nd_random
 from .._environ import get as _get_shared
@@ -255,14 +254,36 @@ def stack_tables(tables: Sequence[tuple[int, np.ndarray]], width: int | None = N
     return np.array([k0 for k0, _ in tables], np.int32), out
 
 
+# Threefry-2x32 (Salmon et al. 2011, 20 rounds): rotation constants of even and odd groups of 4 rounds.
+_THREEFRY_ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 of the blocks ``(x0, x1)`` under the key ``(k0, k1)``, unrolled into plain
+    uint32 operations: the bits of ``jax.extend.random.threefry_2x32``, which XLA:CPU runs as a
+    loop over groups of rounds (every group a pass over memory); unrolled, XLA fuses all 20
+    rounds into one pass (2-2.5x faster from 10,000 draws on)."""
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROT[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))
+            x1 = x1 ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
 def random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Uniform 32-bit integers of ``shape`` from a (threefry) ``key``.
 
     Threefry-2x32 (JAX's generator) over a counter, both 32-bit words of each block
     used: half the blocks of ``jax.random.bits`` under JAX's default partitionable
-    layout, which hashes one block per word. On XLA:CPU this is 1.6-4x faster than
-    ``jax.random.bits`` and 3x faster than XLA's RngBitGenerator (2,500 to 77,000
-    draws), and the stream is the same on every backend.
+    layout, which hashes one block per word, and the rounds fused into one pass. On
+    XLA:CPU this is 2.5-4x faster than ``jax.random.bits`` and 3-6x faster than
+    XLA's RngBitGenerator (10,000 to 77,000 draws); the stream is the same on every
+    backend (the words of ``jax.extend.random.threefry_2x32`` over ``arange``).
 
     Example:
         >>> import jax
@@ -274,9 +295,10 @@ def random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     if n == 0:
         return jnp.zeros(shape, jnp.uint32)
     kd = jax.random.key_data(key).reshape(-1)[:2].astype(jnp.uint32)
-    # threefry_2x32 hashes the counter's two halves as the blocks' two words
-    bits = _threefry_2x32(kd, jnp.arange(n + (n & 1), dtype=jnp.uint32))
-    return bits[:n].reshape(shape)
+    h = (n + 1) // 2
+    # block j hashes the counters (j, h + j); its two words are draws j and h + j
+    x0, x1 = _threefry2x32(kd[0], kd[1], jnp.arange(h, dtype=jnp.uint32), jnp.arange(h, 2 * h, dtype=jnp.uint32))
+    return jnp.concatenate([x0, x1])[:n].reshape(shape)
 
 
 def draw_counts(bits: jax.Array, k0: Any, thresholds: Any) -> jax.Array:

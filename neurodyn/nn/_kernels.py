@@ -216,9 +216,9 @@ class Fusion:
         self.weight_index = None if widx is None else Variable(jnp.asarray(widx),
                                                                name="Network.fused_weight_index")
         self.n_in = n_in
-        # Tier 1 (k1) handles typical steps cheaply; k2 is as many spikes as the projections'
-        # max_spikes allow. Buffers double from k1 up to 8 x k2, so a step costs at most
-        # about twice its spikes' rows; beyond that, the exact full-table path.
+        # Compaction buffers: k1 holds typical steps; k2 is as many spikes as the projections'
+        # max_spikes allow. Buffers double from k1 up to 8 x k2; beyond that, all spiking rows
+        # are listed. The rows are scattered in slabs, so the buffer size costs little.
         k2 = 0
         for key in self.sources:
             k2 += max(p.max_spikes for p in projs if _source(p) == key)
@@ -230,7 +230,7 @@ class Fusion:
             if tiers[-1] < self.k2 < nxt:
                 nxt = self.k2
             tiers.append(min(nxt, n_in))
-        # a buffer of all rows is the full path itself
+        # a buffer of all rows is the path of bursts itself
         self.tiers = [k for k in tiers if k < n_in] or [n_in]
 
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
