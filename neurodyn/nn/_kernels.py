@@ -201,16 +201,20 @@ class Fusion:
         width = max(1, max(int(d.max(initial=0)) for d in deg))
         table = np.full((n_in + 1, width), n_out, np.int32)
         widx = np.zeros((n_in + 1, width), np.int32) if self.weighted else None
+        flat_table = table.reshape(-1)
         for key, parts in zip(self.sources, cols):
             r0 = src_off[key]
             used = np.zeros(int(sources[key].size), np.int64)
             for p, t, s0, n_post, w0 in parts:
                 valid = t < n_post
-                rows, c = np.nonzero(valid)
-                table[r0 + rows, used[rows] + c] = t[rows, c] + s0
+                # flat positions in the table: row-major, as the boolean mask orders entries
+                at = np.arange(r0, r0 + t.shape[0], dtype=np.int64) * width + used
+                at = at[:, None] + np.arange(t.shape[1], dtype=np.int64)
+                at = at[valid]
+                flat_table[at] = t[valid] + s0
                 if widx is not None and not p.homogeneous:
                     csr = padded_positions(p.conn.csr(p.n_pre, p.n_post)[0], t.shape[1], 0)
-                    widx[r0 + rows, used[rows] + c] = csr[rows, c] + w0
+                    widx.reshape(-1)[at] = csr[valid] + w0
                 used += valid.sum(axis=1)
         self.table = Variable(jnp.asarray(table), name="Network.fused_targets")
         self.weight_index = None if widx is None else Variable(jnp.asarray(widx),
