@@ -180,7 +180,7 @@ def check_sharded_microcircuit_same_spikes():
 
     def run(mesh):
         nd.random.seed(2)
-        net = models.PotjansDiesmann2014(scale=0.02, k_scale=0.05, seed=3)
+        net = models.PotjansDiesmann2014(scale=0.02, k_scale=0.05, seed=4)
         runner = nd.Runner(net, monitors=net.spike_monitor(), progress_bar=False, mesh=mesh)
         runner.run(30.0)
         return net, np.unpackbits(np.asarray(runner.mon["spikes"]), axis=1, count=net.n_neurons)
