@@ -85,7 +85,7 @@ def test_per_synapse_delays_deliver_each_spike_at_its_own_step(max_spikes):
         # memory: a target per synapse (and its weight's position), a segment pointer per neuron
         # and delay step, the spikes of the last 7 steps; no padded target table
         assert proj.delay_targets.shape == (nnz,) and proj.delay_ptr.shape == (61 * 7 + 1,)
-        assert proj.delay_ring.shape == (7, max_spikes) and proj.delay_history.shape == (60, 1)
+        assert proj.delay_ring.shape == (7, max_spikes) and proj.delay_history.shape == (1, 60)
         assert (hasattr(proj, "delay_order") == (np.ndim(weight) == 1)) and not hasattr(proj, "targets")
         spikes = rng.random((30, 60)) < 0.08
         spikes[5] = True  # more spikes than max_spikes: the exact path
@@ -312,3 +312,35 @@ def test_compiled_loop_copies_no_delay_buffer():
         shape = re.search(r"= (\w+)\[([\d,]*)\]", c).group(2)
         sizes.append(int(np.prod([int(x) for x in shape.split(",") if x] or [1])))
     assert max(sizes) <= max(N_E, N_I), [c for c, n in zip(copies, sizes) if n > max(N_E, N_I)]
+
+
+def test_per_synapse_delay_projection_propagates_through_all_synapses_without_delay():
+    rng = np.random.default_rng(4)
+    pre, post = Source(40), nn.LIF(30, V_th=1e9)
+    conn = nn.FixedProb(0.3, seed=5)
+    nnz = conn.num_connections(40, 30)
+    w = rng.normal(0.5, 0.2, nnz).astype(np.float32)
+    spikes = rng.random((3, 40)) < 0.3
+    for weight in (0.75, w):
+        proj = nn.Projection(pre, post, conn, weight, Instant(30), nn.CUBA(), delay=rng.integers(1, 6, nnz) * 0.1,
+                             name=f"q{np.ndim(weight)}")
+        want = hand_delivery(conn, 40, 30, np.ones(nnz, int), spikes, np.broadcast_to(weight, nnz))
+        np.testing.assert_allclose(np.asarray(proj.propagate(spikes)), want, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(proj.propagate(spikes[1])), want[1], rtol=1e-6, atol=1e-5)
+
+
+def test_per_synapse_delays_beyond_32_steps_with_overflowing_steps():
+    # two words of spike bits per neuron; steps with more spikes than the ring holds are
+    # delivered from the bits, at every delay they reach
+    rng = np.random.default_rng(6)
+    pre, post = Source(30), nn.LIF(20, V_th=1e9)
+    conn = nn.FixedProb(0.4, seed=7)
+    nnz = conn.num_connections(30, 20)
+    steps = rng.integers(1, 41, nnz)
+    steps[:4] = [1, 32, 33, 40]
+    proj = nn.Projection(pre, post, conn, 1.0, Instant(20), nn.CUBA(), delay=steps * 0.1, max_spikes=2)
+    assert proj.delay_history.shape == (2, 30)
+    spikes = rng.random((90, 30)) < 0.05
+    spikes[3] = spikes[37] = True
+    want = hand_delivery(conn, 30, 20, steps, spikes)
+    np.testing.assert_array_equal(delivered(proj, pre, spikes), want.astype(np.float32))

@@ -26,7 +26,8 @@ import numpy as np
 from .._environ import float_dtype
 from ._kernels import compact
 
-__all__ = ["build_ring_table", "ring_state", "ring_advance", "ring_deliver", "ring_propagate", "ring_chunk"]
+__all__ = ["build_ring_table", "ring_state", "ring_advance", "ring_deliver", "deliver_parts", "ring_propagate",
+           "ring_chunk"]
 
 
 def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray, steps: np.ndarray,
@@ -67,17 +68,22 @@ def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray,
 
 
 def ring_chunk(nnz: int, n_pre: int, k: int) -> int:
-    """Synapses delivered per loop iteration: a third of ``k`` mean rows, a power of two (64 to 2**16)."""
-    mean_row = nnz / max(n_pre, 1)
-    want = max(64, int(-(-k // 3) * mean_row))
-    return int(min(1 << 16, 1 << (want - 1).bit_length()))
+    """Synapses delivered per loop iteration: ``k / 6`` mean rows (64 to 2**16, a multiple of 64).
+    Each slot costs a binary search over the step's segments: a slot left unused costs
+    about as much as a delivered synapse, an extra iteration a few slots."""
+    return _round_chunk(max(1.0, k / 6) * nnz / max(n_pre, 1))
+
+
+def _round_chunk(width: float) -> int:
+    return int(min(1 << 16, max(64, -(-int(width) // 64) * 64)))
 
 
 def ring_state(n_pre: int, R: int, k: int) -> dict[str, jax.Array]:
     """The initial (silent) state: ``ring`` ``(R, k)`` int32 (unused slots hold ``n_pre``),
-    ``fits`` ``(R,)`` bool, ``history`` ``(n_pre, ceil(R / 32))`` uint32 bits."""
+    ``fits`` ``(R,)`` bool, ``history`` ``(ceil(R / 32), n_pre)`` uint32 bits (word-major: each
+    word is one contiguous vector)."""
     return dict(ring=jnp.full((R, k), n_pre, jnp.int32), fits=jnp.ones((R,), jnp.bool_),
-                history=jnp.zeros((n_pre, -(-R // 32)), jnp.uint32))
+                history=jnp.zeros((-(-R // 32), n_pre), jnp.uint32))
 
 
 def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: jax.Array,
@@ -90,10 +96,10 @@ def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: j
     idx, _, fit = compact(spikes.astype(jnp.float32), k, n_blocks)
     ring = jnp.concatenate([idx[None], ring[:-1]])
     fits = jnp.concatenate([fit[None], fits[:-1]])
-    carry = jnp.concatenate([spikes[:, None].astype(jnp.uint32), history[:, :-1] >> 31], axis=1)
+    carry = jnp.concatenate([spikes[None].astype(jnp.uint32), history[:-1] >> 31])
     history = (history << 1) | carry
     if R % 32:
-        keep = np.full((history.shape[1],), 0xFFFFFFFF, np.uint32)
+        keep = np.full((history.shape[0], 1), 0xFFFFFFFF, np.uint32)
         keep[-1] = (1 << (R % 32)) - 1
         history = history & jnp.asarray(keep)
     return ring, fits, history
@@ -127,8 +133,8 @@ def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.
     """The input due this step after :func:`ring_advance`: segment ``D = j + 1`` of every row
     in ring row ``j``, summed per target (``weight_of(positions)`` gives stored synapses'
     weights; None: counts). When some step of the last ``R`` had more spikes than the ring
-    holds, the rows are taken from the bit history instead, ``k`` at a time: exact for any
-    activity.
+    holds, that step's rows are taken from the bit history instead, ``k`` at a time: exact
+    for any activity.
 
     Example:
         >>> import numpy as np, jax.numpy as jnp
@@ -143,34 +149,48 @@ def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.
         >>> got      # the synapse with D = 1 now, the one with D = 3 two steps later
         [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
-    R, k = ring.shape
-    n_pre = history.shape[0]
-    delays = jnp.arange(R, dtype=jnp.int32)
-    # rows of steps whose spikes did not all fit are taken from the bits below
-    seg = (jnp.where(fits[:, None], ring, n_pre) * R + delays[:, None]).reshape(-1)
+    return deliver_parts([(ring, fits, history, 0)], ptr, targets, weight_of, n_post, S)
+
+
+def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
+                  weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int) -> jax.Array:
+    """:func:`ring_deliver` for several rings over one table: each part is ``(ring, fits,
+    history, base)``, its segments numbered from ``base`` in ``ptr``."""
+    segs = []
+    for ring, fits, history, base in parts:
+        R = ring.shape[0]
+        rows = jnp.where(fits[:, None], ring, history.shape[1])  # overflowed steps: from the bits below
+        segs.append((rows * R + jnp.arange(R, dtype=jnp.int32)[:, None]).reshape(-1) + base)
+    seg = segs[0] if len(segs) == 1 else jnp.concatenate(segs)
     starts = ptr[seg]
-    out = _deliver_segments(jnp.zeros((n_post,), float_dtype()), starts, ptr[seg + 1] - starts, targets,
+    out = _deliver_segments(jnp.zeros((n_out,), float_dtype()), starts, ptr[seg + 1] - starts, targets,
                             weight_of, S)
 
-    def from_bits(j: jax.Array, o: jax.Array) -> jax.Array:
-        bit = (jnp.take(history, j // 32, axis=1) >> (j % 32)) & 1
+    def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
+        ring, _, history, base = part
+        (R, k), n_pre = ring.shape, history.shape[1]
+        bit = (jnp.take(history, j // 32, axis=0) >> (j % 32)) & 1
         count = jnp.sum(bit, dtype=jnp.int32)
         rows = jnp.nonzero(bit, size=n_pre, fill_value=n_pre)[0].astype(jnp.int32)
         rows = jnp.concatenate([rows, jnp.full((k,), n_pre, jnp.int32)])
 
         def block(c: Any) -> Any:
             b, o = c
-            seg = jax.lax.dynamic_slice_in_dim(rows, b * k, k) * R + j
+            seg = jax.lax.dynamic_slice_in_dim(rows, b * k, k) * R + j + base
             starts = ptr[seg]
             return b + 1, _deliver_segments(o, starts, ptr[seg + 1] - starts, targets, weight_of, S)
 
         return jax.lax.while_loop(lambda c: c[0] * k < count, block, (jnp.int32(0), o))[1]
 
     def overflowed(o: jax.Array) -> jax.Array:
-        return jax.lax.fori_loop(0, R, lambda j, o: jax.lax.cond(fits[j], lambda o: o,
-                                                                 lambda o: from_bits(j, o), o), o)
+        for part in parts:
+            fits = part[1]
+            o = jax.lax.fori_loop(0, fits.shape[0], lambda j, o, part=part, fits=fits: jax.lax.cond(
+                fits[j], lambda o: o, lambda o: from_bits(part, j, o), o), o)
+        return o
 
-    return jax.lax.cond(jnp.all(fits), lambda o: o, overflowed, out)
+    all_fit = jnp.all(jnp.concatenate([p[1] for p in parts])) if len(parts) > 1 else jnp.all(parts[0][1])
+    return jax.lax.cond(all_fit, lambda o: o, overflowed, out)
 
 
 def ring_propagate(spikes: jax.Array, ptr: jax.Array, targets: jax.Array,
@@ -182,3 +202,4 @@ def ring_propagate(spikes: jax.Array, ptr: jax.Array, targets: jax.Array,
     starts = ptr[rows * R]
     return _deliver_segments(jnp.zeros((n_post,), float_dtype()), starts, ptr[rows * R + R] - starts,
                              targets, weight_of, S)
+

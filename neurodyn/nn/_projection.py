@@ -100,14 +100,16 @@ class Projection(Module):
     float spikes: ``spike_buffer``, ``(pre.size, D - 1)``). Per-synapse delays (one
     value per connection, in CSR order like the weights, or a distribution
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
-    construction) go through one CSR table of the projection's connections
-    (``delay_indptr``, ``delay_comb``: 4 bytes per synapse for its target and
-    delay) into a ring buffer of the postsynaptic inputs of the next ``max(D)``
-    steps (``delay_buffer``, shape ``(max(D), post.size)``), so every spike
-    arrives exactly at its own rounded step; memory is ``nnz`` entries plus
-    ``max(D) x post.size``. The spiking rows' synapses cost work, nothing else
-    (:func:`~neurodyn.nn._kernels.deliver_delayed`). Per-synapse
-    delays need event mode, boolean presynaptic spikes and unbatched state.
+    construction) keep the presynaptic spikes of the last ``max(D)`` steps
+    (``delay_ring``: up to ``max_spikes`` neuron indices per step;
+    ``delay_history``: all of them as bits) and the synapses grouped by
+    (presynaptic neuron, delay) (``delay_ptr``, ``delay_targets``, and
+    ``delay_order`` for per-connection weights): each step, the spikes read
+    ``j`` steps ago deliver their synapses of delay ``j + 1``, so every spike
+    arrives exactly at its own rounded step. Memory is 4 bytes per synapse (8
+    with weights) plus 4 per presynaptic neuron and delay step; the work is the
+    synapses delivered (:mod:`neurodyn.nn._delay_ring`). Per-synapse delays
+    need event mode, boolean presynaptic spikes and unbatched state.
 
     Args:
         pre: presynaptic group (anything with ``size`` and a ``spike`` Variable).
