@@ -133,8 +133,8 @@ def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.
     """The input due this step after :func:`ring_advance`: segment ``D = j + 1`` of every row
     in ring row ``j``, summed per target (``weight_of(positions)`` gives stored synapses'
     weights; None: counts). When some step of the last ``R`` had more spikes than the ring
-    holds, that step's rows are taken from the bit history instead, ``k`` at a time: exact
-    for any activity.
+    holds, that step's rows are taken from the bit history instead (a pass over all
+    presynaptic neurons for each such step and delay): exact for any activity.
 
     Example:
         >>> import numpy as np, jax.numpy as jnp
@@ -167,20 +167,13 @@ def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
                             weight_of, S)
 
     def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
+        # every neuron's segment of delay j + 1, empty unless its bit j is set
         ring, _, history, base = part
-        (R, k), n_pre = ring.shape, history.shape[1]
+        R, n_pre = ring.shape[0], history.shape[1]
         bit = (jnp.take(history, j // 32, axis=0) >> (j % 32)) & 1
-        count = jnp.sum(bit, dtype=jnp.int32)
-        rows = jnp.nonzero(bit, size=n_pre, fill_value=n_pre)[0].astype(jnp.int32)
-        rows = jnp.concatenate([rows, jnp.full((k,), n_pre, jnp.int32)])
-
-        def block(c: Any) -> Any:
-            b, o = c
-            seg = jax.lax.dynamic_slice_in_dim(rows, b * k, k) * R + j + base
-            starts = ptr[seg]
-            return b + 1, _deliver_segments(o, starts, ptr[seg + 1] - starts, targets, weight_of, S)
-
-        return jax.lax.while_loop(lambda c: c[0] * k < count, block, (jnp.int32(0), o))[1]
+        seg = jnp.arange(n_pre, dtype=jnp.int32) * R + j + base
+        starts = ptr[seg]
+        return _deliver_segments(o, starts, jnp.where(bit > 0, ptr[seg + 1] - starts, 0), targets, weight_of, S)
 
     def overflowed(o: jax.Array) -> jax.Array:
         for part in parts:
@@ -198,8 +191,7 @@ def ring_propagate(spikes: jax.Array, ptr: jax.Array, targets: jax.Array,
     """The input of ``spikes`` (bool ``(n_pre,)``) through all synapses, whatever their delay
     (a row's segments are contiguous)."""
     n_pre = spikes.shape[0]
-    rows = jnp.nonzero(spikes, size=n_pre, fill_value=n_pre)[0].astype(jnp.int32)
-    starts = ptr[rows * R]
-    return _deliver_segments(jnp.zeros((n_post,), float_dtype()), starts, ptr[rows * R + R] - starts,
-                             targets, weight_of, S)
-
+    seg = jnp.arange(n_pre, dtype=jnp.int32) * R
+    starts = ptr[seg]
+    return _deliver_segments(jnp.zeros((n_post,), float_dtype()), starts,
+                             jnp.where(spikes, ptr[seg + R] - starts, 0), targets, weight_of, S)
