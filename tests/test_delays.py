@@ -344,3 +344,35 @@ def test_per_synapse_delays_beyond_32_steps_with_overflowing_steps():
     spikes[3] = spikes[37] = True
     want = hand_delivery(conn, 30, 20, steps, spikes)
     np.testing.assert_array_equal(delivered(proj, pre, spikes), want.astype(np.float32))
+
+
+_MESH_CHECK = """
+import sys
+import numpy as np
+import neurodyn as nd
+sys.path.insert(0, "tests")
+from test_delays import build_mixed
+kw = dict(monitors=["E.spike", "I.spike"], inputs=[("E.input", 26.0), ("I.input", 26.0)], progress_bar=False)
+one = nd.Runner(build_mixed(), **kw).run(20.)
+net = build_mixed()
+two = nd.Runner(net, mesh=2, **kw).run(20.)
+assert one["E.spike"].sum() > 20
+for k in ("E.spike", "I.spike"):
+    np.testing.assert_array_equal(two[k], one[k])
+for name in ("delay_ring", "delay_history", "delay_targets", "delay_order"):
+    s = getattr(net.EI, name).value.sharding
+    assert len(s.device_set) == 2 and s.is_fully_replicated, (name, s)
+print("MESH OK")
+"""
+
+
+def test_per_synapse_delays_on_two_devices_give_the_same_spikes():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _MESH_CHECK], env=env, capture_output=True, text=True,
+                          timeout=240, cwd=root)
+    assert "MESH OK" in proc.stdout, proc.stderr[-2000:]
