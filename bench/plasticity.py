@@ -3,7 +3,7 @@ without plasticity and against Brian2's C++ standalone mode with the same rule; 
 the Song et al. (2000) setup in simulated seconds per wall-clock second.
 
 Run:  python bench/plasticity.py [--duration 1000] [--rounds 3] [--song 10] [--no-brian]
-                                 [--projection] [--brian-python /path/to/python-with-brian2]
+                                 [--breakdown] [--projection] [--brian-python /path/to/python-with-brian2]
 
 neurodyn: ``examples/stdp_song2000.py``'s ``COBASTDP`` (4000 LIF, p = 0.02,
 event-driven projections; ``plastic=False`` is the static network) and
@@ -107,6 +107,61 @@ def neurodyn_song(seconds: float, rounds: int) -> dict:
     for v in out.values():
         v["sim_per_wall"] = seconds / v["wall"]
     return out
+
+
+class _NoPost(nn.STDP):
+    """Pair STDP without the postsynaptic (column) pass."""
+    on_post = nn.Plasticity.on_post
+
+
+class _NoHooks(nn.STDP):
+    """Traces and transmission through the plastic path, no weight change."""
+    on_pre = nn.Plasticity.on_pre
+    on_post = nn.Plasticity.on_post
+
+
+def coba_breakdown(duration: float, rounds: int) -> dict:
+    """Where the plastic network's extra time goes: the same E -> E rule without its column
+    pass, and with no weight change at all (the transmission of a plastic projection, which
+    runs apart from the static projections' fused transmission). CPU time, min over rounds."""
+    runners = {}
+    for k, cls in (("static", None), ("stdp", nn.STDP), ("no on_post", _NoPost), ("no hooks", _NoHooks)):
+        net = song.COBASTDP(plastic=cls is not None)
+        if cls is not None:
+            net.E2E.plasticity.__class__ = cls
+        r = nd.Runner(net, inputs=INPUTS, progress_bar=False)
+        r.run(duration)
+        runners[k] = (r, net)
+    cpu: dict = {k: [] for k in runners}
+    names = list(runners)
+    for i in range(rounds):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            r, net = runners[k]
+            cpu[k].append(_timed(lambda: (r.run(duration), jax.block_until_ready(net.E.V.value)))[1])
+    steps = duration / nd.get_dt()
+    return {k: min(v) / steps for k, v in cpu.items()}
+
+
+def song_breakdown(seconds: float, rounds: int) -> dict:
+    """Song 2000 against its 1000 Poisson inputs and neuron alone (no projection). CPU time
+    per step, min over rounds."""
+    class Inputs(nn.Network):
+        def __init__(self) -> None:
+            nd.random.seed(0)
+            self.inputs = nn.PoissonGroup(1000, freq=15.)
+            self.neuron = nn.LIF(1, V_rest=-74., V_reset=-60., V_th=-54., tau=10., V_initializer=-74.)
+
+    runners = {}
+    for k, net in (("song", song.Song2000()), ("inputs + neuron", Inputs())):
+        r = nd.Runner(net, progress_bar=False, chunk_size=50000)
+        r.run(seconds * 1000.)
+        runners[k] = (r, net)
+    cpu: dict = {k: [] for k in runners}
+    for i in range(rounds):
+        for k, (r, net) in runners.items():
+            cpu[k].append(_timed(lambda: (r.run(seconds * 1000.), jax.block_until_ready(net.neuron.V.value)))[1])
+    steps = seconds * 1000. / nd.get_dt()
+    return {k: min(v) / steps for k, v in cpu.items()}
 
 
 class _Replay(nn.Group):
@@ -232,6 +287,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--song", type=float, default=10., help="Song 2000 biological time (s)")
     ap.add_argument("--no-brian", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the COBA network with parts of the rule removed, and Song 2000's inputs alone")
     ap.add_argument("--projection", action="store_true",
                     help="also time the E -> E projection alone on replayed spikes (min CPU time of 9 rounds)")
     ap.add_argument("--brian-python", default=sys.executable,
@@ -251,6 +308,15 @@ def main() -> None:
           f"{s['sim_per_wall']:.2f} simulated s per wall-clock s; the same forced onto the event-driven path "
           f"{e['wall']:.2f} s wall ({e['cpu']:.2f} s CPU), {e['sim_per_wall']:.2f} simulated s per wall-clock s; "
           f"dense / event = {s['wall'] / e['wall']:.2f} wall, {s['cpu'] / e['cpu']:.2f} CPU")
+    if args.breakdown:
+        b = coba_breakdown(args.duration / 2, 2 * args.rounds + 1)
+        print("COBA breakdown (CPU per step, min of %d rounds): " % (2 * args.rounds + 1)
+              + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in b.items())
+              + f"; column pass {(b['stdp'] - b['no on_post']) * 1e6:.1f} us, on_pre "
+              f"{(b['no on_post'] - b['no hooks']) * 1e6:.1f} us, plastic transmission and traces against the "
+              f"static network {(b['no hooks'] - b['static']) * 1e6:.1f} us")
+        sb = song_breakdown(min(args.song, 2.), 2 * args.rounds + 1)
+        print("Song 2000 breakdown (CPU per step): " + ", ".join(f"{k} {v * 1e6:.2f} us" for k, v in sb.items()))
     if args.projection:
         p = projection_alone(2000, 9)
         pc = p["cpu_per_step"]

@@ -30,8 +30,10 @@ epoch still holds one recompilation, reported too, as does the test-set call). B
 raised (see bench/README.md); ``--malloc both`` runs each twice.
 
 Run: ``python bench/snn_peers.py [--epochs 5] [--systems nd,nd-step,jax,snntorch] [--malloc off|on|both]``;
-``--same-process`` times nd, nd-bar, nd-step, jax and jax-epoch in one process instead, alternating
-epochs (``--epochs`` rounds), which is the better comparison on a loaded machine.
+``--same-process`` times nd, nd-bar, nd-step, nd-plain, jax and jax-epoch (or those named by
+``--systems``) in one process instead, alternating epochs (``--epochs`` rounds), which is the better
+comparison on a loaded machine. ``nd-plain`` is ``nd`` with the weight-gradient layout of nn's
+dense product switched off (``nn._dense.MAX_ROWS = 0``: plain ``x @ w`` autodiff, as before it).
 """
 
 from __future__ import annotations
@@ -154,16 +156,30 @@ def setup_jax(params, x, y, whole_epoch):
     return grads, epoch, accuracy
 
 
-def setup_nd(params, x, y, steps_per_call, progress_bar=False):
+def setup_nd(params, x, y, steps_per_call, progress_bar=False, plain_matmul=False):
     """neurodyn: nn.Sequential of the discrete layers and the Trainer (``progress_bar``: its tqdm bar,
-    written to stderr, ticked from inside the whole-epoch call)."""
+    written to stderr, ticked from inside the whole-epoch call; ``plain_matmul``: trace with the
+    dense product's weight-gradient layout switched off)."""
     sys.path.insert(0, ROOT)
+    import contextlib
+
     import jax
     import jax.numpy as jnp
     import optax
 
     import neurodyn as nd
     from neurodyn import nn, optim, surrogate
+    from neurodyn.nn import _dense
+
+    @contextlib.contextmanager
+    def layout():
+        old = _dense.MAX_ROWS
+        if plain_matmul:
+            _dense.MAX_ROWS = 0
+        try:
+            yield
+        finally:
+            _dense.MAX_ROWS = old
 
     net = nn.Sequential(nn.Linear(N_IN, N_HID), nn.Leaky(N_HID, beta=BETA, spike_fn=surrogate.FastSigmoid(SLOPE)),
                         nn.Linear(N_HID, N_OUT), nn.LeakyIntegrator(N_OUT, beta=BETA_OUT))
@@ -177,12 +193,14 @@ def setup_nd(params, x, y, steps_per_call, progress_bar=False):
         return optax.softmax_cross_entropy_with_integer_labels(V.mean(0), yb).mean()
 
     net.reset_state(BS)
-    g = nd.grad(lambda b: loss_fn(net, b), grad_vars=net.train_vars())((x[:BS], y[:BS]))
+    with layout():
+        g = nd.grad(lambda b: loss_fn(net, b), grad_vars=net.train_vars())((x[:BS], y[:BS]))
     grads = {key: np.asarray(g[name]) for key, name in names.items()}
     trainer = nd.Trainer(net, loss_fn, optim.Adam(LR), progress_bar=progress_bar, steps_per_call=steps_per_call)
 
     def epoch(order):  # the Trainer draws the same order itself (seed 0, its epoch counter)
-        trainer.fit((x, y), epochs=1, batch_size=BS, seed=0, drop_last=True)
+        with layout():  # the first call traces
+            trainer.fit((x, y), epochs=1, batch_size=BS, seed=0, drop_last=True)
         jax.block_until_ready(net.get(names["w1"]).value)
         return trainer.history["loss"][-1]
 
@@ -208,12 +226,17 @@ def run_nd(params, x, y, xt, yt, epochs, steps_per_call, progress_bar=False):
     return run_setup(setup_nd(params, x, y, steps_per_call, progress_bar), x, xt, yt, epochs)
 
 
-def same_process(params, data, rounds):
-    """neurodyn (both modes) and hand-written JAX (both) in one process, alternating epochs."""
+SAME_PROCESS = ("nd", "nd-bar", "nd-step", "nd-plain", "jax", "jax-epoch")
+
+
+def same_process(params, data, rounds, systems=SAME_PROCESS):
+    """neurodyn (its modes) and hand-written JAX (both) in one process, alternating epochs."""
     x, y, _, _ = data
-    setups = {"nd": setup_nd(params, x, y, None), "nd-bar": setup_nd(params, x, y, None, True),
-              "nd-step": setup_nd(params, x, y, 1),
-              "jax": setup_jax(params, x, y, False), "jax-epoch": setup_jax(params, x, y, True)}
+    make = {"nd": lambda: setup_nd(params, x, y, None), "nd-bar": lambda: setup_nd(params, x, y, None, True),
+            "nd-step": lambda: setup_nd(params, x, y, 1),
+            "nd-plain": lambda: setup_nd(params, x, y, None, plain_matmul=True),
+            "jax": lambda: setup_jax(params, x, y, False), "jax-epoch": lambda: setup_jax(params, x, y, True)}
+    setups = {k: make[k]() for k in systems}
     times = {k: [] for k in setups}
     for r, order in enumerate(orders(len(x), rounds)):
         names = list(setups) if r % 2 == 0 else list(setups)[::-1]
@@ -420,7 +443,7 @@ def child(args):
     params = dict(np.load(args.params))
     data = make_data(args.n_train, args.n_test)
     if args.system == "same-process":
-        print(json.dumps(same_process(params, data, args.epochs)))
+        print(json.dumps(same_process(params, data, args.epochs, args.systems.split(","))))
         return
     t0 = time.perf_counter()
     grads, times, losses, acc, *ref = run_system(args.system, params, data, args.epochs)
@@ -434,7 +457,8 @@ def child(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--systems", default="jax,nd,nd-step,jax-epoch,spyx,snntorch,snntorch-compile")
+    p.add_argument("--systems", default=None, help="default: jax,nd,nd-step,jax-epoch,spyx,snntorch,"
+                   f"snntorch-compile; with --same-process {','.join(SAME_PROCESS)} (jax always)")
     p.add_argument("--malloc", choices=["off", "on", "both"], default="both")
     p.add_argument("--n-train", type=int, default=4096)
     p.add_argument("--n-test", type=int, default=1024)
@@ -446,6 +470,15 @@ def main():
     p.add_argument("--params", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.systems is None:
+        args.systems = ",".join(SAME_PROCESS) if args.same_process else \
+            "jax,nd,nd-step,jax-epoch,spyx,snntorch,snntorch-compile"
+    if args.same_process:
+        unknown = [k for k in args.systems.split(",") if k not in SAME_PROCESS]
+        if unknown:
+            p.error(f"--same-process times only {list(SAME_PROCESS)}, got {unknown}")
+        if "jax" not in args.systems.split(","):
+            args.systems += ",jax"  # the reference of every ratio
     if args.system:
         return child(args)
 
@@ -466,7 +499,8 @@ def main():
         for malloc in mallocs:
             env = dict(os.environ, PYTHONPATH=ROOT, **(MALLOC_ENV if malloc else {}))
             cmd = [sys.executable, os.path.abspath(__file__), "--system", "same-process", "--params", pfile,
-                   "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", str(args.n_test)]
+                   "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", str(args.n_test),
+                   "--systems", args.systems]
             times = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True,
                                               check=True).stdout.strip().splitlines()[-1])
             print(f"one process, {args.epochs} alternating rounds{' +malloc' if malloc else ''} "

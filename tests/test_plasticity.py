@@ -313,6 +313,67 @@ def test_event_driven_plasticity_equals_dense_reference(kind, p):
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("exact_keys", [True, False])
+def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
+    from neurodyn.nn import _plasticity
+    if not exact_keys:  # the path for groups too large for float32 keys
+        monkeypatch.setattr(_plasticity, "_EXACT_F32", 0)
+    rng = np.random.default_rng(5)
+    for n, count in [(1, 1), (100, 0), (100, 3), (3201, 8), (3201, 40), (4096, 4096)]:
+        s = np.zeros(n, bool)
+        s[rng.choice(n, count, replace=False)] = True
+        idx = np.asarray(jax.jit(_plasticity._rows, static_argnums=1)(jnp.asarray(s), 8))
+        want = np.nonzero(s)[0]
+        got = np.sort(idx[idx < n])
+        assert np.all((idx < n) | (idx == n))
+        np.testing.assert_array_equal(got, want[:8] if count <= 8 else got)
+        assert len(got) == min(count, 8) and np.all(s[got])
+
+        def all_batches(s):
+            def work(i, acc):
+                return acc.at[i].add(1, mode="drop")
+            return _plasticity._for_events(s, 8, work, jnp.zeros(n, jnp.int32), False)
+
+        np.testing.assert_array_equal(np.asarray(jax.jit(all_batches)(jnp.asarray(s))), s.astype(np.int32))
+
+
+def test_large_recurrent_group_equals_a_per_synapse_reference():
+    # 2100 neurons: the first batch of spikes is handled before the loop (groups >= 2048), the
+    # row and column passes read the same spikes
+    dt, steps, n = 0.1, 150, 2100
+    p = dict(tau_pre=15., tau_post=25., A_plus=0.02, A_minus=0.021, w_min=0., w_max=1.)
+    rng = np.random.default_rng(4)
+    spikes = rng.random((steps, n)) < 0.004
+    spikes[70] = rng.random(n) < 0.05                 # a burst: several batches
+    with nd.context(dt=dt):
+        _, _, proj = plastic(nn.STDP(**p), n, n, nn.FixedProb(0.01, seed=6), weight=0.5)
+        w_init = rng.uniform(0.2, 0.8, proj.nnz).astype(np.float32)
+        proj.weight.value = w_init
+        drive(proj, spikes, spikes)
+    indptr, indices = proj.conn.csr(n, n)
+    i, j = np.repeat(np.arange(n), np.diff(indptr)), np.asarray(indices)
+    w, xp, xq = w_init.astype(np.float64), np.zeros(n), np.zeros(n)
+    for s in spikes:                                  # the order of the module docstring
+        xp *= math.exp(-dt / p["tau_pre"])
+        xq *= math.exp(-dt / p["tau_post"])
+        w = np.where(s[i], np.clip(w - p["A_minus"] * xq[j], 0., 1.), w)
+        xp += s
+        w = np.where(s[j], np.clip(w + p["A_plus"] * xp[i], 0., 1.), w)
+        xq += s
+    got = np.asarray(proj.weight.value)
+    assert np.abs(w - w_init).max() > 0.01
+    np.testing.assert_allclose(got, w, rtol=2e-4, atol=2e-5)
+
+
+def test_a_plastic_projection_without_synapses_only_moves_its_traces():
+    rule = nn.STDP(tau_pre=10.)
+    pre, post, proj = plastic(rule, 5, 4, nn.FixedProb(0.0, seed=1), mode="event")
+    assert proj.nnz == 0
+    out = drive(proj, np.ones((2, 5), bool), np.ones((2, 4), bool))
+    np.testing.assert_array_equal(out, 0.0)
+    np.testing.assert_allclose(rule.x_pre.value, 1.0 + math.exp(-nd.get_dt() / 10.), rtol=1e-6)
+
+
 @pytest.mark.parametrize("kind,p", RULES + [("tm", dict(U=0.2, tau_d=30., tau_f=60.))],
                          ids=["stdp-add-all", "stdp-mult-nearest", "triplet", "vogels", "reward", "tsodyks"])
 def test_small_all_to_all_dense_path_equals_the_event_path(kind, p):

@@ -25,6 +25,7 @@ from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._random import RandomState
 from .._state import Variable
+from . import _sparse_spikes
 from ._drive import Jump
 from ._neurons import Group, NeuronGroup, _state_shape, reset_var
 
@@ -305,8 +306,10 @@ class PoissonGroup(Group):
     Each step, each unit spikes with probability ``freq * dt / 1000`` (a
     scalar or one rate per unit; at most one spike per step), decided by one
     32-bit random integer per unit from ``rng`` (default
-    ``nd.random.DEFAULT``), so the probability is exact to ``2**-32``. Usable
-    as the ``pre`` of a :class:`Projection`.
+    ``nd.random.DEFAULT``), so the probability is exact to ``2**-32``. At a
+    low shared rate (a few spikes per step in the group) the step draws the
+    spike count and which units spike instead, with a few integers (same law).
+    Usable as the ``pre`` of a :class:`Projection`.
 
     Example:
         >>> import neurodyn.nn as nn
@@ -328,8 +331,13 @@ class PoissonGroup(Group):
         reset_var(self.spike, jnp.zeros(_state_shape(self.size, batch_size), bool))
 
     def update(self) -> jax.Array:
-        t = _bernoulli_threshold(_freq_prob("PoissonGroup", self.freq, get_dt()))
+        p = _freq_prob("PoissonGroup", self.freq, get_dt())
+        t = _bernoulli_threshold(p)
         rng = self.rng if self.rng is not None else _nd_random.DEFAULT
+        sparse = _sparse_spikes.plan(self.size, float(p)) if p.ndim == 0 else None
+        if sparse is not None:  # a few random integers per step instead of one per unit
+            self.spike.value = _sparse_spikes.draw_batch(rng.split_key(), self.spike.shape, *sparse)
+            return self.spike.value
         bits = jax.random.bits(rng.split_key(), self.spike.shape, jnp.uint32)
         if np.all(t >= _TWO32):
             self.spike.value = jnp.ones(self.spike.shape, bool)

@@ -11,6 +11,7 @@ import numpy as np
 from .. import random as _random
 from .._environ import float_dtype
 from .._module import Module
+from ._dense import dense
 from ._init import Initializer, init_param
 
 __all__ = [
@@ -62,7 +63,7 @@ class Linear(Module):
 
     def forward(self, x: Any) -> jax.Array:
         _check_features("Linear", x, self.in_features)
-        y = jnp.asarray(x) @ self.weight.value
+        y = dense(x, self.weight.value)
         if self.bias is not None:
             y = y + self.bias.value
         return y

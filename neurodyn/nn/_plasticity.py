@@ -72,6 +72,8 @@ _BLOCK = 32
 _DENSE_MAX_SYNAPSES = 1 << 14
 # Groups at least this large handle their first batch of spikes outside the loop (see _for_events).
 _FIRST_BATCH_OUTSIDE = 2048
+# Integers below this are exact in float32 (top_k's fast path takes floats).
+_EXACT_F32 = 1 << 24
 
 
 def _val(x: Any) -> Any:
@@ -106,15 +108,23 @@ def _rows(spikes: jax.Array, k: int) -> jax.Array:
     entries are nonzero (the caller checks). Two-stage ``lax.top_k``: blocks of
     32 neurons with a spike, then the spikes within them."""
     n = spikes.shape[0]
-    sf = (spikes != 0).astype(jnp.float32)
+    s = spikes != 0
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
-        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
-    blocks = sf.reshape(nb, _BLOCK)
+        s = jnp.pad(s, (0, nb * _BLOCK - n))
+    blocks = s.reshape(nb, _BLOCK)
     b = min(k, nb)
-    _, bidx = jax.lax.top_k(jnp.max(blocks, axis=1), b)
-    key, j = jax.lax.top_k(blocks[bidx].reshape(-1), min(k, b * _BLOCK))
-    return jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
+    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
+    ids = bidx[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)
+    if n < _EXACT_F32:
+        # The keys are the indices themselves (n - i > 0 for a spike, 0 for none), so the
+        # result is one subtraction from top_k's output: the index arithmetic is not
+        # repeated inside every fusion that reads the result.
+        key = jnp.where(blocks[bidx], (n - ids).astype(jnp.float32), 0.0).reshape(-1)
+        vals, _ = jax.lax.top_k(key, min(k, b * _BLOCK))
+        return n - vals.astype(jnp.int32)
+    key, j = jax.lax.top_k(blocks[bidx].reshape(-1).astype(jnp.float32), min(k, b * _BLOCK))
+    return jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
 
 
 def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
@@ -355,10 +365,10 @@ class _Tables(Module):
         cslot = np.arange(nnz) - np.repeat(starts, in_deg)
         cols[indices[order], cslot] = order
         cpre[indices[order], cslot] = pre_ids[order]
-        self.row_syn = Variable(jnp.asarray(rows))
-        self.row_post = Variable(jnp.asarray(post))
-        self.col_syn = Variable(jnp.asarray(cols))
-        self.col_pre = Variable(jnp.asarray(cpre))
+        # One table per side, (neuron, slot, [synapse, other neuron]): one read of a row serves
+        # both, and XLA keeps it in memory instead of recomputing it inside each reader.
+        self.rows = Variable(jnp.asarray(np.stack([rows, post], axis=-1)))
+        self.cols = Variable(jnp.asarray(np.stack([cols, cpre], axis=-1)))
         self.nnz, self.n_pre, self.n_post = nnz, n_pre, n_post
         # every pair exactly once, in row-major CSR order: the weights are the (n_pre, n_post) matrix
         full = nnz == n_pre * n_post and np.array_equal(indices, np.tile(np.arange(n_post), n_pre))
@@ -432,11 +442,16 @@ def plastic_update(proj: Any) -> jax.Array:
         t.decay()
     if tables.dense:
         return _dense_update(proj, rule, pre_s, post_s)
+    if tables.nnz == 0:  # no synapse: nothing to transmit or learn, only the traces move
+        for t in traces.values():
+            t.add(pre_s if t.side == "pre" else post_s)
+        rule.step(pre_s, post_s)
+        return proj.syn.update(jnp.zeros((n_post,), float_dtype()))
     names = tuple(rule.synapse_state)
     state = {k: getattr(rule, k).value for k in names}
     w = proj.weight.value
     sv = jnp.concatenate([pre_s.astype(float_dtype()), jnp.zeros((1,), float_dtype())])
-    row_syn, row_post = tables.row_syn.value, tables.row_post.value
+    row_tab = tables.rows.value
     on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
     release = rule.release
 
@@ -444,8 +459,7 @@ def plastic_update(proj: Any) -> jax.Array:
 
     def read(arrays: tuple, syn: jax.Array) -> tuple:
         # padding slots (syn == nnz) read the last synapse; what they compute is dropped on write
-        safe = jnp.minimum(syn, max(nnz - 1, 0))
-        return tuple(a[safe] for a in arrays)
+        return tuple(jnp.take(a, syn, mode="clip") for a in arrays)
 
     def read_rows(arrays: tuple, syn: jax.Array) -> tuple:
         # A row's synapses are contiguous in CSR order: a few windows of k values cost less
@@ -468,8 +482,8 @@ def plastic_update(proj: Any) -> jax.Array:
 
     def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
         x, w_, state_ = carry
-        syn = _take(row_syn, idx)                            # (K, k); padding: nnz
-        post = _take(row_post, idx)                          # padding: n_post (dropped)
+        tab = _take(row_tab, idx)
+        syn, post = tab[..., 0], tab[..., 1]                 # (K, k); padding: nnz, n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
         ws, *svals = read_rows((w_, *state_.values()), syn)
         ss = dict(zip(state_, svals))
@@ -493,12 +507,12 @@ def plastic_update(proj: Any) -> jax.Array:
             t.add(pre_s)
 
     if on_post:
-        col_syn, col_pre = tables.col_syn.value, tables.col_pre.value
+        col_tab = tables.cols.value
 
         def cols(idx: jax.Array, carry: tuple) -> tuple[jax.Array, dict]:
             w_, state_ = carry
-            syn = _take(col_syn, idx)
-            pre, post = jnp.minimum(_take(col_pre, idx), n_pre - 1), idx[:, None]
+            tab = _take(col_tab, idx)
+            syn, pre, post = tab[..., 0], jnp.minimum(tab[..., 1], n_pre - 1), idx[:, None]
             ws, *svals = read((w_, *state_.values()), syn)
             ss = dict(zip(state_, svals))
             if names:

@@ -19,6 +19,7 @@ import numpy as np
 from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import Variable
+from ._dense import dense
 from ._init import init_param, init_value
 from ._neurons import _state_shape, reset_var
 
@@ -89,7 +90,7 @@ class LeakyReadout(Module):
                              f"{tuple(x.shape)} does not match the state V of shape {tuple(self.V.shape)}; "
                              f"call reset_state({x.shape[0] if x.ndim > 1 else None}) first "
                              "(outside compiled code)")
-        current = x.astype(self.weight.dtype) @ self.weight.value
+        current = dense(x.astype(self.weight.dtype), self.weight.value)
         if self.bias is not None:
             current = current + self.bias.value
         a = math.exp(-get_dt() / self.tau)
