@@ -801,8 +801,29 @@ class _Chunk:
         self.model, self.every, self.unroll, self.placement = model, every, unroll, placement
         self.buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0)),
                          Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in range(n_events)]
-        self.fn = jit(self._run, static_argnums=(0, 2))
+        self._fn: Any = None
+        self._step_writes: set | None = None
         self._compiled: set = set()
+
+    @property
+    def fn(self) -> Any:
+        """The compiled chunk function, made at first use with every Variable one step touches
+        as its initial guess of inputs: nd.jit's first trace then finds no Variable it did not
+        expect, so the loop is traced once. (A trace that stops at an unexpected Variable also
+        keeps the model's arrays referenced, which costs a copy of each at the first call.)"""
+        if self._fn is None:
+            reads, writes = self._discover_step()
+            self._step_writes = {id(v) for v in writes}
+            known = reads + writes + [v for bufs in self.buffers for v in bufs]
+            self._fn = jit(self._run, static_argnums=(0, 2), dyn_vars=known)
+        return self._fn
+
+    def _discover_step(self) -> tuple[list[Variable], list[Variable]]:
+        """The Variables one ``model.update()`` reads and writes (an abstract trace)."""
+        def model_step(i: jax.Array) -> None:
+            with context(t=i * get_dt(), i=i):
+                self.model.update()
+        return _discover(model_step, (jax.ShapeDtypeStruct((), jnp.int32),))
 
     @property
     def trace_count(self) -> int:
@@ -850,11 +871,10 @@ class _Chunk:
         for inp in layout.inputs:
             targets[id(inp.var)] = targets.get(id(inp.var), 0) + 1
 
-        def model_step(i: jax.Array) -> None:
-            with context(t=i * get_dt(), i=i):
-                self.model.update()
-        _, written = _discover(model_step, (jax.ShapeDtypeStruct((), jnp.int32),))
-        written_ids = {id(v) for v in written}
+        # the first trace follows the discovery made when the function was created
+        written_ids, self._step_writes = self._step_writes, None
+        if written_ids is None:
+            written_ids = {id(v) for v in self._discover_step()[1]}
         return frozenset(k for k, inp in enumerate(layout.inputs) if inp.kind == "fix" and inp.op == "="
                          and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
 

@@ -82,7 +82,11 @@ def test_per_synapse_delays_deliver_each_spike_at_its_own_step(max_spikes):
         proj = nn.Projection(pre, post, conn, weight, Instant(50), nn.CUBA(), delay=steps * 0.1,
                              max_spikes=max_spikes, name=f"p{np.ndim(weight)}")
         assert proj.heterogeneous_delay and proj.delay_steps == 7 and proj.mode == "event"
-        assert proj.delay_buffer.shape == (7, 50) and proj.delay_comb.shape == (nnz,)  # 4 bytes per synapse
+        # memory: a target per synapse (and its weight's position), a segment pointer per neuron
+        # and delay step, the spikes of the last 7 steps; no padded target table
+        assert proj.delay_targets.shape == (nnz,) and proj.delay_ptr.shape == (61 * 7 + 1,)
+        assert proj.delay_ring.shape == (7, max_spikes) and proj.delay_history.shape == (1, 60)
+        assert (hasattr(proj, "delay_order") == (np.ndim(weight) == 1)) and not hasattr(proj, "targets")
         spikes = rng.random((30, 60)) < 0.08
         spikes[5] = True  # more spikes than max_spikes: the exact path
         got = delivered(proj, pre, spikes)
@@ -274,7 +278,7 @@ def test_same_spikes_for_any_chunk_size_and_after_save_load(tmp_path):
     nd.random.seed(5); net.reset_state(); a = r.run(7.0)
     nd.random.seed(5); net.reset_state(); b = r.run(7.0)
     np.testing.assert_array_equal(a["E.spike"], b["E.spike"])
-    assert np.abs(np.asarray(net.EI.delay_buffer.value)).sum() > 0
+    assert np.asarray(net.EI.delay_history.value).any()
 
 
 def _loop_body_copies(hlo: str) -> list[str]:
@@ -291,22 +295,85 @@ def _loop_body_copies(hlo: str) -> list[str]:
     return [ln for b in bodies for ln in comps[b] if " copy(" in ln]
 
 
-def test_compiled_loop_does_not_copy_spike_histories():
+def test_compiled_loop_copies_no_delay_buffer():
     net = build_mixed()
     f = nd.jit(lambda: nd.for_loop(lambda: net.update(), length=20))
     hlo = f.lower().compile().as_text()
-    R = net.EI.delay_steps
-    assert f"f32[{R},{N_I}]" in hlo
+    R, K = net.EI.delay_steps, net.EI.max_spikes
+    assert f"s32[{R},{K}]" in hlo  # the ring of spike indices of the per-synapse-delay projection
+    # No buffer of future inputs exists (R x N_I floats), and nothing larger than one per-neuron
+    # state vector is copied per step: the packed spike histories (N x ceil(D / 32) words) and
+    # the ring of spike indices (R x K) are rewritten as a whole, never updated at a moving slot.
+    assert f"f32[{R},{N_I}]" not in hlo and f"f32[{R * N_I}]" not in hlo
     copies = _loop_body_copies(hlo)
-    # The packed spike histories (one bit per neuron and step: N x ceil(D / 32) words) are at
-    # most copied like the other per-neuron state vectors. The per-synapse input buffer
-    # (R x N_I) is copied per step (twice in this HLO): XLA:CPU copies a loop-carried buffer that is read
-    # and updated at a dynamic row in the same step; the alternative without the copy (a
-    # masked pass over the whole buffer) measured 6x slower (bench/README.md).
-    big = []
+    assert copies
+    sizes = []
     for c in copies:
         shape = re.search(r"= (\w+)\[([\d,]*)\]", c).group(2)
-        n = int(np.prod([int(s) for s in shape.split(",") if s] or [1]))
-        if n > max(N_E, N_I):
-            big.append((n, c))
-    assert all(n == R * N_I for n, _ in big) and len(big) <= 2, big
+        sizes.append(int(np.prod([int(x) for x in shape.split(",") if x] or [1])))
+    assert max(sizes) <= max(N_E, N_I), [c for c, n in zip(copies, sizes) if n > max(N_E, N_I)]
+
+
+def test_per_synapse_delay_projection_propagates_through_all_synapses_without_delay():
+    rng = np.random.default_rng(4)
+    pre, post = Source(40), nn.LIF(30, V_th=1e9)
+    conn = nn.FixedProb(0.3, seed=5)
+    nnz = conn.num_connections(40, 30)
+    w = rng.normal(0.5, 0.2, nnz).astype(np.float32)
+    spikes = rng.random((3, 40)) < 0.3
+    for weight in (0.75, w):
+        proj = nn.Projection(pre, post, conn, weight, Instant(30), nn.CUBA(), delay=rng.integers(1, 6, nnz) * 0.1,
+                             name=f"q{np.ndim(weight)}")
+        want = hand_delivery(conn, 40, 30, np.ones(nnz, int), spikes, np.broadcast_to(weight, nnz))
+        np.testing.assert_allclose(np.asarray(proj.propagate(spikes)), want, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(proj.propagate(spikes[1])), want[1], rtol=1e-6, atol=1e-5)
+
+
+def test_per_synapse_delays_beyond_32_steps_with_overflowing_steps():
+    # two words of spike bits per neuron; steps with more spikes than the ring holds are
+    # delivered from the bits, at every delay they reach
+    rng = np.random.default_rng(6)
+    pre, post = Source(30), nn.LIF(20, V_th=1e9)
+    conn = nn.FixedProb(0.4, seed=7)
+    nnz = conn.num_connections(30, 20)
+    steps = rng.integers(1, 41, nnz)
+    steps[:4] = [1, 32, 33, 40]
+    proj = nn.Projection(pre, post, conn, 1.0, Instant(20), nn.CUBA(), delay=steps * 0.1, max_spikes=2)
+    assert proj.delay_history.shape == (2, 30)
+    spikes = rng.random((90, 30)) < 0.05
+    spikes[3] = spikes[37] = True
+    want = hand_delivery(conn, 30, 20, steps, spikes)
+    np.testing.assert_array_equal(delivered(proj, pre, spikes), want.astype(np.float32))
+
+
+_MESH_CHECK = """
+import sys
+import numpy as np
+import neurodyn as nd
+sys.path.insert(0, "tests")
+from test_delays import build_mixed
+kw = dict(monitors=["E.spike", "I.spike"], inputs=[("E.input", 26.0), ("I.input", 26.0)], progress_bar=False)
+one = nd.Runner(build_mixed(), **kw).run(20.)
+net = build_mixed()
+two = nd.Runner(net, mesh=2, **kw).run(20.)
+assert one["E.spike"].sum() > 20
+for k in ("E.spike", "I.spike"):
+    np.testing.assert_array_equal(two[k], one[k])
+for name in ("delay_ptr", "delay_targets", "delay_order"):  # gathered at any position: whole on each device
+    s = getattr(net.EI, name).value.sharding
+    assert len(s.device_set) == 2 and s.is_fully_replicated, (name, s)
+print("MESH OK")
+"""
+
+
+def test_per_synapse_delays_on_two_devices_give_the_same_spikes():
+    # in a subprocess: the device count is fixed when JAX starts
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _MESH_CHECK], env=env, capture_output=True, text=True,
+                          timeout=240, cwd=root)
+    assert "MESH OK" in proc.stdout, proc.stderr[-2000:]

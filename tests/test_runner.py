@@ -316,3 +316,25 @@ def test_print_shows_what_a_run_does():
     assert repr(runner).endswith("  at t = 2 ms (step 20)\n)")
     bare = repr(nd.Runner(net, progress_bar=False, jit=False, unroll=4))
     assert "dt: 0.1 ms, eager (not compiled) chunks of 1000 steps, unroll 4\n  monitors: none\n  inputs: none" in bare
+
+
+def test_first_run_traces_the_loop_once_and_leaves_no_trace_alive():
+    """A fused network reads Variables its Modules do not list (the fused table): the chunk
+    still traces once, and no aborted trace keeps the model's arrays (and tracers) alive."""
+    from neurodyn import nn
+
+    def live_tracers():
+        gc.collect()
+        return sum(type(o).__name__ == "DynamicJaxprTracer" for o in gc.get_objects())
+
+    nd.random.seed(0)
+    net = nn.Network(E=nn.LIF(200, V_initializer=nn.Uniform(0., 20.)))
+    net.EE = nn.Projection(net.E, net.E, nn.FixedProb(0.05, seed=1), 0.5, nn.Expon(200, 2.), nn.CUBA(),
+                           mode="event")
+    assert net._fusion is not None
+    before = live_tracers()
+    runner = nd.Runner(net, monitors=["E.spike"], inputs=[("E.input", 25.)], progress_bar=False)
+    first = runner.run(20.)
+    assert runner.stats["traces"] == 1
+    assert live_tracers() == before
+    assert first["E.spike"].sum() > 0

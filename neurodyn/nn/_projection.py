@@ -34,8 +34,9 @@ from .._environ import float_dtype, get_dt, half_up_steps
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
-from ._kernels import (build_delayed_table, default_chunk, deliver_delayed, event_inputs,
-                       padded_positions)
+from ._delay_ring import (build_ring_table, ring_advance, ring_chunk, ring_deliver, ring_propagate,
+                          ring_state)
+from ._kernels import event_inputs, padded_positions
 from ._init import init_value
 from ._neurons import Group, NeuronGroup, reset_var
 from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
@@ -99,14 +100,16 @@ class Projection(Module):
     float spikes: ``spike_buffer``, ``(pre.size, D - 1)``). Per-synapse delays (one
     value per connection, in CSR order like the weights, or a distribution
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
-    construction) go through one CSR table of the projection's connections
-    (``delay_indptr``, ``delay_comb``: 4 bytes per synapse for its target and
-    delay) into a ring buffer of the postsynaptic inputs of the next ``max(D)``
-    steps (``delay_buffer``, shape ``(max(D), post.size)``), so every spike
-    arrives exactly at its own rounded step; memory is ``nnz`` entries plus
-    ``max(D) x post.size``. The spiking rows' synapses cost work, nothing else
-    (:func:`~neurodyn.nn._kernels.deliver_delayed`). Per-synapse
-    delays need event mode, boolean presynaptic spikes and unbatched state.
+    construction) keep the presynaptic spikes of the last ``max(D)`` steps
+    (``delay_ring``: up to ``max_spikes`` neuron indices per step;
+    ``delay_history``: all of them as bits) and the synapses grouped by
+    (presynaptic neuron, delay) (``delay_ptr``, ``delay_targets``, and
+    ``delay_order`` for per-connection weights): each step, the spikes read
+    ``j`` steps ago deliver their synapses of delay ``j + 1``, so every spike
+    arrives exactly at its own rounded step. Memory is 4 bytes per synapse (8
+    with weights) plus 4 per presynaptic neuron and delay step; the work is the
+    synapses delivered (:mod:`neurodyn.nn._delay_ring`). Per-synapse delays
+    need event mode, boolean presynaptic spikes and unbatched state.
 
     Args:
         pre: presynaptic group (anything with ``size`` and a ``spike`` Variable).
@@ -213,13 +216,14 @@ class Projection(Module):
             np.add.at(mat, (pre_ids, indices), 1.0)  # multapses count once each
             self.conn_matrix = Variable(jnp.asarray(mat))
             self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
-        else:
+        elif not self.heterogeneous_delay:
             targets = conn.padded(n_pre, n_post)
             self.targets = Variable(jnp.asarray(targets))
             self.k_max = int(targets.shape[1])
             if not self.homogeneous:
                 # the CSR position of every table entry (padding: nnz, a zero weight)
                 self.weight_index = Variable(jnp.asarray(padded_positions(indptr, self.k_max, nnz)))
+        if mode == "event":
             if max_spikes is None:
                 max_spikes = max(16, math.ceil(0.01 * n_pre))
             self.max_spikes = int(min(max(1, max_spikes), n_pre))
@@ -257,24 +261,18 @@ class Projection(Module):
             if batch_size is not None:
                 raise ValueError(f"{self._what}: per-synapse delays need unbatched state "
                                  f"(reset_state(None)), got batch_size={batch_size}")
-            values = {"delay_buffer": jnp.zeros((self.delay_steps, self.n_post), float_dtype()),
-                      "delay_pos": jnp.zeros((), jnp.int32)}
             if self.__dict__.get("_table_dt") != dt:
-                # one part in CSR order: the table keeps the order of the weights
                 indptr, indices = self.conn.csr(self.n_pre, self.n_post)
                 pre = np.repeat(np.arange(self.n_pre, dtype=np.int32), np.diff(indptr))
-                table = build_delayed_table(self.n_pre, self.n_post, [(0, self.n_pre, [(0, pre, indices, None, steps)])],
-                                            self.nnz, dt, self._what, weighted=False)
-                values.update(delay_indptr=jnp.asarray(table["indptr"]), delay_comb=jnp.asarray(table["comb"]))
-                # one loop iteration holds the synapses of max_spikes rows of the longest kind
-                self._chunk = min(default_chunk(self.nnz, self.n_pre), max(64, self.max_spikes * table["max_row"]))
+                table = build_ring_table(self.n_pre, self.n_post, pre, indices, steps)
+                self._set_vars(delay_ptr=jnp.asarray(table["ptr"]), delay_targets=jnp.asarray(table["targets"]))
+                if not self.homogeneous:
+                    # each stored synapse's position in CSR order, where its weight is
+                    self._set_vars(delay_order=jnp.asarray(table["order"]))
+                self._chunk = ring_chunk(self.nnz, self.n_pre, self.max_spikes)
                 self._table_dt = dt
-            for attr, value in values.items():
-                var = self.__dict__.get(attr)
-                if isinstance(var, Variable):
-                    var.reset_value(value)
-                else:
-                    setattr(self, attr, Variable(value))
+            state = ring_state(self.n_pre, self.delay_steps, self.max_spikes)
+            self._set_vars(delay_ring=state["ring"], delay_fits=state["fits"], delay_history=state["history"])
             return
         L = self.delay_steps - 1
         bits = self.pre.spike.dtype == jnp.bool_
@@ -293,6 +291,14 @@ class Projection(Module):
                 reset_var(var, buf)
             else:
                 setattr(self, attr, Variable(buf))
+
+    def _set_vars(self, **values: Any) -> None:
+        for attr, value in values.items():
+            var = self.__dict__.get(attr)
+            if isinstance(var, Variable):
+                var.reset_value(value)
+            else:
+                setattr(self, attr, Variable(value))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Reset the synapse and the delay buffer (not ``pre`` / ``post``)."""
@@ -349,6 +355,11 @@ class Projection(Module):
         """The synaptic input to every postsynaptic neuron for presynaptic ``spikes``
         (without delay)."""
         s = jnp.asarray(spikes)
+        if self.heterogeneous_delay:
+            f = lambda x: ring_propagate(x.astype(jnp.bool_), self.delay_ptr.value, self.delay_targets.value,
+                                         self._ring_weights(), self.n_post, self.delay_steps, self._chunk)
+            x = f(s) if s.ndim == 1 else jax.vmap(f)(s)
+            return x if not self.homogeneous else self._weight() * x
         sf = s.astype(float_dtype())
         if self.mode == "dense":
             return self._dense(sf)
@@ -397,28 +408,34 @@ class Projection(Module):
     def _event(self, sf: jax.Array) -> jax.Array:
         return event_inputs([self], sf)[0]
 
+    def _ring_weights(self) -> Callable[[jax.Array], jax.Array] | None:
+        """``weight_of(positions)`` for the delay table's stored synapses; None for a scalar weight.
+        Reads the Variables now, outside any branch."""
+        if self.homogeneous:
+            return None
+        w = jnp.asarray(self._weight(), float_dtype()).reshape(-1)
+        order = self.delay_order.value
+        return lambda src: w[order[src]]
+
     def _heterogeneous_input(self) -> jax.Array:
-        """Per-synapse delays: add this step's spikes into the ring buffer of future inputs at
-        each synapse's own delay, then take (and clear) the slot due now."""
+        """Per-synapse delays: shift this step's spikes into the ring, then deliver every
+        (spike, delay) pair due now."""
         self._check_dt()
-        spikes = self.pre.spike.value
-        w = None if self.homogeneous else jnp.asarray(self._weight(), float_dtype())
-        x, self.delay_buffer.value, self.delay_pos.value = deliver_delayed(
-            spikes, self.delay_indptr.value,
-            self.delay_comb.value, w, self.delay_buffer.value, self.delay_pos.value,
-            self.max_spikes, self._chunk)
-        return x if w is not None else self._weight() * x
+        ring, fits, hist = ring_advance(self.pre.spike.value, self.delay_ring.value, self.delay_fits.value,
+                                        self.delay_history.value, self.n_blocks)
+        self.delay_ring.value, self.delay_fits.value, self.delay_history.value = ring, fits, hist
+        x = ring_deliver(ring, fits, hist, self.delay_ptr.value, self.delay_targets.value, self._ring_weights(),
+                         self.n_post, self._chunk)
+        return x if not self.homogeneous else self._weight() * x
 
     def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, Any]:
-        # Under Runner(mesh=...): the ring buffer of delayed input is split along its neuron axis
-        # (axis 1), so reading the slot due now stays local; the table is replicated, because
-        # a spike's synapses are gathered at arbitrary positions of it.
+        # Under Runner(mesh=...): the ring, the history and the table are replicated: a spike's
+        # synapses are gathered at arbitrary positions of the table.
         if not self.heterogeneous_delay:
             return {}
         from jax.sharding import PartitionSpec
-        buffer = PartitionSpec(None, entry) if self.n_post % n_devices == 0 else PartitionSpec()
-        return {"delay_buffer": buffer, "delay_indptr": PartitionSpec(), "delay_comb": PartitionSpec(),
-                "delay_pos": PartitionSpec()}
+        names = ["delay_ring", "delay_fits", "delay_history", "delay_ptr", "delay_targets"]
+        return {k: PartitionSpec() for k in names + ([] if self.homogeneous else ["delay_order"])}
 
     def update(self) -> jax.Array:
         """Propagate the presynaptic spikes arriving this step and update the synapse."""

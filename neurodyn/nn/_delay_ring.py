@@ -1,0 +1,197 @@
+"""Per-synapse delays through a ring of presynaptic spikes.
+
+A projection with one delay per synapse keeps, for its last ``R`` steps (``R``
+the largest delay in steps), the indices of the presynaptic neurons that spiked
+(compacted, up to ``K`` per step) and their spikes as bits. Its synapses are
+stored grouped by (presynaptic neuron, delay): segment ``i * R + D - 1`` holds
+the targets of neuron ``i``'s synapses of delay ``D``. At each step, the spikes
+read ``j`` steps ago deliver segment ``D = j + 1`` of their rows: the work is
+the number of synapses delivered (plus ``R x K`` segment look-ups), and no
+buffer of future inputs is carried from step to step.
+
+* :func:`build_ring_table`: the segment table, built on the host.
+* :func:`ring_advance`: shift this step's spikes into the ring and the bit history.
+* :func:`ring_deliver`: the input due this step.
+* :func:`ring_propagate`: the input of spikes through all synapses, without delay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._environ import float_dtype
+from ._kernels import compact
+
+__all__ = ["build_ring_table", "ring_state", "ring_advance", "ring_deliver", "deliver_parts", "ring_propagate",
+           "ring_chunk"]
+
+
+def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray, steps: np.ndarray,
+                     R: int | None = None) -> dict[str, Any]:
+    """The segment table of synapses ``pre -> post`` with delays ``steps`` (whole steps >= 1).
+
+    Returns ``ptr`` (int32, ``(n_pre + 1) * R + 1``: segment ``i * R + D - 1`` is
+    ``targets[ptr[s]:ptr[s + 1]]``; row ``n_pre`` is empty, the row of unused ring
+    slots), ``targets`` (int32 post index per synapse), ``order`` (int32: the
+    position of each stored synapse in the given order, to gather its weight)
+    and ``R``. Synapses of one segment keep their given order. Memory: 8 bytes
+    per synapse and 4 per neuron and delay step.
+
+    Example:
+        >>> import numpy as np
+        >>> from neurodyn.nn._delay_ring import build_ring_table
+        >>> t = build_ring_table(2, 3, np.array([0, 0, 1]), np.array([1, 2, 0]), np.array([3, 1, 2]))
+        >>> t["R"], t["ptr"].tolist(), t["targets"].tolist(), t["order"].tolist()
+        (3, [0, 1, 1, 2, 2, 3, 3, 3, 3, 3], [2, 1, 0], [1, 0, 2])
+    """
+    pre = np.asarray(pre, np.int64)
+    steps = np.asarray(steps, np.int64)
+    nnz = pre.size
+    if nnz >= 2**31:
+        raise ValueError(f"{nnz} synapses exceed the int32 index range")
+    if nnz and steps.min() < 1:
+        raise ValueError(f"delays must be at least one step, got {int(steps.min())}")
+    R = int(max(R or 1, steps.max(initial=1)))
+    if (n_pre + 1) * R >= 2**31:
+        raise ValueError(f"{n_pre} neurons x {R} delay steps exceed the int32 index range")
+    seg = pre * R + (steps - 1)
+    order = np.argsort(seg, kind="stable")
+    counts = np.bincount(seg, minlength=(n_pre + 1) * R)
+    ptr = np.zeros((n_pre + 1) * R + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return dict(ptr=ptr.astype(np.int32), targets=np.asarray(post, np.int32)[order], order=order.astype(np.int32),
+                R=R)
+
+
+def ring_chunk(nnz: int, n_pre: int, k: int) -> int:
+    """Synapses delivered per loop iteration: ``k / 6`` mean rows (64 to 2**16, a multiple of 64).
+    Each slot costs a binary search over the step's segments whether it is used or not
+    (about 30 ns per slot on a 2-core CPU), so the chunk covers a typical step, not the largest."""
+    return _round_chunk(max(1.0, k / 6) * nnz / max(n_pre, 1))
+
+
+def _round_chunk(width: float) -> int:
+    return int(min(1 << 16, max(64, -(-int(width) // 64) * 64)))
+
+
+def ring_state(n_pre: int, R: int, k: int) -> dict[str, jax.Array]:
+    """The initial (silent) state: ``ring`` ``(R, k)`` int32 (unused slots hold ``n_pre``),
+    ``fits`` ``(R,)`` bool, ``history`` ``(ceil(R / 32), n_pre)`` uint32 bits (word-major: each
+    word is one contiguous vector)."""
+    return dict(ring=jnp.full((R, k), n_pre, jnp.int32), fits=jnp.ones((R,), jnp.bool_),
+                history=jnp.zeros((-(-R // 32), n_pre), jnp.uint32))
+
+
+def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: jax.Array,
+                 n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Shift the spikes read this step (``spikes``, bool ``(n_pre,)``) into row 0 of the ring
+    (compacted indices) and bit 0 of the history; row / bit ``j`` then holds the spikes read
+    ``j`` steps ago. The whole (small) state is rewritten: no buffer is updated in place at a
+    moving position, which XLA:CPU would copy every step."""
+    R, k = ring.shape
+    idx, _, fit = compact(spikes.astype(jnp.float32), k, n_blocks)
+    ring = jnp.concatenate([idx[None], ring[:-1]])
+    fits = jnp.concatenate([fit[None], fits[:-1]])
+    carry = jnp.concatenate([spikes[None].astype(jnp.uint32), history[:-1] >> 31])
+    history = (history << 1) | carry
+    if R % 32:
+        keep = np.full((history.shape[0], 1), 0xFFFFFFFF, np.uint32)
+        keep[-1] = (1 << (R % 32)) - 1
+        history = history & jnp.asarray(keep)
+    return ring, fits, history
+
+
+def _deliver_segments(out: jax.Array, starts: jax.Array, lens: jax.Array, targets: jax.Array,
+                      weight_of: Callable[[jax.Array], jax.Array] | None, S: int) -> jax.Array:
+    """Add the synapses of the given segments into ``out`` (drop index ``len(out)``), ``S`` at a time."""
+    n_out = out.shape[0]
+    ends = jnp.cumsum(lens)
+    total = ends[-1]
+    slots = jnp.arange(S, dtype=jnp.int32)
+    last = starts.shape[0] - 1
+
+    def body(c: Any) -> Any:
+        j, o = c
+        p = j * S + slots
+        r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), last)
+        ok = p < total
+        src = jnp.where(ok, starts[r] + p - (ends[r] - lens[r]), 0)
+        tg = jnp.where(ok, targets[src], n_out)
+        if weight_of is None:
+            return j + 1, o.at[tg].add(1.0, mode="drop")
+        return j + 1, o.at[tg].add(jnp.where(ok, weight_of(src), 0.0).astype(o.dtype), mode="drop")
+
+    return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), out))[1]
+
+
+def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.Array, targets: jax.Array,
+                 weight_of: Callable[[jax.Array], jax.Array] | None, n_post: int, S: int) -> jax.Array:
+    """The input due this step after :func:`ring_advance`: segment ``D = j + 1`` of every row
+    in ring row ``j``, summed per target (``weight_of(positions)`` gives stored synapses'
+    weights; None: counts). When some step of the last ``R`` had more spikes than the ring
+    holds, that step's rows are taken from the bit history instead (a pass over all
+    presynaptic neurons for each such step and delay): exact for any activity.
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp
+        >>> from neurodyn.nn._delay_ring import build_ring_table, ring_state, ring_advance, ring_deliver
+        >>> t = build_ring_table(2, 3, np.array([0, 0, 1]), np.array([1, 2, 0]), np.array([1, 3, 2]))
+        >>> st = ring_state(2, t["R"], k=2)
+        >>> ptr, tg = jnp.asarray(t["ptr"]), jnp.asarray(t["targets"])
+        >>> got = []
+        >>> for s in ([True, False], [False, False], [False, False]):
+        ...     st = dict(zip(("ring", "fits", "history"), ring_advance(jnp.array(s), **st)))
+        ...     got.append(ring_deliver(**st, ptr=ptr, targets=tg, weight_of=None, n_post=3, S=8).tolist())
+        >>> got      # the synapse with D = 1 now, the one with D = 3 two steps later
+        [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    return deliver_parts([(ring, fits, history, 0)], ptr, targets, weight_of, n_post, S)
+
+
+def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
+                  weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int) -> jax.Array:
+    """:func:`ring_deliver` for several rings over one table: each part is ``(ring, fits,
+    history, base)``, its segments numbered from ``base`` in ``ptr``."""
+    segs = []
+    for ring, fits, history, base in parts:
+        R = ring.shape[0]
+        rows = jnp.where(fits[:, None], ring, history.shape[1])  # overflowed steps: from the bits below
+        segs.append((rows * R + jnp.arange(R, dtype=jnp.int32)[:, None]).reshape(-1) + base)
+    seg = segs[0] if len(segs) == 1 else jnp.concatenate(segs)
+    starts = ptr[seg]
+    out = _deliver_segments(jnp.zeros((n_out,), float_dtype()), starts, ptr[seg + 1] - starts, targets,
+                            weight_of, S)
+
+    def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
+        # every neuron's segment of delay j + 1, empty unless its bit j is set
+        ring, _, history, base = part
+        R, n_pre = ring.shape[0], history.shape[1]
+        bit = (jnp.take(history, j // 32, axis=0) >> (j % 32)) & 1
+        seg = jnp.arange(n_pre, dtype=jnp.int32) * R + j + base
+        starts = ptr[seg]
+        return _deliver_segments(o, starts, jnp.where(bit > 0, ptr[seg + 1] - starts, 0), targets, weight_of, S)
+
+    def overflowed(o: jax.Array) -> jax.Array:
+        for part in parts:
+            fits = part[1]
+            o = jax.lax.fori_loop(0, fits.shape[0], lambda j, o, part=part, fits=fits: jax.lax.cond(
+                fits[j], lambda o: o, lambda o: from_bits(part, j, o), o), o)
+        return o
+
+    all_fit = jnp.all(jnp.concatenate([p[1] for p in parts])) if len(parts) > 1 else jnp.all(parts[0][1])
+    return jax.lax.cond(all_fit, lambda o: o, overflowed, out)
+
+
+def ring_propagate(spikes: jax.Array, ptr: jax.Array, targets: jax.Array,
+                   weight_of: Callable[[jax.Array], jax.Array] | None, n_post: int, R: int, S: int) -> jax.Array:
+    """The input of ``spikes`` (bool ``(n_pre,)``) through all synapses, whatever their delay
+    (a row's segments are contiguous)."""
+    n_pre = spikes.shape[0]
+    seg = jnp.arange(n_pre, dtype=jnp.int32) * R
+    starts = ptr[seg]
+    return _deliver_segments(jnp.zeros((n_post,), float_dtype()), starts,
+                             jnp.where(spikes, ptr[seg + R] - starts, 0), targets, weight_of, S)
