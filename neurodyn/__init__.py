@@ -29,6 +29,8 @@ from ._runner import Monitors, Runner
 from ._state import TrainVar, Variable, in_trace
 from ._transforms import cond, for_loop, grad, value_and_grad, vmap, while_loop
 from ._checkpoint import load, save
+from . import _cpu
+from ._cpu import set_cpu_threads
 from ._trainer import Trainer
 from . import analysis, distributed, encoders, nir, nn, optim, visualize
 from . import models
@@ -41,7 +43,9 @@ __all__ = [
     "for_loop", "cond", "while_loop", "vmap", "in_trace",
     "Runner", "Monitors", "SpikeMonitor", "SpikeRecord",
     "graph", "random", "set_dt", "get_dt", "context", "share",
-    "set_precision", "get_precision", "float_dtype", "time_to_steps",
+    "set_precision", "get_precision", "float_dtype", "time_to_steps", "set_cpu_threads",
     "surrogate", "integrators", "odeint",
     "Trainer", "save", "load", "nn", "optim", "visualize", "distributed", "encoders", "analysis", "nir", "models",
 ]
+
+_cpu._from_environment()

@@ -47,9 +47,10 @@ def for_loop(body: Callable, *xs: Any, length: int | None = None, reverse: bool 
         reverse: iterate from the end.
         unroll: iterations per compiled loop step. Measure before raising it:
             for a spiking network's training step on a 2-core CPU
-            (bench/unroll.py) 2 to 5 ran in 0.5-0.6x the time of 1 but took
-            1.4-2x as long to compile, 10 ran 2x slower with 5x the compile
-            time, and 100 has been seen 23x slower with an 88 s compile.
+            (bench/unroll.py, quiet machine) 2 ran in 0.92x the time of 1 by
+            median and no faster by minimum, 3 and 5 ran 1.1x slower and
+            compiled 1.5x as long, 10 ran 2x slower with 5x the compile time,
+            and 100 has been seen 23x slower with an 88 s compile.
         checkpoint: rematerialise the body in the backward pass (``jax.checkpoint``):
             memory for activations stays constant in the number of steps, at the
             price of recomputing each step once during differentiation.
