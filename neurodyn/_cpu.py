@@ -4,8 +4,8 @@ XLA:CPU sizes its execution thread pool from the process's CPU affinity when the
 backend starts, and splits large loops and independent operations over that pool.
 The simulations and training steps of small and mid-sized networks are made of many
 small operations per time step, and handing them between threads costs more than it
-gains: on a 2-core machine one execution thread ran issue 17's training epoch in
-0.75x the time of two, and every ``bench/suite.py`` network faster (``bench/README.md``).
+gains: on a 2-core machine one execution thread ran a spiking network's training epoch in
+0.76x the time of two, and every ``bench/suite.py`` network faster (``bench/README.md``).
 Compilation and Python keep every core: the affinity is narrowed only while the
 backend starts.
 """

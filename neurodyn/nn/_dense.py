@@ -4,8 +4,8 @@ The weight gradient of ``y = x @ w`` is ``x^T @ g``: a product that contracts
 the leading (batch) axis of both operands. XLA:CPU runs products in its
 XNNPACK path only when the left operand contracts its last axis; the others go
 to a generic kernel that was measured 2-10x slower at the sizes of one time
-step of a spiking network (batch 128, 10-256 features; bench/README.md,
-issue 17). :func:`dense` computes the same product with a JVP whose transpose
+step of a spiking network (batch 128, 10-256 features; bench/README.md).
+:func:`dense` computes the same product with a JVP whose transpose
 (the backward pass) first transposes the cheaper of the two operands into a
 row-major copy: ``x`` (``M K`` numbers) when that is smaller than ``g`` and
 the result together (``M N + K N``), else ``g``, taking the weight gradient as
