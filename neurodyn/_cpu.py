@@ -13,6 +13,7 @@ backend starts.
 from __future__ import annotations
 
 import os
+import warnings
 
 __all__ = ["set_cpu_threads"]
 
@@ -25,7 +26,8 @@ def set_cpu_threads(n: int) -> None:
     Starts JAX's CPU backend with its execution thread pool sized ``n``, by
     narrowing the process's CPU affinity to ``n`` of its cores while the
     backend starts, then restoring it. Setting the environment variable
-    ``NEURODYN_CPU_THREADS=n`` does the same at ``import neurodyn``.
+    ``NEURODYN_CPU_THREADS=n`` does the same at ``import neurodyn`` (with a
+    warning instead of an error if JAX has already started by then).
 
     Raises ``RuntimeError`` once a JAX backend has started (the pool size is
     fixed then) and ``NotImplementedError`` where the OS has no CPU affinity
@@ -64,4 +66,11 @@ def _from_environment() -> None:
         n = int(value)
     except ValueError:
         raise ValueError(f"{ENV_VAR} must be an integer >= 1, got {value!r}") from None
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        # importing neurodyn after a first JAX computation must not fail; the setting just cannot apply
+        warnings.warn(f"{ENV_VAR}={value} is ignored: JAX's backends started before neurodyn was imported, "
+                      "and XLA:CPU's thread pool size is fixed then", RuntimeWarning, stacklevel=3)
+        return
     set_cpu_threads(n)

@@ -70,3 +70,14 @@ def test_a_bad_environment_value_fails_at_import_naming_the_variable():
     p = run_probe(env={"NEURODYN_CPU_THREADS": "two"})
     assert p.returncode != 0
     assert "NEURODYN_CPU_THREADS must be an integer >= 1, got 'two'" in p.stderr
+
+
+def test_the_environment_setting_after_jax_started_warns_and_imports():
+    code = ("import jax.numpy as jnp; jnp.ones(1).block_until_ready(); import warnings; "
+            "warnings.simplefilter('error'); import neurodyn")
+    env = dict(os.environ, PYTHONPATH=ROOT, NEURODYN_CPU_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode != 0 and "NEURODYN_CPU_THREADS=1 is ignored: JAX's backends started" in p.stderr
+    code = code.replace("warnings.simplefilter('error'); ", "") + "; print(neurodyn.set_cpu_threads.__name__)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "set_cpu_threads", p.stderr
