@@ -285,18 +285,14 @@ class Projection(Module):
             # at a dynamic slot, which would cost more.
             last = (-(-(L + 1) // 32),) if bits else (L,)
             shape = (self.n_pre,) + last if batch_size is None else (batch_size, self.n_pre) + last
-            buf = jnp.zeros(shape, jnp.uint32 if bits else self.pre.spike.dtype)
-            var = self.__dict__.get(attr)
-            if isinstance(var, Variable):
-                reset_var(var, buf)
-            else:
-                setattr(self, attr, Variable(buf))
+            self._set_vars(**{attr: jnp.zeros(shape, jnp.uint32 if bits else self.pre.spike.dtype)})
 
     def _set_vars(self, **values: Any) -> None:
+        """Reset the state Variables named by ``values``, creating those that do not exist yet."""
         for attr, value in values.items():
             var = self.__dict__.get(attr)
             if isinstance(var, Variable):
-                var.reset_value(value)
+                reset_var(var, value)
             else:
                 setattr(self, attr, Variable(value))
 
