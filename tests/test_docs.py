@@ -51,8 +51,12 @@ def run_page(page, cwd):
 def page_runs(tmp_path_factory):
     """Every page, run two at a time: most of a page's time is single-threaded compilation,
     so two interpreters keep both CI cores busy."""
+    # the page directories are made before the threads start: a first concurrent use of the
+    # factory can make two threads each create (and one wipe) the worker's base directory
+    dirs = {page: tmp_path_factory.mktemp(page.replace(".", "_")) for page in sorted(PAGES)}
+
     def one(page):
-        return run_page(page, tmp_path_factory.mktemp(page.replace(".", "_")))
+        return run_page(page, dirs[page])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(sorted(PAGES), pool.map(one, sorted(PAGES))))
