@@ -71,7 +71,6 @@ _BLOCK = 32
 # gathers and scatters) of a sparse step.
 _DENSE_MAX_SYNAPSES = 1 << 14
 # Groups at least this large handle their first batch of spikes outside the loop (see _for_events).
-_FIRST_BATCH_OUTSIDE = 2048
 # Integers below this are exact in float32 (top_k's fast path takes floats).
 _EXACT_F32 = 1 << 24
 
@@ -102,29 +101,42 @@ def _nonneg(cls: str, name: str, x: Any) -> Any:
     return _check(cls, name, x, lambda c: c >= 0, ">= 0")
 
 
-def _rows(spikes: jax.Array, k: int) -> jax.Array:
+def _rows(spikes: jax.Array, k: int, more: bool = False) -> Any:
     """Indices of up to ``k`` nonzero entries of ``spikes``; unused slots hold
     ``len(spikes)`` (the tables' all-padding row). Complete when at most ``k``
-    entries are nonzero (the caller checks). Two-stage ``lax.top_k``: blocks of
-    32 neurons with a spike, then the spikes within them."""
+    entries are nonzero; ``more=True`` also returns whether some nonzero entry was
+    left out. Two-stage ``lax.top_k``: blocks of 32 neurons with a spike, then the
+    spikes within them."""
     n = spikes.shape[0]
     s = spikes != 0
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
         s = jnp.pad(s, (0, nb * _BLOCK - n))
     blocks = s.reshape(nb, _BLOCK)
-    b = min(k, nb)
-    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
+    # One block more than k: a (k+1)-th block with a spike means more than k spikes. The
+    # tests read whole top_k results (a slice of one turns XLA's TopK into a full sort).
+    b = min(k + 1, nb)
+    bkey, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
+    sub = blocks[bidx]
     ids = bidx[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)
+    kk = min(k, b * _BLOCK)
     if n < _EXACT_F32:
         # The keys are the indices themselves (n - i > 0 for a spike, 0 for none), so the
         # result is one subtraction from top_k's output: the index arithmetic is not
         # repeated inside every fusion that reads the result.
-        key = jnp.where(blocks[bidx], (n - ids).astype(jnp.float32), 0.0).reshape(-1)
-        vals, _ = jax.lax.top_k(key, min(k, b * _BLOCK))
-        return n - vals.astype(jnp.int32)
-    key, j = jax.lax.top_k(blocks[bidx].reshape(-1).astype(jnp.float32), min(k, b * _BLOCK))
-    return jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
+        vals, _ = jax.lax.top_k(jnp.where(sub, (n - ids).astype(jnp.float32), 0.0).reshape(-1), kk)
+        idx = n - vals.astype(jnp.int32)
+    else:
+        key, j = jax.lax.top_k(sub.reshape(-1).astype(jnp.float32), kk)
+        idx = jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
+    if kk < k:  # fewer candidates than slots
+        idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
+    if not more:
+        return idx
+    left_out = jnp.sum(sub, dtype=jnp.int32) > k
+    if b > k:
+        left_out = left_out | (bkey.min() > 0)
+    return idx, left_out
 
 
 def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
@@ -132,11 +144,12 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
     """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
     (unused slots hold ``len(spikes)``, the tables' all-padding row).
 
-    A ``while_loop`` over batches of ``k`` (none in a silent step, more in a burst)
-    updates the large carried arrays in place. Reverse-mode differentiation cannot
-    pass a ``while_loop``, so the ``differentiable`` path is a switch between no
-    spikes, one batch and all entries at once; carrying the weights through a
-    conditional costs a copy of them per step (measured: ~20x slower at 200k synapses).
+    The first batch runs unconditionally; a ``while_loop`` takes the spikes left out
+    (none in the common step: its test is a flag from the compaction) and updates the
+    large carried arrays in place. Reverse-mode differentiation cannot pass a
+    ``while_loop``, so the ``differentiable`` path is a switch between no spikes, one
+    batch and all entries at once; carrying the weights through a conditional costs a
+    copy of them per step (measured: ~20x slower at 200k synapses).
     """
     n = spikes.shape[0]
     if differentiable:
@@ -150,18 +163,17 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
         return jax.lax.switch(which, [lambda: carry, lambda: work(_rows(spikes, k), carry), full])
 
-    def body(c: tuple) -> tuple:
-        left, inner = c
-        idx = _rows(left, k)
-        return left.at[idx].set(False, mode="drop"), work(idx, inner)
+    idx, more = _rows(spikes, k, more=True)
+    carry = work(idx, carry)
 
-    left = spikes != 0
-    if n >= _FIRST_BATCH_OUTSIDE:
-        # In a large group most steps have spikes: the first batch outside the loop saves
-        # the loop's overhead, and a recurrent projection's row and column passes then
-        # share one compaction (same spikes). A silent step pays for one empty batch.
-        left, carry = body((left, carry))
-    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (left, carry))[1]
+    def body(c: tuple) -> tuple:
+        left, done, _, inner = c
+        left = left.at[done].set(False, mode="drop")
+        idx, more = _rows(left, k, more=True)
+        return left, idx, more, work(idx, inner)
+
+    # the spikes of the batch just done are cleared in the next iteration (none in most steps)
+    return jax.lax.while_loop(lambda c: c[2], body, (spikes != 0, idx, more, carry))[3]
 
 
 class Trace(Variable):
@@ -411,16 +423,6 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
     rule._bind(proj)
 
 
-_FEW = 64
-
-
-def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
-    """``table[idx]``; for a few rows as concatenated dynamic slices (cheaper than a gather on XLA:CPU)."""
-    if idx.shape[0] <= _FEW:
-        return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0) for j in range(idx.shape[0])])
-    return table[idx]
-
-
 def _differentiable(proj: Any) -> bool:
     """Whether gradients may be taken: the weights or a rule parameter are TrainVars."""
     rule = proj.plasticity
@@ -462,16 +464,15 @@ def plastic_update(proj: Any) -> jax.Array:
         return tuple(jnp.take(a, syn, mode="clip") for a in arrays)
 
     def read_rows(arrays: tuple, syn: jax.Array) -> tuple:
-        # A row's synapses are contiguous in CSR order: a few windows of k values cost less
-        # than a gather from the whole vector (which XLA:CPU also splits across threads).
+        # A row's synapses are contiguous in CSR order: one gather of K windows of k values
+        # (a copy per window) costs less than a gather of single synapses.
         K, k = syn.shape
-        if K > _FEW or nnz < k:
+        if nnz < k:
             return read(arrays, syn)
         start = jnp.minimum(syn[:, 0], nnz - k)            # windows stay inside the vector
         offset = jnp.clip(syn - start[:, None], 0, k - 1)
-        return tuple(jnp.take_along_axis(
-            jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]), offset, axis=1)
-            for a in arrays)
+        return tuple(jnp.take_along_axis(jax.vmap(lambda i, a=a: jax.lax.dynamic_slice_in_dim(a, i, k))(start),
+                                         offset, axis=1) for a in arrays)
 
     def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
         return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
@@ -482,7 +483,7 @@ def plastic_update(proj: Any) -> jax.Array:
 
     def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
         x, w_, state_ = carry
-        tab = _take(row_tab, idx)
+        tab = row_tab[idx]
         syn, post = tab[..., 0], tab[..., 1]                 # (K, k); padding: nnz, n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
         ws, *svals = read_rows((w_, *state_.values()), syn)
@@ -511,7 +512,7 @@ def plastic_update(proj: Any) -> jax.Array:
 
         def cols(idx: jax.Array, carry: tuple) -> tuple[jax.Array, dict]:
             w_, state_ = carry
-            tab = _take(col_tab, idx)
+            tab = col_tab[idx]
             syn, pre, post = tab[..., 0], jnp.minimum(tab[..., 1], n_pre - 1), idx[:, None]
             ws, *svals = read((w_, *state_.values()), syn)
             ss = dict(zip(state_, svals))
