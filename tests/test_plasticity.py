@@ -319,10 +319,16 @@ def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
     if not exact_keys:  # the path for groups too large for float32 keys
         monkeypatch.setattr(_plasticity, "_EXACT_F32", 0)
     rng = np.random.default_rng(5)
-    for n, count in [(1, 1), (100, 0), (100, 3), (3201, 8), (3201, 40), (4096, 4096)]:
+    cases = [(1, 1), (100, 0), (100, 3), (3201, 8), (3201, 9), (3201, 40), (4096, 4096), (40, 40)]
+    # 9 spikes in one block of 32, and 9 spikes in 9 blocks: left out by the second and the first stage
+    clustered = [np.arange(9), np.arange(9) * 32]
+    for n, count in cases + [(3201, c) for c in clustered]:
         s = np.zeros(n, bool)
-        s[rng.choice(n, count, replace=False)] = True
-        idx = np.asarray(jax.jit(_plasticity._rows, static_argnums=1)(jnp.asarray(s), 8))
+        s[rng.choice(n, count, replace=False) if isinstance(count, int) else count] = True
+        count = int(s.sum())
+        idx, more = jax.jit(_plasticity._rows, static_argnums=(1, 2))(jnp.asarray(s), 8, True)
+        idx = np.asarray(idx)
+        assert idx.shape == (8,) and bool(more) == (count > 8)
         want = np.nonzero(s)[0]
         got = np.sort(idx[idx < n])
         assert np.all((idx < n) | (idx == n))

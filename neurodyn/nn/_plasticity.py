@@ -34,9 +34,10 @@ window by the delay. Per-synapse delays are refused with plasticity.
 
 Cost: spikes are taken in batches of ``proj.max_spikes`` (presynaptic) and
 ``proj.max_post_spikes`` (postsynaptic; both default to max(8, 0.25% of the
-group); set the attributes to change them) inside a ``lax.while_loop`` that
-updates the weights in place (in groups of 2048 neurons or more the first
-batch runs before the loop). When the weights or a rule parameter are
+group); set the attributes to change them): the first batch runs in every
+step, and a ``lax.while_loop`` that updates the weights in place takes the
+spikes it left out (a burst; the compaction flags them, so the common step pays
+for no count of its spikes). When the weights or a rule parameter are
 ``TrainVar`` s, a conditional replaces the loop so that ``nd.grad`` can pass;
 it copies the weights once per step (slower, same numbers).
 
@@ -70,7 +71,6 @@ _BLOCK = 32
 # over a few thousand weights cost less than the event machinery (compaction, index tables,
 # gathers and scatters) of a sparse step.
 _DENSE_MAX_SYNAPSES = 1 << 14
-# Groups at least this large handle their first batch of spikes outside the loop (see _for_events).
 # Integers below this are exact in float32 (top_k's fast path takes floats).
 _EXACT_F32 = 1 << 24
 
@@ -113,10 +113,10 @@ def _rows(spikes: jax.Array, k: int, more: bool = False) -> Any:
     if nb * _BLOCK != n:
         s = jnp.pad(s, (0, nb * _BLOCK - n))
     blocks = s.reshape(nb, _BLOCK)
-    # One block more than k: a (k+1)-th block with a spike means more than k spikes. The
-    # tests read whole top_k results (a slice of one turns XLA's TopK into a full sort).
+    # One block more than k: the spikes of the blocks taken then number more than k
+    # exactly when some spike is left out (k + 1 blocks with a spike hold k + 1 spikes).
     b = min(k + 1, nb)
-    bkey, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
+    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
     sub = blocks[bidx]
     ids = bidx[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)
     kk = min(k, b * _BLOCK)
@@ -133,10 +133,7 @@ def _rows(spikes: jax.Array, k: int, more: bool = False) -> Any:
         idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
     if not more:
         return idx
-    left_out = jnp.sum(sub, dtype=jnp.int32) > k
-    if b > k:
-        left_out = left_out | (bkey.min() > 0)
-    return idx, left_out
+    return idx, jnp.sum(sub, dtype=jnp.int32) > k
 
 
 def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
@@ -423,6 +420,17 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
     rule._bind(proj)
 
 
+_FEW = 64
+
+
+def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
+    """``table[idx]``; for a few rows as concatenated dynamic slices: XLA:CPU splits a gather
+    from a large table across its threads (a loss at this size), not a dynamic slice."""
+    if idx.shape[0] <= _FEW:
+        return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0) for j in range(idx.shape[0])])
+    return table[idx]
+
+
 def _differentiable(proj: Any) -> bool:
     """Whether gradients may be taken: the weights or a rule parameter are TrainVars."""
     rule = proj.plasticity
@@ -483,7 +491,7 @@ def plastic_update(proj: Any) -> jax.Array:
 
     def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
         x, w_, state_ = carry
-        tab = row_tab[idx]
+        tab = _take(row_tab, idx)
         syn, post = tab[..., 0], tab[..., 1]                 # (K, k); padding: nnz, n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
         ws, *svals = read_rows((w_, *state_.values()), syn)
@@ -512,7 +520,7 @@ def plastic_update(proj: Any) -> jax.Array:
 
         def cols(idx: jax.Array, carry: tuple) -> tuple[jax.Array, dict]:
             w_, state_ = carry
-            tab = col_tab[idx]
+            tab = _take(col_tab, idx)
             syn, pre, post = tab[..., 0], jnp.minimum(tab[..., 1], n_pre - 1), idx[:, None]
             ws, *svals = read((w_, *state_.values()), syn)
             ss = dict(zip(state_, svals))
