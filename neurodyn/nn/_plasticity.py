@@ -164,13 +164,13 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
     carry = work(idx, carry)
 
     def body(c: tuple) -> tuple:
-        left, done, _, inner = c
-        left = left.at[done].set(False, mode="drop")
-        idx, more = _rows(left, k, more=True)
-        return left, idx, more, work(idx, inner)
+        # A batch holds the lowest indices left (in increasing order): after a full batch,
+        # the spikes left are those above its last index. No mask is carried.
+        last, _, inner = c
+        idx, more = _rows(jnp.where(jnp.arange(n) > last, spikes, 0), k, more=True)
+        return jnp.max(idx), more, work(idx, inner)
 
-    # the spikes of the batch just done are cleared in the next iteration (none in most steps)
-    return jax.lax.while_loop(lambda c: c[2], body, (spikes != 0, idx, more, carry))[3]
+    return jax.lax.while_loop(lambda c: c[1], body, (jnp.max(idx), more, carry))[2]
 
 
 class Trace(Variable):
@@ -431,6 +431,19 @@ def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
     return table[idx]
 
 
+_SCATTER_DIMS = jax.lax.ScatterDimensionNumbers(update_window_dims=(), inserted_window_dims=(0,),
+                                                scatter_dims_to_operand_dims=(0,))
+
+
+def _scatter(target: jax.Array, idx: jax.Array, values: jax.Array, add: bool = False) -> jax.Array:
+    """``target.at[idx].set(values)`` (or ``.add``) for indices in ``[0, len(target)]``, the last
+    one dropped (padding). Unlike ``.at[]`` it does not wrap negative indices: the index
+    table is then passed to the scatter as it is read, without a kernel to rewrite it."""
+    fn = jax.lax.scatter_add if add else jax.lax.scatter
+    return fn(target, idx.reshape(-1, 1), values.reshape(-1).astype(target.dtype), _SCATTER_DIMS,
+              mode=jax.lax.GatherScatterMode.FILL_OR_DROP)
+
+
 def _differentiable(proj: Any) -> bool:
     """Whether gradients may be taken: the weights or a rule parameter are TrainVars."""
     rule = proj.plasticity
@@ -486,8 +499,7 @@ def plastic_update(proj: Any) -> jax.Array:
         return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
 
     def write(w_: jax.Array, state_: dict, syn: jax.Array, ws: jax.Array, ss: dict) -> tuple[jax.Array, dict]:
-        return (w_.at[syn].set(ws, mode="drop"),
-                {n: v.at[syn].set(ss[n], mode="drop") for n, v in state_.items()})
+        return (_scatter(w_, syn, ws), {n: _scatter(v, syn, ss[n]) for n, v in state_.items()})
 
     def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
         x, w_, state_ = carry
@@ -498,8 +510,12 @@ def plastic_update(proj: Any) -> jax.Array:
         ss = dict(zip(state_, svals))
         if names:
             ws, ss = call(rule._catch_up, ws, ss, pre, post_c)
-        factor = sv[idx] if release is None else sv[idx] * release(idx)
-        x = x.at[post].add(ws * factor[:, None], mode="drop")
+        if pre_s.dtype == jnp.bool_ and release is None:
+            # a spike transmits its weights once; padding rows target n_post (dropped)
+            x = _scatter(x, post, ws, add=True)
+        else:
+            factor = sv[idx] if release is None else sv[idx] * release(idx)
+            x = _scatter(x, post, ws * factor[:, None], add=True)
         if on_pre:
             ws, ss = call(rule.on_pre, ws, ss, pre, post_c)
         if on_pre or names or on_post:
