@@ -343,9 +343,13 @@ def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
         np.testing.assert_array_equal(np.asarray(jax.jit(all_batches)(jnp.asarray(s))), s.astype(np.int32))
 
 
-def test_large_recurrent_group_equals_a_per_synapse_reference():
+@pytest.mark.parametrize("split", [False, True], ids=["one-gather", "dynamic-slices"])
+def test_large_recurrent_group_equals_a_per_synapse_reference(monkeypatch, split):
     # 2100 neurons, the row and column passes read the same spikes (one compaction); the burst
-    # takes the loop over further batches
+    # takes the loop over further batches. Both reads of the rows' weight windows (the one for
+    # XLA:CPU with one thread, and the one for a pool that splits gathers).
+    from neurodyn.nn import _plasticity
+    monkeypatch.setattr(_plasticity, "_gathers_split", lambda: split)
     dt, steps, n = 0.1, 150, 2100
     p = dict(tau_pre=15., tau_post=25., A_plus=0.02, A_minus=0.021, w_min=0., w_max=1.)
     rng = np.random.default_rng(4)

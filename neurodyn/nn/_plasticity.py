@@ -52,6 +52,7 @@ event path (same order, same arithmetic; transmission sums in another order).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -423,6 +424,17 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
 _FEW = 64
 
 
+@functools.lru_cache(maxsize=None)
+def _gathers_split() -> bool:
+    """Whether XLA splits a gather from a large vector over threads (XLA:CPU with a pool of
+    several threads); read once from the compiled code of a small probe."""
+    if jax.default_backend() != "cpu":
+        return False
+    probe = jax.jit(lambda a, i: a[i]).lower(jax.ShapeDtypeStruct((1 << 18,), jnp.float32),
+                                            jax.ShapeDtypeStruct((768,), jnp.int32))
+    return "outer_dimension_partitions" in probe.compile().as_text()
+
+
 def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
     """``table[idx]``; for a few rows as concatenated dynamic slices: XLA:CPU splits a gather
     from a large table across its threads (a loss at this size), not a dynamic slice."""
@@ -485,15 +497,19 @@ def plastic_update(proj: Any) -> jax.Array:
         return tuple(jnp.take(a, syn, mode="clip") for a in arrays)
 
     def read_rows(arrays: tuple, syn: jax.Array) -> tuple:
-        # A row's synapses are contiguous in CSR order: one gather of K windows of k values
-        # (a copy per window) costs less than a gather of single synapses.
+        # A row's synapses are contiguous in CSR order: K windows of k values cost less than
+        # a gather of single synapses. One gather of the windows is the cheapest read, unless
+        # XLA:CPU splits it over its threads (a loss at this size): then K dynamic slices.
         K, k = syn.shape
         if nnz < k:
             return read(arrays, syn)
         start = jnp.minimum(syn[:, 0], nnz - k)            # windows stay inside the vector
         offset = jnp.clip(syn - start[:, None], 0, k - 1)
-        return tuple(jnp.take_along_axis(jax.vmap(lambda i, a=a: jax.lax.dynamic_slice_in_dim(a, i, k))(start),
-                                         offset, axis=1) for a in arrays)
+        if K <= _FEW and _gathers_split():
+            windows = [jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]) for a in arrays]
+        else:
+            windows = [jax.vmap(lambda i, a=a: jax.lax.dynamic_slice_in_dim(a, i, k))(start) for a in arrays]
+        return tuple(jnp.take_along_axis(win, offset, axis=1) for win in windows)
 
     def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
         return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
