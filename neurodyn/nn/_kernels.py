@@ -49,12 +49,24 @@ def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Arr
         >>> idx.tolist(), vals.tolist(), bool(ok)
         ([1, 3, 4], [1.0, 2.0, 0.0], True)
     """
-    n = sf.shape[0]
+    blocks, per_block = _blocks(sf)
+    return _compact_blocks(blocks, per_block, sf.shape[0], k, n_blocks)
+
+
+def _blocks(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``s`` (1-D) as ``(n_blocks, 32)`` blocks (zero-padded) and each block's count of nonzeros."""
+    n = s.shape[0]
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
-        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
-    blocks = sf.reshape(nb, _BLOCK)
-    per_block = jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
+        s = jnp.pad(s, (0, nb * _BLOCK - n))
+    blocks = s.reshape(nb, _BLOCK)
+    return blocks, jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
+
+
+def _compact_blocks(blocks: jax.Array, per_block: jax.Array, n: int, k: int,
+                    n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    # compact() on the output of _blocks (shared when a caller needs the counts too)
+    nb = blocks.shape[0]
     b = min(k if n_blocks is None else n_blocks, nb)
     # top_k is stable: the blocks (then the entries) holding a nonzero come first, in index order
     _, bidx = jax.lax.top_k((per_block > 0).astype(jnp.float32), b)
@@ -66,6 +78,24 @@ def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Arr
     vals = jnp.where(used, sub.reshape(-1)[j], 0)
     fits = (jnp.sum(per_block) <= kk) & (jnp.sum(per_block > 0) <= b)
     return idx, vals, fits
+
+
+def _compact_fit(blocks: jax.Array, n: int, k: int) -> tuple[jax.Array, jax.Array]:
+    """The indices of the first ``k < 32`` nonzeros of ``blocks`` (from :func:`_blocks`; unused
+    slots ``n``) and whether they are all of them.
+
+    Both top_k stages take one entry more than is kept: a nonzero in the extra slot means
+    more than ``k`` nonzeros, so no separate count of them is needed.
+    """
+    nb = blocks.shape[0]
+    # The first k + 1 blocks holding a nonzero hold at least k + 1 nonzeros if there are
+    # that many in all. top_k's outputs are used whole (not sliced): XLA:CPU keeps its fast
+    # TopK kernel only for a sort whose results are all sliced alike.
+    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), min(k + 1, nb))
+    sub = blocks[bidx]  # blocks without a nonzero are all zero
+    key, j = jax.lax.top_k((sub != 0).reshape(-1).astype(jnp.float32), k + 1)
+    idx = jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
+    return idx[:k], jnp.sum(key) <= k
 
 
 def padded_positions(indptr: np.ndarray, width: int, fill: int) -> np.ndarray:
@@ -240,7 +270,6 @@ class Fusion:
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(float_dtype())
         table = self.table.value
         n_out, n_in = self.n_out, self.n_in
         zeros = jnp.zeros((n_out,), float_dtype())
@@ -266,10 +295,9 @@ class Fusion:
 
         if self.k1 >= n_in:
             return full()
-        total = jnp.sum(s, dtype=jnp.int32)
         S = _SLAB
 
-        def slabs(idx: jax.Array) -> jax.Array:
+        def slabs(idx: jax.Array, total: jax.Array) -> jax.Array:
             # The spiking rows ``idx`` (increasing, padded with the all-padding row n_in and
             # S more) S at a time: a step costs its spikes' rows rounded up to S, not a
             # tier's. Same order of additions as one scatter over all rows.
@@ -281,17 +309,27 @@ class Fusion:
 
             return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), zeros))[1]
 
-        # Up to S spikes: one scatter, no loop. More: compaction into the smallest tier that
-        # holds every spike (padded to the largest), then the loop over its rows; a burst
-        # beyond the largest tier takes all spiking rows.
-        K = self.tiers[-1]
-        pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
-        tiers = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
-        which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
-        branches = [lambda: scatter(zeros, compact(sf, S)[0]),
-                    lambda: slabs(jax.lax.switch(which, tiers)),
-                    lambda: slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32))]
-        return jax.lax.switch((total > S).astype(jnp.int32) + (total > K).astype(jnp.int32), branches)
+        def more() -> jax.Array:
+            # More than S spikes: compaction into the smallest tier that holds every spike
+            # (padded to the largest), then the loop over its rows; a burst beyond the
+            # largest tier takes all spiking rows.
+            blocks, per_block = _blocks(s)
+            total = jnp.sum(per_block)
+            K = self.tiers[-1]
+            pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
+            tiers = [lambda k=k: pad(_compact_blocks(blocks, per_block, n_in, k)[0]) for k in self.tiers]
+
+            def tiered() -> jax.Array:
+                which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
+                return slabs(jax.lax.switch(which, tiers), total)
+
+            every = lambda: slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32), total)
+            return jax.lax.cond(total > K, every, tiered)
+
+        # Up to S spikes (the common step): one scatter, no loop. The compaction itself
+        # tells whether they fit, so this path needs no count of the spikes.
+        idx, fits = _compact_fit(_blocks(s)[0], n_in, S)
+        return jax.lax.cond(fits, lambda: scatter(zeros, idx), more)
 
     def inputs(self) -> list[jax.Array]:
         """Each fused projection's synaptic input (as its ``propagate`` gives it). Advances
