@@ -56,14 +56,15 @@ def test_compact_fit_lists_the_first_16_spikes_and_tells_whether_all_fit(n):
         assert bool(fits) == (s.sum() <= 16), (n, int(s.sum()))
 
 
-def _net(fuse):
+def _net(fuse, max_spikes):
     # 22 blocks of 32 presynaptic neurons: more blocks than the 17 the first stage keeps
     A, B = Source(400), Source(300)
     X, Y = nn.LIF(120, V_th=1e9), nn.LIF(70, V_th=1e9)
     net = nn.Network(A=A, B=B, X=X, Y=Y)
     net.fuse = fuse
     P = lambda pre, post, seed, w: nn.Projection(pre, post, nn.FixedProb(0.1, seed=seed), w,
-                                                 nn.Expon(post.size, 5.0), nn.CUBA(), mode="event")
+                                                 nn.Expon(post.size, 5.0), nn.CUBA(), mode="event",
+                                                 max_spikes=max_spikes)
     net.AX = P(A, X, 1, 0.6)
     net.BY = P(B, Y, 2, -1.3)
     nnz = nn.FixedProb(0.1, seed=3).num_connections(400, 70)
@@ -71,7 +72,10 @@ def _net(fuse):
     return net
 
 
-def test_fused_common_step_equals_unfused_around_16_spikes():
+@pytest.mark.parametrize("max_spikes, k1", [(16, 16), (60, 40)])
+def test_fused_common_step_equals_unfused_around_16_spikes(max_spikes, k1):
+    # k1 = 16: typical steps fit one scatter, found by the compaction itself; k1 = 40: the
+    # spikes are counted first
     rng = np.random.default_rng(0)
     n = 700
     steps = [np.zeros(n, bool)]
@@ -84,8 +88,8 @@ def test_fused_common_step_equals_unfused_around_16_spikes():
     steps += [s, _spikes(n, [0, 21], 8, rng)]
     out = {}
     for fuse in (True, False):
-        net = _net(fuse)
-        assert (net._fusion is not None) == fuse
+        net = _net(fuse, max_spikes)
+        assert net._fusion is None if not fuse else net._fusion.k1 == k1
 
         def step(spikes):
             net.A.spike.value = spikes[:400]

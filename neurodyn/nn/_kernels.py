@@ -296,6 +296,7 @@ class Fusion:
         if self.k1 >= n_in:
             return full()
         S = _SLAB
+        sf = s.astype(float_dtype())
 
         def slabs(idx: jax.Array, total: jax.Array) -> jax.Array:
             # The spiking rows ``idx`` (increasing, padded with the all-padding row n_in and
@@ -309,27 +310,35 @@ class Fusion:
 
             return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), zeros))[1]
 
-        def more() -> jax.Array:
-            # More than S spikes: compaction into the smallest tier that holds every spike
-            # (padded to the largest), then the loop over its rows; a burst beyond the
-            # largest tier takes all spiking rows.
-            blocks, per_block = _blocks(s)
-            total = jnp.sum(per_block)
-            K = self.tiers[-1]
-            pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
-            tiers = [lambda k=k: pad(_compact_blocks(blocks, per_block, n_in, k)[0]) for k in self.tiers]
+        # More than S spikes: compaction into the smallest tier that holds every spike (padded
+        # to the largest), then the loop over its rows; a burst beyond the largest tier takes
+        # all spiking rows.
+        K = self.tiers[-1]
+        pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
+        tiers = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
 
-            def tiered() -> jax.Array:
-                which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
-                return slabs(jax.lax.switch(which, tiers), total)
+        def tiered(total: jax.Array) -> jax.Array:
+            which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
+            return slabs(jax.lax.switch(which, tiers), total)
 
-            every = lambda: slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32), total)
-            return jax.lax.cond(total > K, every, tiered)
+        def every(total: jax.Array) -> jax.Array:
+            return slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32), total)
 
-        # Up to S spikes (the common step): one scatter, no loop. The compaction itself
-        # tells whether they fit, so this path needs no count of the spikes.
-        idx, fits = _compact_fit(_blocks(s)[0], n_in, S)
-        return jax.lax.cond(fits, lambda: scatter(zeros, idx), more)
+        if self.k1 <= S:
+            # Typical steps have up to S spikes (by the projections' max_spikes): one scatter,
+            # and the compaction itself tells whether all spikes fit, so the common step
+            # needs no count of them.
+            idx, fits = _compact_fit(_blocks(s)[0], n_in, S)
+
+            def more() -> jax.Array:
+                total = jnp.sum(s, dtype=jnp.int32)
+                return jax.lax.cond(total > K, every, tiered, total)
+
+            return jax.lax.cond(fits, lambda: scatter(zeros, idx), more)
+        # Typical steps have more: count first, then up to S spikes in one scatter, or the tiers.
+        total = jnp.sum(s, dtype=jnp.int32)
+        branches = [lambda: scatter(zeros, compact(sf, S)[0]), lambda: tiered(total), lambda: every(total)]
+        return jax.lax.switch((total > S).astype(jnp.int32) + (total > K).astype(jnp.int32), branches)
 
     def inputs(self) -> list[jax.Array]:
         """Each fused projection's synaptic input (as its ``propagate`` gives it). Advances
