@@ -49,24 +49,12 @@ def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Arr
         >>> idx.tolist(), vals.tolist(), bool(ok)
         ([1, 3, 4], [1.0, 2.0, 0.0], True)
     """
-    blocks, per_block = _blocks(sf)
-    return _compact_blocks(blocks, per_block, sf.shape[0], k, n_blocks)
-
-
-def _blocks(s: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``s`` (1-D) as ``(n_blocks, 32)`` blocks (zero-padded) and each block's count of nonzeros."""
-    n = s.shape[0]
+    n = sf.shape[0]
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
-        s = jnp.pad(s, (0, nb * _BLOCK - n))
-    blocks = s.reshape(nb, _BLOCK)
-    return blocks, jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
-
-
-def _compact_blocks(blocks: jax.Array, per_block: jax.Array, n: int, k: int,
-                    n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
-    # compact() on the output of _blocks (shared when a caller needs the counts too)
-    nb = blocks.shape[0]
+        sf = jnp.pad(sf, (0, nb * _BLOCK - n))
+    blocks = sf.reshape(nb, _BLOCK)
+    per_block = jnp.sum(blocks != 0, axis=1, dtype=jnp.int32)
     b = min(k if n_blocks is None else n_blocks, nb)
     # top_k is stable: the blocks (then the entries) holding a nonzero come first, in index order
     _, bidx = jax.lax.top_k((per_block > 0).astype(jnp.float32), b)
@@ -80,21 +68,28 @@ def _compact_blocks(blocks: jax.Array, per_block: jax.Array, n: int, k: int,
     return idx, vals, fits
 
 
-def _compact_fit(blocks: jax.Array, n: int, k: int) -> tuple[jax.Array, jax.Array]:
-    """The indices of the first ``k < 32`` nonzeros of ``blocks`` (from :func:`_blocks`; unused
-    slots ``n``) and whether they are all of them.
+def _compact_fit(s: jax.Array, k: int, width: int = _BLOCK) -> tuple[jax.Array, jax.Array]:
+    """The indices of the first ``k`` nonzeros of the 1-D ``s`` (as :func:`compact`; unused
+    slots ``len(s)``) and whether they are all of them, through blocks of ``width`` entries.
 
     Both top_k stages take one entry more than is kept: a nonzero in the extra slot means
     more than ``k`` nonzeros, so no separate count of them is needed.
     """
-    nb = blocks.shape[0]
+    n = s.shape[0]
+    nb = -(-n // width)
+    if nb * width != n:
+        s = jnp.pad(s, (0, nb * width - n))
+    blocks = s.reshape(nb, width)
     # The first k + 1 blocks holding a nonzero hold at least k + 1 nonzeros if there are
     # that many in all. top_k's outputs are used whole (not sliced): XLA:CPU keeps its fast
     # TopK kernel only for a sort whose results are all sliced alike.
     _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), min(k + 1, nb))
     sub = blocks[bidx]  # blocks without a nonzero are all zero
-    key, j = jax.lax.top_k((sub != 0).reshape(-1).astype(jnp.float32), k + 1)
-    idx = jnp.where(key > 0, bidx[j // _BLOCK] * _BLOCK + j % _BLOCK, n).astype(jnp.int32)
+    kk = min(k + 1, sub.size)  # fewer: sub holds every block
+    key, j = jax.lax.top_k((sub != 0).reshape(-1).astype(jnp.float32), kk)
+    idx = jnp.where(key > 0, bidx[j // width] * width + j % width, n).astype(jnp.int32)
+    if kk < k:
+        idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
     return idx[:k], jnp.sum(key) <= k
 
 
@@ -328,7 +323,7 @@ class Fusion:
             # Typical steps have up to S spikes (by the projections' max_spikes): one scatter,
             # and the compaction itself tells whether all spikes fit, so the common step
             # needs no count of them.
-            idx, fits = _compact_fit(_blocks(s)[0], n_in, S)
+            idx, fits = _compact_fit(s, S)
 
             def more() -> jax.Array:
                 total = jnp.sum(s, dtype=jnp.int32)
