@@ -291,7 +291,7 @@ class Fusion:
         if self.k1 >= n_in:
             return full()
         S = _SLAB
-        sf = s.astype(float_dtype())
+        sf = lambda: s.astype(float_dtype())  # converted inside the branches that use it
 
         def slabs(idx: jax.Array, total: jax.Array) -> jax.Array:
             # The spiking rows ``idx`` (increasing, padded with the all-padding row n_in and
@@ -310,7 +310,7 @@ class Fusion:
         # all spiking rows.
         K = self.tiers[-1]
         pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
-        tiers = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
+        tiers = [lambda k=k: pad(compact(sf(), k)[0]) for k in self.tiers]
 
         def tiered(total: jax.Array) -> jax.Array:
             which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
@@ -332,7 +332,7 @@ class Fusion:
             return jax.lax.cond(fits, lambda: scatter(zeros, idx), more)
         # Typical steps have more: count first, then up to S spikes in one scatter, or the tiers.
         total = jnp.sum(s, dtype=jnp.int32)
-        branches = [lambda: scatter(zeros, compact(sf, S)[0]), lambda: tiered(total), lambda: every(total)]
+        branches = [lambda: scatter(zeros, compact(sf(), S)[0]), lambda: tiered(total), lambda: every(total)]
         return jax.lax.switch((total > S).astype(jnp.int32) + (total > K).astype(jnp.int32), branches)
 
     def inputs(self) -> list[jax.Array]:
