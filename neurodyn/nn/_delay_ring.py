@@ -88,13 +88,14 @@ def ring_state(n_pre: int, R: int, k: int) -> dict[str, jax.Array]:
 
 
 def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: jax.Array,
-                 n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 n_blocks: int | None = None, compacted: tuple | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Shift the spikes read this step (``spikes``, bool ``(n_pre,)``) into row 0 of the ring
     (compacted indices) and bit 0 of the history; row / bit ``j`` then holds the spikes read
     ``j`` steps ago. The whole (small) state is rewritten: no buffer is updated in place at a
-    moving position, which XLA:CPU would copy every step."""
+    moving position, which XLA:CPU would copy every step. ``compacted``: this step's
+    ``compact(spikes, k, n_blocks)``, when another ring of the same spikes computed it already."""
     R, k = ring.shape
-    idx, _, fit = compact(spikes.astype(jnp.float32), k, n_blocks)
+    idx, _, fit = compacted if compacted is not None else compact(spikes.astype(jnp.float32), k, n_blocks)
     ring = jnp.concatenate([idx[None], ring[:-1]])
     fits = jnp.concatenate([fit[None], fits[:-1]])
     carry = jnp.concatenate([spikes[None].astype(jnp.uint32), history[:-1] >> 31])
@@ -181,20 +182,36 @@ def ring_events(R: int, k: int) -> int:
     return int(min(R * k, max(32, -(-(R * k) // 4 // 32) * 32)))
 
 
-def _listed_segments(ring: jax.Array, fits: jax.Array, n_pre: int, base: int, C: int) -> tuple[jax.Array, jax.Array]:
-    """The segments of the ring's live entries, oldest step first, compacted into ``C`` slots
-    (unused: empty segments), and whether they all fit. Compaction leaves each ring row's
-    neurons first, in increasing order, so a row's live entries are a prefix of it."""
-    R, k = ring.shape
-    rev = ring[::-1]  # oldest step first: the order in which the inputs due now were emitted
-    live = jnp.sum(rev < n_pre, axis=1, dtype=jnp.int32) * fits[::-1].astype(jnp.int32)
+def _listed_segments(parts: list, C: int) -> tuple[jax.Array, jax.Array]:
+    """The segments of the live entries of all parts' rings (part by part, each oldest step
+    first), compacted into ``C`` slots (unused: an empty segment), and whether they all fit.
+    Compaction leaves each ring row's neurons first, in increasing order, so a row's live
+    entries are a prefix of it; the rows of all parts are listed in one pass."""
+    Rm = max(p[0].shape[0] for p in parts)
+    km = max(p[0].shape[1] for p in parts)
+    revs, lives, row_base, row_R, row_j = [], [], [], [], []
+    for ring, fits, history, base in parts:
+        R, k = ring.shape
+        n_pre = history.shape[1]
+        # oldest step first: the order in which the inputs due now were emitted
+        rev = jnp.pad(ring[::-1], ((Rm - R, 0), (0, km - k)), constant_values=n_pre)
+        live = jnp.sum(rev < n_pre, axis=1, dtype=jnp.int32) * jnp.pad(fits[::-1], (Rm - R, 0)).astype(jnp.int32)
+        revs.append(rev)
+        lives.append(live)
+        row_base.append(np.full(Rm, base, np.int32))
+        row_R.append(np.full(Rm, R, np.int32))
+        row_j.append(np.arange(Rm - 1, -1, -1, dtype=np.int32))  # padding rows (j >= R) hold no entry
+    rev = revs[0] if len(parts) == 1 else jnp.concatenate(revs)
+    live = lives[0] if len(parts) == 1 else jnp.concatenate(lives)
+    row_base, row_R, row_j = (jnp.asarray(np.concatenate(x)) for x in (row_base, row_R, row_j))
     ends = jnp.cumsum(live)
     q = jnp.arange(C, dtype=jnp.int32)
-    r = jnp.minimum(_count_le(ends, q), R - 1)
+    r = jnp.minimum(_count_le(ends, q), live.shape[0] - 1)
     ok = q < ends[-1]
     col = jnp.where(ok, q - (ends[r] - live[r]), 0)
-    neuron = jnp.where(ok, rev.reshape(-1)[r * k + col], n_pre)
-    return neuron * R + (R - 1 - r) + base, ends[-1] <= C
+    neuron = rev.reshape(-1)[r * km + col]
+    empty = parts[0][2].shape[1] * parts[0][0].shape[0] + parts[0][3]  # part 0's empty row
+    return jnp.where(ok, row_base[r] + neuron * row_R[r] + row_j[r], empty), ends[-1] <= C
 
 
 def _all_segments(ring: jax.Array, fits: jax.Array, n_pre: int, base: int) -> jax.Array:
@@ -209,8 +226,9 @@ def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
     """:func:`ring_deliver` for several rings over one table: each part is ``(ring, fits,
     history, base)``, its segments numbered from ``base`` in ``ptr``.
 
-    The ring's live entries are first listed in ``n_events`` slots per part (default
-    :func:`ring_events`); a step with more live entries reads every ring slot instead.
+    The rings' live entries are first listed, all parts together, in ``n_events`` slots
+    (default: the sum of the parts' :func:`ring_events`); a step with more live entries reads
+    every ring slot instead.
     Inputs are summed in the order they were emitted (oldest step first, then by neuron),
     the order of a buffer of future inputs filled step by step."""
     def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
@@ -232,18 +250,11 @@ def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
     def cat(xs: list) -> jax.Array:
         return xs[0] if len(xs) == 1 else jnp.concatenate(xs)
 
-    listed, fit = [], []
-    for ring, fits, history, base in parts:
-        R, k = ring.shape
-        C = ring_events(R, k) if n_events is None else int(min(n_events, R * k))
-        seg, f = _listed_segments(ring, fits, history.shape[1], base, C)
-        listed.append(seg)
-        fit.append(f)
-    seg = cat(listed)
+    C = sum(ring_events(*p[0].shape) for p in parts) if n_events is None else int(n_events)
+    seg, listed_fit = _listed_segments(parts, min(C, sum(p[0].size for p in parts)))
     starts = ptr[seg]
     lens = ptr[seg + 1] - starts
     ends = jnp.cumsum(lens)
-    listed_fit = jnp.all(jnp.stack(fit))
     all_fit = jnp.all(cat([p[1] for p in parts]))
 
     def general(o: jax.Array) -> jax.Array:
