@@ -6,7 +6,7 @@ the largest delay in steps), the indices of the presynaptic neurons that spiked
 stored grouped by (presynaptic neuron, delay): segment ``i * R + D - 1`` holds
 the targets of neuron ``i``'s synapses of delay ``D``. At each step, the spikes
 read ``j`` steps ago deliver segment ``D = j + 1`` of their rows: the work is
-the number of synapses delivered (plus ``R x K`` segment look-ups), and no
+the number of synapses delivered (plus a listing of the ring's live entries), and no
 buffer of future inputs is carried from step to step.
 
 * :func:`build_ring_table`: the segment table, built on the host.
