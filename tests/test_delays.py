@@ -377,3 +377,91 @@ def test_per_synapse_delays_on_two_devices_give_the_same_spikes():
     proc = subprocess.run([sys.executable, "-c", _MESH_CHECK], env=env, capture_output=True, text=True,
                           timeout=240, cwd=root)
     assert "MESH OK" in proc.stdout, proc.stderr[-2000:]
+
+
+# -- several per-synapse-delay projections delivered together ----------------------------------
+def build_het(max_spikes=(6, 3, 2, 1)):
+    """Four per-synapse-delay projections: two sources, scalar and per-connection weights,
+    different largest delays and ring sizes. Weights are multiples of 1/8, so that every sum
+    is exact in any order and the hand-written reference is exact too."""
+    nd.random.seed(3)
+    rng = np.random.default_rng(11)
+    kw = dict(V_rest=0.0, V_reset=10.0, V_th=20.0, tau=20.0, tau_ref=2.0, V_initializer=nn.Uniform(0.0, 20.0))
+    E, I = nn.LIF(N_E, **kw), nn.LIF(N_I, **kw)
+    net = nn.Network(E=E, I=I)
+    specs = (("EE", "E", "E", 0.875, 1, (1.5, 0.5)), ("EI", "E", "I", "w+", 2, (1.0, 0.6)),
+             ("IE", "I", "E", -3.0, 3, (0.8, 0.3)), ("II", "I", "I", "w-", 4, (2.5, 0.8)))
+    for (name, a, b, w, seed, (mu, sd)), k in zip(specs, max_spikes):
+        pre, post = getattr(net, a), getattr(net, b)
+        conn = nn.FixedProb(0.1, seed=seed)
+        nnz = conn.num_connections(pre.size, post.size)
+        if isinstance(w, str):
+            w = (1.0 if w == "w+" else -3.0) * rng.integers(2, 12, nnz) / 8.0
+        d = np.maximum(rng.normal(mu, sd, nnz), 0.1)
+        setattr(net, name, nn.Projection(pre, post, conn, w, nn.Expon(post.size, 2.0), nn.CUBA(), delay=d,
+                                         max_spikes=k))
+    return net
+
+
+def het_reference(net, n_steps, drive=26.0):
+    names = ("EE", "EI", "IE", "II")
+    R = max(net.get(k).delay_steps for k in names)
+    W = {}
+    for k in names:  # W[k][D - 1]: the weights of the synapses of delay D, dense
+        p = net.get(k)
+        indptr, indices = p.conn.csr(p.n_pre, p.n_post)
+        pre_ids = np.repeat(np.arange(p.n_pre), np.diff(indptr))
+        w = np.broadcast_to(np.asarray(p.weight, np.float64), (p.nnz,))
+        m = np.zeros((R, p.n_pre, p.n_post))
+        np.add.at(m, (nn.delay_steps(p.delay, 0.1) - 1, pre_ids, indices), w)
+        W[k] = jnp.asarray(m, jnp.float32)
+    dm, ds = math.exp(-0.1 / 20.0), math.exp(-0.1 / 2.0)
+
+    def lif(V, ref, g1, g2):
+        I = jnp.full_like(V, drive) + g1 + g2 + 0.0
+        V_new = I + (V - I) * dm
+        is_ref = ref > 0
+        V_new = jnp.where(is_ref, V, V_new)
+        spike = (V_new >= 20.0) & ~is_ref
+        return jnp.where(spike, 10.0, V_new), jnp.where(spike, 19, jnp.maximum(ref - 1, 0)), spike
+
+    def step(c, _):
+        VE, VI, rE, rI, hE, hI, gEE, gEI, gIE, gII = c
+        # h[D - 1]: the spikes emitted D steps ago
+        x = lambda h, k: jnp.einsum("dn,dnm->m", h.astype(jnp.float32), W[k], precision="highest")
+        gEE, gEI = gEE * ds + x(hE, "EE"), gEI * ds + x(hE, "EI")
+        gIE, gII = gIE * ds + x(hI, "IE"), gII * ds + x(hI, "II")
+        VE, rE, spE = lif(VE, rE, gEE, gIE)
+        VI, rI, spI = lif(VI, rI, gEI, gII)
+        hE, hI = jnp.concatenate([spE[None], hE[:-1]]), jnp.concatenate([spI[None], hI[:-1]])
+        return (VE, VI, rE, rI, hE, hI, gEE, gEI, gIE, gII), (spE, spI)
+
+    zE, zI = jnp.zeros(N_E), jnp.zeros(N_I)
+    init = (net.E.V.value, net.I.V.value, jnp.zeros(N_E, jnp.int32), jnp.zeros(N_I, jnp.int32),
+            jnp.zeros((R, N_E), bool), jnp.zeros((R, N_I), bool), zE, zI, zE, zI)
+    return jax.jit(lambda c: jax.lax.scan(step, c, None, length=n_steps)[1])(init)
+
+
+def test_per_synapse_delay_projections_delivered_together_equal_unfused_and_hand_written(monkeypatch):
+    import neurodyn.nn._projection as proj_mod
+    calls = []
+    together = proj_mod.delay_inputs
+    monkeypatch.setattr(proj_mod, "delay_inputs", lambda projs: calls.append(len(projs)) or together(projs))
+    fused = build_het()
+    Rs = [fused.get(k).delay_steps for k in ("EE", "EI", "IE", "II")]
+    assert len(set(Rs)) > 1 and max(Rs) > 32  # rings of different depths, two words of bits
+    ref_E, ref_I = het_reference(fused, 400)
+    sE, sI = run_net(fused, 400)
+    assert calls and set(calls) == {4}  # all four delivered in one call
+    unfused = build_het()
+    unfused.fuse = False
+    uE, uI = run_net(unfused, 400)
+    assert set(calls) == {4}
+    # active, with steps beyond the rings' sizes (delivered from the bits)
+    per_step_E, per_step_I = np.asarray(ref_E).sum(1), np.asarray(ref_I).sum(1)
+    assert int(ref_E.sum()) > 200 and int(ref_I.sum()) > 50
+    assert (per_step_E > 3).sum() > 3 and (per_step_I > 1).sum() > 3, (per_step_E.max(), per_step_I.max())
+    np.testing.assert_array_equal(sE, ref_E)
+    np.testing.assert_array_equal(sI, ref_I)
+    np.testing.assert_array_equal(uE, ref_E)
+    np.testing.assert_array_equal(uI, ref_I)

@@ -188,10 +188,10 @@ def check_sharded_microcircuit_same_spikes():
     (_, s1), (n4, s4) = run(None), run(4)
     assert s1.sum() > 50, "the microcircuit should be active"
     np.testing.assert_array_equal(s4, s1)
-    # 288 L6E neurons split 4 ways; the ring buffer of delayed input split along its neuron
-    # axis (1544 neurons); the table and the PRNG key whole on every device
-    for var, spec in ((n4.L6E.V, P("neurons")), (n4.synapses.buffer, P(None, "neurons")),
-                      (n4.synapses.comb, P()), (n4.poisson.key, P())):
+    # 288 L6E neurons split 4 ways; the bits of delayed spikes split along their neuron axis
+    # (1544 neurons); the table and the PRNG key whole on every device
+    for var, spec in ((n4.L6E.V, P("neurons")), (n4.synapses.history, P(None, "neurons")),
+                      (n4.synapses.targets, P()), (n4.poisson.key, P())):
         s = var.value.sharding
         assert s.spec == spec and len(s.device_set) == 4, (var, s)
 

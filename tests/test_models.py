@@ -97,20 +97,21 @@ def test_microcircuit_structure():
     w0 = 0.15 * psp_to_psc(250.0, 10.0, 0.5) / math.sqrt(0.05)
     assert net.weight_mean[3, 0] == pytest.approx(w0) and net.weight_mean[3, 1] == pytest.approx(-4 * w0)
     assert net.weight_mean[0, 2] == pytest.approx(2 * w0)
-    # the realised synapses: one CSR row per presynaptic neuron, sign by source population
-    indptr = np.asarray(net.synapses.indptr.value)
-    comb = np.asarray(net.synapses.comb.value)
+    # the realised synapses, grouped by (presynaptic neuron, delay): sign by source population
+    ptr = np.asarray(net.synapses.ptr.value)
+    targets = np.asarray(net.synapses.targets.value)
     weights = np.asarray(net.synapses.weights.value)
-    n_total = net.n_neurons
-    assert indptr[-1] == comb.size == net.n_synapses
-    src_pop = np.repeat(np.repeat(np.arange(8), list(sizes.values())), np.diff(indptr[:-1]))
+    n_total, R = net.n_neurons, net.synapses.R
+    assert ptr.size == (n_total + 1) * R + 1 and ptr[-1] == targets.size == net.n_synapses
+    seg = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))  # each synapse's segment: neuron * R + D - 1
+    src_pop = np.searchsorted(np.cumsum(list(sizes.values())), seg // R, side="right")
     exc = src_pop % 2 == 0
     assert np.all(weights[exc] > 0) and np.all(weights[~exc] < 0)
-    tgt_pop = np.searchsorted(np.cumsum(list(sizes.values())), comb % n_total, side="right")
+    tgt_pop = np.searchsorted(np.cumsum(list(sizes.values())), targets, side="right")
     counts = np.zeros((8, 8), int)
     np.add.at(counts, (tgt_pop, src_pop), 1)
     np.testing.assert_array_equal(counts, net.num_synapses)  # every block has its total number
-    D = comb // n_total + 1  # delays in steps
+    D = seg % R + 1  # delays in steps
     assert D.min() >= 1
     D_exc, D_inh = D[exc] * nd.get_dt(), D[~exc] * nd.get_dt()
     # normal(1.5, 0.75) and normal(0.75, 0.375) redrawn below 0.1 ms: truncated-normal means

@@ -17,7 +17,7 @@ from .. import analysis
 from .._random import RandomState
 from .. import nn
 from ..nn._inputs import random_bits
-from ..nn._kernels import build_delayed_table, default_chunk, deliver_delayed
+from ..nn._delay_ring import build_ring_table, deliver_parts, ring_advance, ring_chunk, ring_state
 
 
 def packed_spikes(groups: list) -> jax.Array:
@@ -107,24 +107,76 @@ def psc_exp_factor(tau_m: float, tau_syn: float, C_m: float, dt: float) -> float
     return p21 / (R * (1.0 - math.exp(-dt / tau_m)))
 
 
+def _ring_table(n: int, sources: Any, nnz: int, dt: float, name: str) -> dict[str, Any]:
+    """The per-synapse delay table (``nn._delay_ring``) of ``sources`` over ``n`` neurons, built one
+    source at a time: ``ptr``, ``targets``, ``weights`` (float32, in stored order) and ``R``."""
+    from ..nn._projection import delay_steps
+    nnz = int(nnz)
+    if nnz >= 2**31:
+        raise ValueError(f"{name}: {nnz} synapses exceed the int32 index range")
+    targets = np.empty(nnz, np.int32)
+    weights = np.empty(nnz, np.float32)
+    counts, R, seg, next_pre = [], 1, 0, 0
+    for pre_off, n_pre, parts in sources:
+        if pre_off != next_pre:
+            raise ValueError(f"{name}: sources must cover neurons 0..{n - 1} in order; got a source "
+                             f"at {pre_off}, expected {next_pre}")
+        m = sum(int(np.size(p[1])) for p in parts)
+        if seg + m > nnz:
+            raise ValueError(f"{name}: more synapses than the nnz={nnz} announced")
+        steps = []
+        for _, _, _, _, d in parts:
+            d = np.asarray(d)
+            D = d if np.issubdtype(d.dtype, np.integer) else delay_steps(d, dt)
+            if D.size and D.min() < 1:
+                raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
+            steps.append(D)
+        cat = (lambda xs, dt_: np.concatenate(xs) if xs else np.zeros(0, dt_))
+        # parts in order, each in its own order: synapses of one (neuron, delay) keep that order
+        t = build_ring_table(n_pre, n, cat([np.asarray(p[1]) for p in parts], np.int32),
+                            cat([np.asarray(p[2]).astype(np.int64) + p[0] for p in parts], np.int64),
+                            cat(steps, np.int64))
+        targets[seg:seg + m] = t["targets"]
+        weights[seg:seg + m] = cat([np.asarray(p[3], np.float32) for p in parts], np.float32)[t["order"]]
+        counts.append(np.diff(t["ptr"])[:n_pre * t["R"]].reshape(n_pre, t["R"]))
+        R = max(R, t["R"])
+        seg += m
+        next_pre = pre_off + n_pre
+        del t, steps
+    if next_pre != n or seg != nnz:
+        raise ValueError(f"{name}: sources covered {next_pre} of {n} neurons and {seg} of {nnz} synapses")
+    if (n + 1) * R >= 2**31:
+        raise ValueError(f"{name}: {n} neurons x {R} delay steps exceed the int32 index range")
+    # segment i * R + D - 1 for the largest delay of all sources; row n: the empty row
+    ptr = np.zeros((n + 1) * R + 1, np.int64)
+    full = np.zeros((n + 1, R), np.int64)
+    row = 0
+    for c in counts:
+        full[row:row + c.shape[0], :c.shape[1]] = c
+        row += c.shape[0]
+    np.cumsum(full.reshape(-1), out=ptr[1:])
+    return dict(ptr=ptr.astype(np.int32), targets=targets, weights=weights, R=R)
+
+
 class DelayedCurrents(Module):
-    """Event-driven input through one CSR table for all projections of a network, with per-synapse delays.
+    """Event-driven input through one table for all projections of a network, with per-synapse delays.
 
     Built on the host, one source population at a time, over a global numbering of ``n``
     neurons: ``sources`` yields ``(pre_offset, n_pre, parts)`` in increasing, contiguous
     ``pre_offset`` order, each part ``(post_offset, pre, post, weight, delay)`` with ``pre``
-    sorted (local indices) and ``delay`` in ms (floats) or in steps (integers). Each step,
-    ``update(spikes)`` takes the spikes of the previous step ``t - 1`` and adds the weights
-    of the spiking neurons' synapses into a ring buffer of future inputs: a spike of step
+    local indices and ``delay`` in ms (floats) or in steps (integers). Each step,
+    ``update(spikes)`` takes the spikes of the previous step ``t - 1``: a spike of step
     ``t - 1`` arrives at step ``t - 1 + D`` (``D >= 1``, the delay in steps rounded half up
-    as in ``nn.Projection``, whose per-synapse delays use the same kernel,
-    ``nn._kernels.deliver_delayed``). It returns the input due at step ``t`` for every neuron.
+    as in ``nn.Projection``, whose per-synapse delays use the same presynaptic spike ring,
+    ``nn._delay_ring``). It returns the input due at step ``t`` for every neuron, the
+    weights of each target summed in the order the spikes were emitted.
 
-    The cost per step is proportional to the synapses of the spiking neurons: up to
-    ``k`` spiking rows are compacted, and their synapses are gathered ``chunk``
-    at a time (more rows or synapses loop, exactly). Memory: 8 bytes per synapse (a
-    combined delay/target index and a float32 weight), ``4 (n + 2)`` bytes of row
-    pointers and ``D_max x n`` floats of ring buffer.
+    The cost per step is proportional to the synapses delivered: the ring keeps the
+    indices of up to ``k`` spiking neurons for each of the last ``R`` steps (``R`` the
+    largest delay in steps) and their spikes as bits (exact for any activity), and the
+    synapses are stored grouped by (presynaptic neuron, delay). Memory: 8 bytes per synapse
+    (target and float32 weight), 4 per neuron and delay step, and the ring (``R x k``
+    indices and ``R / 32`` words per neuron).
 
     Example:
         >>> import jax.numpy as jnp
@@ -141,38 +193,39 @@ class DelayedCurrents(Module):
         dt = get_dt()
         self.n = n = int(n)
         self._dt = dt
-        table = build_delayed_table(n, n, sources, nnz, dt, name)
-        self.R, self.nnz, self.max_row = table["R"], int(nnz), table["max_row"]
+        table = _ring_table(n, sources, nnz, dt, name)
+        self.R, self.nnz = table["R"], int(nnz)
         self.k = int(min(n, k if k is not None else max(64, n // 500)))
-        self.chunk = int(chunk if chunk is not None else default_chunk(self.nnz, n))
-        self.indptr = Variable(jnp.asarray(table.pop("indptr")))
-        self.comb = Variable(jnp.asarray(table.pop("comb")))
+        self.chunk = int(chunk if chunk is not None else ring_chunk(self.nnz, n, self.k))
+        self.ptr = Variable(jnp.asarray(table.pop("ptr")))
+        self.targets = Variable(jnp.asarray(table.pop("targets")))
         self.weights = Variable(jnp.asarray(table.pop("weights")))
-        self.buffer = Variable(jnp.zeros((self.R, n), jnp.float32))
-        self.pos = Variable(jnp.zeros((), jnp.int32))
+        state = ring_state(n, self.R, self.k)
+        self.ring, self.fits, self.history = (Variable(state[v]) for v in ("ring", "fits", "history"))
 
     def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, PartitionSpec]:
-        # Under Runner(mesh=...): the ring buffer is split along its neuron axis (axis 1), so
-        # reading the slot due now stays local; the table is replicated, because a spike's
-        # synapses are gathered at arbitrary positions of it.
-        buffer = PartitionSpec(None, entry) if self.n % n_devices == 0 else PartitionSpec()
-        return {"buffer": buffer, "indptr": PartitionSpec(), "comb": PartitionSpec(),
-                "weights": PartitionSpec(), "pos": PartitionSpec()}
+        # Under Runner(mesh=...): the spike bits (words x neurons) are split along their neuron
+        # axis like the spikes they record; the table and the ring of neuron indices are
+        # replicated: a spike's synapses are gathered at arbitrary positions of the table.
+        history = PartitionSpec(None, entry) if self.n % n_devices == 0 else PartitionSpec()
+        return dict({k: PartitionSpec() for k in ("ptr", "targets", "weights", "ring", "fits")}, history=history)
 
     def reset_state(self, batch_size: int | None = None) -> None:
         if batch_size is not None:
             raise ValueError("DelayedCurrents: batched state is not supported")
-        self.buffer.value = jnp.zeros_like(self.buffer.value)
-        self.pos.value = jnp.zeros((), jnp.int32)
+        state = ring_state(self.n, self.R, self.k)
+        self.ring.value, self.fits.value, self.history.value = state["ring"], state["fits"], state["history"]
 
     def update(self, spikes: jax.Array) -> jax.Array:
-        """Deliver ``spikes`` (bool, shape ``(n,)``) into the future and return the input due now."""
+        """Shift ``spikes`` (bool, shape ``(n,)``) into the ring and return the input due now."""
         if get_dt() != self._dt:
             raise RuntimeError(f"DelayedCurrents: built for dt={self._dt} ms, but dt is now {get_dt()} ms")
-        x, self.buffer.value, self.pos.value = deliver_delayed(
-            spikes, self.indptr.value, self.comb.value, self.weights.value, self.buffer.value, self.pos.value,
-            self.k, self.chunk)
-        return x
+        ring, fits, history = ring_advance(spikes.astype(jnp.bool_), self.ring.value, self.fits.value,
+                                           self.history.value)
+        self.ring.value, self.fits.value, self.history.value = ring, fits, history
+        w = self.weights.value
+        return deliver_parts([(ring, fits, history, 0)], self.ptr.value, self.targets.value, lambda src: w[src],
+                             self.n, self.chunk)
 
 
 class PoissonCounts(Module):

@@ -6,7 +6,7 @@ the largest delay in steps), the indices of the presynaptic neurons that spiked
 stored grouped by (presynaptic neuron, delay): segment ``i * R + D - 1`` holds
 the targets of neuron ``i``'s synapses of delay ``D``. At each step, the spikes
 read ``j`` steps ago deliver segment ``D = j + 1`` of their rows: the work is
-the number of synapses delivered (plus ``R x K`` segment look-ups), and no
+the number of synapses delivered (plus a listing of the ring's live entries), and no
 buffer of future inputs is carried from step to step.
 
 * :func:`build_ring_table`: the segment table, built on the host.
@@ -27,7 +27,7 @@ from .._environ import float_dtype
 from ._kernels import compact
 
 __all__ = ["build_ring_table", "ring_state", "ring_advance", "ring_deliver", "deliver_parts", "ring_propagate",
-           "ring_chunk"]
+           "ring_chunk", "ring_events"]
 
 
 def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray, steps: np.ndarray,
@@ -68,10 +68,11 @@ def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray,
 
 
 def ring_chunk(nnz: int, n_pre: int, k: int) -> int:
-    """Synapses delivered per loop iteration: ``k / 6`` mean rows (64 to 2**16, a multiple of 64).
-    Each slot costs a binary search over the step's segments whether it is used or not
-    (about 30 ns per slot on a 2-core CPU), so the chunk covers a typical step, not the largest."""
-    return _round_chunk(max(1.0, k / 6) * nnz / max(n_pre, 1))
+    """Synapses delivered per pass: ``k / 4`` mean rows (64 to 2**16, a multiple of 64), the
+    synapses of a step when the rate is that of :func:`ring_events`. A step delivers up to this
+    many in one pass; more loop, a pass at a time. Each slot costs a binary search over the
+    step's segments whether it is used or not, so the chunk covers a typical step, not the largest."""
+    return _round_chunk(max(1.0, k / 4) * nnz / max(n_pre, 1))
 
 
 def _round_chunk(width: float) -> int:
@@ -87,13 +88,14 @@ def ring_state(n_pre: int, R: int, k: int) -> dict[str, jax.Array]:
 
 
 def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: jax.Array,
-                 n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 n_blocks: int | None = None, compacted: tuple | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Shift the spikes read this step (``spikes``, bool ``(n_pre,)``) into row 0 of the ring
     (compacted indices) and bit 0 of the history; row / bit ``j`` then holds the spikes read
     ``j`` steps ago. The whole (small) state is rewritten: no buffer is updated in place at a
-    moving position, which XLA:CPU would copy every step."""
+    moving position, which XLA:CPU would copy every step. ``compacted``: this step's
+    ``compact(spikes, k, n_blocks)``, when another ring of the same spikes computed it already."""
     R, k = ring.shape
-    idx, _, fit = compact(spikes.astype(jnp.float32), k, n_blocks)
+    idx, _, fit = compacted if compacted is not None else compact(spikes.astype(jnp.float32), k, n_blocks)
     ring = jnp.concatenate([idx[None], ring[:-1]])
     fits = jnp.concatenate([fit[None], fits[:-1]])
     carry = jnp.concatenate([spikes[None].astype(jnp.uint32), history[:-1] >> 31])
@@ -105,27 +107,48 @@ def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: j
     return ring, fits, history
 
 
+def _count_le(sorted_: jax.Array, p: jax.Array) -> jax.Array:
+    """The number of entries of the nondecreasing ``sorted_`` that are ``<= p``, for each ``p``.
+
+    A branchless binary search written out step by step: XLA fuses it into one pass over
+    ``p`` (``jnp.searchsorted`` runs its steps as a loop, one pass over ``p`` per step)."""
+    n = sorted_.shape[0]
+    step = 1 << (n.bit_length() - 1)
+    ext = jnp.concatenate([sorted_, jnp.full((step,), jnp.iinfo(jnp.int32).max, jnp.int32)])
+    lo = jnp.zeros(p.shape, jnp.int32)
+    while step:
+        lo = jnp.where(ext[lo + (step - 1)] <= p, lo + step, lo)
+        step //= 2
+    return lo
+
+
+def _add_slots(o: jax.Array, p: jax.Array, starts: jax.Array, lens: jax.Array, ends: jax.Array,
+               targets: jax.Array, weight_of: Callable[[jax.Array], jax.Array] | None) -> jax.Array:
+    """Add synapse slots ``p`` (positions in the concatenation of the segments, whose
+    cumulative lengths are ``ends``; beyond the last: nothing) into ``o``."""
+    n_out = o.shape[0]
+    r = jnp.minimum(_count_le(ends, p), starts.shape[0] - 1)
+    ok = p < ends[-1]
+    src = jnp.where(ok, starts[r] + p - (ends[r] - lens[r]), 0)
+    tg = jnp.where(ok, targets[src], n_out)
+    if weight_of is None:
+        return o.at[tg].add(1.0, mode="drop")
+    return o.at[tg].add(jnp.where(ok, weight_of(src), 0.0).astype(o.dtype), mode="drop")
+
+
 def _deliver_segments(out: jax.Array, starts: jax.Array, lens: jax.Array, targets: jax.Array,
-                      weight_of: Callable[[jax.Array], jax.Array] | None, S: int) -> jax.Array:
-    """Add the synapses of the given segments into ``out`` (drop index ``len(out)``), ``S`` at a time."""
-    n_out = out.shape[0]
-    ends = jnp.cumsum(lens)
-    total = ends[-1]
+                      weight_of: Callable[[jax.Array], jax.Array] | None, S: int,
+                      ends: jax.Array | None = None) -> jax.Array:
+    """Add the synapses of the given segments into ``out`` (drop index ``len(out)``), ``S`` at a time,
+    in segment order."""
+    ends = jnp.cumsum(lens) if ends is None else ends
     slots = jnp.arange(S, dtype=jnp.int32)
-    last = starts.shape[0] - 1
 
     def body(c: Any) -> Any:
         j, o = c
-        p = j * S + slots
-        r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), last)
-        ok = p < total
-        src = jnp.where(ok, starts[r] + p - (ends[r] - lens[r]), 0)
-        tg = jnp.where(ok, targets[src], n_out)
-        if weight_of is None:
-            return j + 1, o.at[tg].add(1.0, mode="drop")
-        return j + 1, o.at[tg].add(jnp.where(ok, weight_of(src), 0.0).astype(o.dtype), mode="drop")
+        return j + 1, _add_slots(o, j * S + slots, starts, lens, ends, targets, weight_of)
 
-    return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), out))[1]
+    return jax.lax.while_loop(lambda c: c[0] * S < ends[-1], body, (jnp.int32(0), out))[1]
 
 
 def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.Array, targets: jax.Array,
@@ -152,20 +175,62 @@ def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.
     return deliver_parts([(ring, fits, history, 0)], ptr, targets, weight_of, n_post, S)
 
 
-def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
-                  weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int) -> jax.Array:
-    """:func:`ring_deliver` for several rings over one table: each part is ``(ring, fits,
-    history, base)``, its segments numbered from ``base`` in ``ptr``."""
-    segs = []
-    for ring, fits, history, base in parts:
-        R = ring.shape[0]
-        rows = jnp.where(fits[:, None], ring, history.shape[1])  # overflowed steps: from the bits below
-        segs.append((rows * R + jnp.arange(R, dtype=jnp.int32)[:, None]).reshape(-1) + base)
-    seg = segs[0] if len(segs) == 1 else jnp.concatenate(segs)
-    starts = ptr[seg]
-    out = _deliver_segments(jnp.zeros((n_out,), float_dtype()), starts, ptr[seg + 1] - starts, targets,
-                            weight_of, S)
+def ring_events(R: int, k: int) -> int:
+    """Ring entries listed per step by :func:`deliver_parts` before it falls back to reading the
+    whole ring: a quarter of the ``R x k`` slots (a sustained rate of a quarter of ``k`` spikes per
+    step), a multiple of 32."""
+    return int(min(R * k, max(32, -(-(R * k) // 4 // 32) * 32)))
 
+
+def _listed_segments(parts: list, C: int) -> tuple[jax.Array, jax.Array]:
+    """The segments of the live entries of all parts' rings (part by part, each oldest step
+    first), compacted into ``C`` slots (unused: an empty segment), and whether they all fit.
+    Compaction leaves each ring row's neurons first, in increasing order, so a row's live
+    entries are a prefix of it; the rows of all parts are listed in one pass."""
+    Rm = max(p[0].shape[0] for p in parts)
+    km = max(p[0].shape[1] for p in parts)
+    revs, lives, row_base, row_R, row_j = [], [], [], [], []
+    for ring, fits, history, base in parts:
+        R, k = ring.shape
+        n_pre = history.shape[1]
+        # oldest step first: the order in which the inputs due now were emitted
+        rev = jnp.pad(ring[::-1], ((Rm - R, 0), (0, km - k)), constant_values=n_pre)
+        live = jnp.sum(rev < n_pre, axis=1, dtype=jnp.int32) * jnp.pad(fits[::-1], (Rm - R, 0)).astype(jnp.int32)
+        revs.append(rev)
+        lives.append(live)
+        row_base.append(np.full(Rm, base, np.int32))
+        row_R.append(np.full(Rm, R, np.int32))
+        row_j.append(np.arange(Rm - 1, -1, -1, dtype=np.int32))  # padding rows (j >= R) hold no entry
+    rev = revs[0] if len(parts) == 1 else jnp.concatenate(revs)
+    live = lives[0] if len(parts) == 1 else jnp.concatenate(lives)
+    row_base, row_R, row_j = (jnp.asarray(np.concatenate(x)) for x in (row_base, row_R, row_j))
+    ends = jnp.cumsum(live)
+    q = jnp.arange(C, dtype=jnp.int32)
+    r = jnp.minimum(_count_le(ends, q), live.shape[0] - 1)
+    ok = q < ends[-1]
+    col = jnp.where(ok, q - (ends[r] - live[r]), 0)
+    neuron = rev.reshape(-1)[r * km + col]
+    empty = parts[0][2].shape[1] * parts[0][0].shape[0] + parts[0][3]  # part 0's empty row
+    return jnp.where(ok, row_base[r] + neuron * row_R[r] + row_j[r], empty), ends[-1] <= C
+
+
+def _all_segments(ring: jax.Array, fits: jax.Array, n_pre: int, base: int) -> jax.Array:
+    R = ring.shape[0]
+    rows = jnp.where(fits[:, None], ring, n_pre)[::-1]  # overflowed steps: from the bits
+    return (rows * R + jnp.arange(R - 1, -1, -1, dtype=jnp.int32)[:, None]).reshape(-1) + base
+
+
+def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
+                  weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int,
+                  n_events: int | None = None) -> jax.Array:
+    """:func:`ring_deliver` for several rings over one table: each part is ``(ring, fits,
+    history, base)``, its segments numbered from ``base`` in ``ptr``.
+
+    The rings' live entries are first listed, all parts together, in ``n_events`` slots
+    (default: the sum of the parts' :func:`ring_events`); a step with more live entries reads
+    every ring slot instead.
+    Inputs are summed in the order they were emitted (oldest step first, then by neuron),
+    the order of a buffer of future inputs filled step by step."""
     def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
         # every neuron's segment of delay j + 1, empty unless its bit j is set
         ring, _, history, base = part
@@ -182,8 +247,31 @@ def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
                 fits[j], lambda o: o, lambda o: from_bits(part, j, o), o), o)
         return o
 
-    all_fit = jnp.all(jnp.concatenate([p[1] for p in parts])) if len(parts) > 1 else jnp.all(parts[0][1])
-    return jax.lax.cond(all_fit, lambda o: o, overflowed, out)
+    def cat(xs: list) -> jax.Array:
+        return xs[0] if len(xs) == 1 else jnp.concatenate(xs)
+
+    C = sum(ring_events(*p[0].shape) for p in parts) if n_events is None else int(n_events)
+    seg, listed_fit = _listed_segments(parts, min(C, sum(p[0].size for p in parts)))
+    starts = ptr[seg]
+    lens = ptr[seg + 1] - starts
+    ends = jnp.cumsum(lens)
+    all_fit = jnp.all(cat([p[1] for p in parts]))
+
+    def general(o: jax.Array) -> jax.Array:
+        def full(o: jax.Array) -> jax.Array:
+            seg = cat([_all_segments(ring, fits, history.shape[1], base) for ring, fits, history, base in parts])
+            st = ptr[seg]
+            return _deliver_segments(o, st, ptr[seg + 1] - st, targets, weight_of, S)
+
+        o = jax.lax.cond(listed_fit, lambda o: _deliver_segments(o, starts, lens, targets, weight_of, S, ends),
+                         full, o)
+        return jax.lax.cond(all_fit, lambda o: o, overflowed, o)
+
+    # the common step: every live entry listed, no overflowed step, one pass of S synapse slots
+    common = listed_fit & all_fit & (ends[-1] <= S)
+    slots = jnp.arange(S, dtype=jnp.int32)
+    return jax.lax.cond(common, lambda o: _add_slots(o, slots, starts, lens, ends, targets, weight_of), general,
+                        jnp.zeros((n_out,), float_dtype()))
 
 
 def ring_propagate(spikes: jax.Array, ptr: jax.Array, targets: jax.Array,

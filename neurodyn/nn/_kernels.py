@@ -1,4 +1,4 @@
-"""Propagation kernels: spike compaction, event-driven scatters, the fused table and delayed delivery.
+"""Propagation kernels: spike compaction, event-driven scatters and the fused table.
 
 Everything here is a function of arrays (or a host-side table builder); the
 modules that own the state (:class:`~neurodyn.nn.Projection`,
@@ -7,14 +7,14 @@ modules that own the state (:class:`~neurodyn.nn.Projection`,
 * :func:`compact`: the indices of up to ``k`` spiking neurons (two-stage ``lax.top_k``).
 * :func:`event_inputs`: event-driven input of projections sharing one presynaptic spike vector.
 * :class:`Fusion`: one target table for many projections (and their scalar delays).
-* :func:`build_delayed_table` / :func:`deliver_delayed`: per-synapse delays through one CSR
-  table and a ring buffer of future inputs.
+
+Per-synapse delays are in :mod:`neurodyn.nn._delay_ring`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ import numpy as np
 from .._environ import float_dtype
 
 __all__ = ["compact", "event_inputs", "fusable", "shares_compaction", "Fusion", "fusion_signature",
-           "fusion_digest", "padded_positions", "build_delayed_table", "deliver_delayed"]
+           "fusion_digest", "padded_positions"]
 
 # Neurons per block of the first compaction stage.
 _BLOCK = 32
@@ -344,163 +344,3 @@ class Fusion:
         c = self.counts([arriving[k] for k in self.sources])
         return [c[s0:s0 + n] if not p.homogeneous else p._weight() * c[s0:s0 + n]
                 for p, (s0, n) in zip(self.projs, self.slots)]
-
-
-# -- per-synapse delays ------------------------------------------------------------------------
-def build_delayed_table(n_in: int, n_out: int, sources: Iterable, nnz: int, dt: float, name: str,
-                        weighted: bool = True) -> dict[str, Any]:
-    """The CSR table of :func:`deliver_delayed`, built on the host one source at a time.
-
-    ``sources`` yields ``(pre_offset, n_pre, parts)`` covering rows ``0 .. n_in - 1`` in
-    order; each part is ``(post_offset, pre, post, weight, delay)`` with ``pre`` sorted
-    (local indices), ``post`` local to ``post_offset`` and ``delay`` in ms (floats, rounded
-    half up to steps) or in steps (integers). Within a row, synapses keep the order of the
-    parts, and within a part their order: one part of CSR-ordered connections is stored in
-    CSR order. Returns ``indptr`` (int32, ``n_in + 2``: row ``n_in`` is the empty row of
-    unused compaction slots), ``comb`` (int32: ``(D - 1) * n_out + post`` per synapse),
-    ``weights`` (float32 per synapse, or None when ``weighted`` is False), ``R`` (the largest
-    delay in steps) and ``max_row``. Memory: 8 bytes per synapse (4 without weights).
-
-    Example:
-        >>> import numpy as np
-        >>> from neurodyn.nn._kernels import build_delayed_table
-        >>> t = build_delayed_table(2, 3, [(0, 2, [(0, np.array([0, 0, 1]), np.array([1, 2, 0]),
-        ...                                         np.ones(3), np.array([1, 3, 2]))])], 3, 0.1, "demo")
-        >>> t["indptr"].tolist(), t["comb"].tolist(), t["R"]
-        ([0, 2, 3, 3], [1, 8, 3], 3)
-    """
-    from ._projection import delay_steps
-    nnz = int(nnz)
-    if nnz >= 2**31:
-        raise ValueError(f"{name}: {nnz} synapses exceed the int32 index range")
-    comb = np.empty(nnz, np.int32)
-    weights = np.empty(nnz, np.float32) if weighted else None
-    indptr = np.zeros(n_in + 2, np.int64)
-    seg, next_pre, d_max = 0, 0, 1
-    for pre_off, n_pre, parts in sources:
-        if pre_off != next_pre:
-            raise ValueError(f"{name}: sources must cover neurons 0..{n_in - 1} in order; got a source "
-                             f"at {pre_off}, expected {next_pre}")
-        counts = [np.bincount(pre, minlength=n_pre) for _, pre, _, _, _ in parts]
-        row_len = np.sum(counts, axis=0) if counts else np.zeros(n_pre, np.int64)
-        row_start = np.zeros(n_pre + 1, np.int64)
-        np.cumsum(row_len, out=row_start[1:])
-        if seg + row_start[-1] > nnz:
-            raise ValueError(f"{name}: more synapses than the nnz={nnz} announced")
-        indptr[pre_off + 1:pre_off + n_pre + 1] = seg + row_start[1:]
-        prior = np.zeros(n_pre, np.int64)
-        for (post_off, pre, post, w, d), c in zip(parts, counts):
-            pre = np.asarray(pre)
-            if pre.size and np.any(pre[1:] < pre[:-1]):
-                raise ValueError(f"{name}: presynaptic indices of each part must be sorted")
-            d = np.asarray(d)
-            D = d if np.issubdtype(d.dtype, np.integer) else delay_steps(d, dt)
-            if D.size and D.min() < 1:
-                raise ValueError(f"{name}: {int((D < 1).sum())} delay(s) below one step at dt = {dt:g} ms")
-            d_max = max(d_max, int(D.max(initial=1)))
-            idt = np.int32 if d_max * n_out < 2**31 else np.int64
-            # pre is sorted: a synapse's slot is its neuron's offset plus its rank in the part
-            part_start = np.zeros(n_pre + 1, np.int64)
-            np.cumsum(c, out=part_start[1:])
-            offset = seg + row_start[:-1] + prior - part_start[:-1]
-            pos = offset[pre]
-            pos += np.arange(pre.size)
-            target = (D.astype(idt) - 1) * n_out
-            target += np.asarray(post).astype(idt, copy=False)
-            target += post_off
-            comb[pos] = target
-            if weights is not None:
-                weights[pos] = w
-            prior += c
-            del D, pos, target
-        seg += int(row_start[-1])
-        next_pre = pre_off + n_pre
-    if next_pre != n_in or seg != nnz:
-        raise ValueError(f"{name}: sources covered {next_pre} of {n_in} neurons and {seg} of {nnz} synapses")
-    indptr[n_in + 1] = nnz
-    R = d_max  # ring slots: due now (D = 1) up to D_max - 1 steps ahead
-    if 2 * R * n_out >= 2**31:
-        raise ValueError(f"{name}: {n_out} neurons x {R} delay slots exceed the int32 index range")
-    return dict(indptr=indptr.astype(np.int32), comb=comb, weights=weights, R=R,
-                max_row=int(np.diff(indptr[:n_in + 1]).max(initial=0)))
-
-
-def default_chunk(nnz: int, n_in: int) -> int:
-    """Synapses gathered per loop iteration of :func:`deliver_delayed` (16 mean rows, 4096 to 2**17)."""
-    mean_row = nnz / n_in if n_in else 0.0
-    return int(min(1 << 17, max(4096, int(16 * mean_row))))
-
-
-def deliver_delayed(spikes: jax.Array, indptr: jax.Array, comb: jax.Array, weights: jax.Array | None,
-                    buffer: jax.Array, pos: jax.Array, k: int, chunk: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One step of per-synapse delayed delivery: ``(input due now, new buffer, new pos)``.
-
-    ``spikes`` (bool, ``(n_in,)``) were emitted one step ago; each spiking row adds its
-    synapses' weights (1.0 each when ``weights`` is None: exact counts) into the ring
-    buffer ``buffer`` (``(R, n_out)``, slot ``pos`` due now) at ``D - 1`` slots ahead. Up to
-    ``k`` spiking rows are compacted; their synapses are gathered ``chunk`` at a time in a
-    loop, and more than ``k`` spiking rows loop ``k`` at a time: exact for any activity, at
-    a cost proportional to the spiking rows' synapses.
-
-    Example:
-        >>> import numpy as np, jax.numpy as jnp
-        >>> from neurodyn.nn._kernels import build_delayed_table, deliver_delayed
-        >>> t = build_delayed_table(2, 3, [(0, 2, [(0, np.array([0, 0, 1]), np.array([1, 2, 0]),
-        ...                                         np.ones(3), np.array([1, 3, 2]))])], 3, 0.1, "demo")
-        >>> buf, pos = jnp.zeros((t["R"], 3)), jnp.int32(0)
-        >>> x, buf, pos = deliver_delayed(jnp.array([True, False]), jnp.asarray(t["indptr"]),
-        ...                               jnp.asarray(t["comb"]), None, buf, pos, k=2, chunk=8)
-        >>> x.tolist()      # the synapse with D = 1 arrives now; D = 3 two steps later
-        [0.0, 1.0, 0.0]
-    """
-    R, n_out = buffer.shape
-    n_in = spikes.shape[0]
-    base = pos * n_out
-    drop = 2 * R * n_out
-    S = int(chunk)
-    slots = jnp.arange(S, dtype=jnp.int32)
-    dtype = buffer.dtype
-
-    def deliver_rows(buf: jax.Array, rows: jax.Array) -> jax.Array:
-        # All synapses of ``rows`` (n_in: none), S at a time, as one flat list.
-        starts = indptr[rows]
-        lens = indptr[rows + 1] - starts
-        ends = jnp.cumsum(lens)
-        total = ends[-1]
-
-        def body(c: Any) -> Any:
-            j, b = c
-            p = j * S + slots
-            r = jnp.minimum(jnp.searchsorted(ends, p, side="right"), rows.shape[0] - 1)
-            src = starts[r] + p - (ends[r] - lens[r])
-            ok = p < total
-            src = jnp.where(ok, src, 0)
-            tg = jnp.where(ok, comb[src] + base, drop)
-            tg = jnp.where(tg >= R * n_out, tg - R * n_out, tg)
-            w = jnp.where(ok, 1.0, 0.0) if weights is None else jnp.where(ok, weights[src], 0.0)
-            return j + 1, b.at[tg].add(w.astype(dtype), mode="drop")
-
-        return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), buf))[1]
-
-    k = int(min(k, n_in))
-    idx, _, _ = compact(spikes.astype(jnp.float32), k)
-    count = jnp.sum(spikes, dtype=jnp.int32)
-
-    def many(buf: jax.Array) -> jax.Array:
-        # more than k spikes: all spiking rows in index order, k at a time
-        rows = jnp.nonzero(spikes, size=n_in, fill_value=n_in)[0].astype(jnp.int32)
-        rows = jnp.concatenate([rows, jnp.full((k,), n_in, jnp.int32)])
-
-        def body(c: Any) -> Any:
-            j, b = c
-            return j + 1, deliver_rows(b, jax.lax.dynamic_slice_in_dim(rows, j * k, k))
-
-        return jax.lax.while_loop(lambda c: c[0] * k < count, body, (jnp.int32(0), buf))[1]
-
-    flat = buffer.reshape(-1)
-    flat = jax.lax.cond(count <= k, lambda b: deliver_rows(b, idx), many, flat)
-    buf = flat.reshape(R, n_out)
-    x = jax.lax.dynamic_index_in_dim(buf, pos, axis=0, keepdims=False)
-    buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.zeros((n_out,), dtype), pos, axis=0)
-    new_pos = jnp.where(pos + 1 == R, 0, pos + 1).astype(jnp.int32)
-    return x, buf, new_pos

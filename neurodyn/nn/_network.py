@@ -178,6 +178,7 @@ class Network(Module):
                 sf = peers[0].pre.spike.value.astype(float_dtype())
                 for q, x in zip(peers, event_inputs(peers, sf)):
                     inputs[id(q)] = x
+        _delay_inputs(self, projs, inputs)
         # Synapses update in attribute order (two projections may share one).
         for p in projs:
             if id(p) in inputs:
@@ -187,3 +188,11 @@ class Network(Module):
         for m in children.values():
             if isinstance(m, Group):
                 m.update()
+
+
+def _delay_inputs(net: Network, projs: list[Projection], inputs: dict[int, jax.Array]) -> None:
+    """Per-synapse-delay projections: one delivery for all of them (``nn._projection.delay_inputs``)."""
+    from ._projection import delay_fusable, delay_inputs
+    het = [p for p in projs if id(p) not in inputs and delay_fusable(p)] if net.fuse else []
+    if len(het) > 1:
+        inputs.update(zip(map(id, het), delay_inputs(het)))

@@ -34,15 +34,15 @@ from .._environ import float_dtype, get_dt, half_up_steps
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
-from ._delay_ring import (build_ring_table, ring_advance, ring_chunk, ring_deliver, ring_propagate,
+from ._delay_ring import (build_ring_table, deliver_parts, ring_advance, ring_chunk, ring_deliver, ring_propagate,
                           ring_state)
-from ._kernels import event_inputs, padded_positions
+from ._kernels import compact, event_inputs, padded_positions
 from ._init import init_value
 from ._neurons import Group, NeuronGroup, reset_var
 from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
 from ._synapses import Synapse, SynOut
 
-__all__ = ["Projection", "delay_steps"]
+__all__ = ["Projection", "delay_steps", "delay_fusable", "delay_inputs"]
 
 # Connectivity this small (pre x post) is always propagated densely.
 _DENSE_MAX_ELEMS = 1 << 16
@@ -446,3 +446,73 @@ class Projection(Module):
         return (f"Projection({type(self.pre).__name__}({self.n_pre}) -> {type(self.post).__name__}"
                 f"({self.n_post}), {self.conn!r}, nnz={self.nnz}, mode={self.mode!r}, "
                 f"syn={self.syn!r}, out={self.out!r}, delay={delay}, delay_steps={self.delay_steps})")
+
+
+def delay_fusable(p: Any) -> bool:
+    """Whether ``p`` is a stock per-synapse-delay projection whose input :func:`delay_inputs`
+    may compute together with others."""
+    cls = type(p)
+    return (isinstance(p, Projection) and p.heterogeneous_delay and p.plasticity is None
+            and cls.update is Projection.update and cls._heterogeneous_input is Projection._heterogeneous_input)
+
+
+def delay_inputs(projs: list[Projection]) -> list[jax.Array]:
+    """The synaptic input of several per-synapse-delay projections, as each one's own update
+    computes it, in one delivery: each advances its own spike ring (one compaction per
+    presynaptic group and ring size), the live entries of all rings are listed together, and
+    their synapses are scattered through the concatenation of the projections' tables (built in
+    the compiled step from their Variables; XLA hoists it out of the time loop) into one vector
+    holding every projection's input side by side. Each target receives the same additions in
+    the same order as unfused, so the results are identical.
+
+    Example:
+        >>> import neurodyn.nn as nn
+        >>> from neurodyn.nn._projection import delay_inputs
+        >>> E, I = nn.LIF(40), nn.LIF(10)
+        >>> d = nn.TruncatedNormal(1.0, 0.3, low=0.1)
+        >>> EI = nn.Projection(E, I, nn.FixedProb(0.2), 0.5, nn.Expon(10, 5.), nn.CUBA(), delay=d)
+        >>> IE = nn.Projection(I, E, nn.FixedProb(0.2), -1.0, nn.Expon(40, 5.), nn.CUBA(), delay=d)
+        >>> [x.shape for x in delay_inputs([EI, IE])]
+        [(10,), (40,)]
+    """
+    compacted: dict[tuple, Any] = {}
+    parts, ptrs, targets, order, weights = [], [], [], [], [jnp.ones((1,), float_dtype())]
+    weighted = any(not p.homogeneous for p in projs)
+    seg0 = syn0 = out0 = w0 = 0
+    chunk = 0
+    for p in projs:
+        p._check_dt()
+        spikes = p.pre.spike.value
+        key = (id(p.pre), p.max_spikes, p.n_blocks)
+        if key not in compacted:
+            compacted[key] = compact(spikes.astype(jnp.float32), p.max_spikes, p.n_blocks)
+        ring, fits, hist = ring_advance(spikes, p.delay_ring.value, p.delay_fits.value, p.delay_history.value,
+                                        compacted=compacted[key])
+        p.delay_ring.value, p.delay_fits.value, p.delay_history.value = ring, fits, hist
+        parts.append((ring, fits, hist, seg0))
+        ptr = p.delay_ptr.value
+        ptrs.append(ptr[:-1] + syn0)
+        targets.append(p.delay_targets.value + out0)
+        if weighted:
+            if p.homogeneous:  # position 0: a 1.0, so that the slots of scalar weights sum counts
+                order.append(jnp.zeros((p.nnz,), jnp.int32))
+            else:
+                order.append(p.delay_order.value + (1 + w0))
+                weights.append(jnp.asarray(p._weight(), float_dtype()).reshape(-1))
+                w0 += p.nnz
+        seg0 += int(ptr.shape[0]) - 1
+        syn0 += p.nnz
+        out0 += p.n_post
+        chunk += p._chunk
+    ptr = jnp.concatenate(ptrs + [jnp.full((1,), syn0, jnp.int32)])
+    weight_of = None
+    if weighted:
+        w, idx = jnp.concatenate(weights), jnp.concatenate(order)
+        weight_of = lambda src: w[idx[src]]
+    x = deliver_parts(parts, ptr, jnp.concatenate(targets), weight_of, out0, min(chunk, 1 << 16))
+    out, start = [], 0
+    for p in projs:
+        xp = x[start:start + p.n_post]
+        out.append(xp if not p.homogeneous else p._weight() * xp)
+        start += p.n_post
+    return out
