@@ -1,10 +1,10 @@
 """Runner: simulate a model for a duration of biological time.
 
-The loop over time steps is compiled (``nd.for_loop`` inside ``nd.jit``) and
-cut into chunks of a fixed number of steps. Between chunks the progress bar
-advances and the monitored values of the previous chunk are copied to the host
-while the device already computes the next one, so device memory stays bounded
-and the bar tells the truth. Compiled chunks are cached per model and monitor /
+The loop over time steps is compiled (``nd.while_loop`` inside ``nd.jit``, the
+step count an argument) and cut into chunks of at most a fixed number of steps.
+Between chunks the progress bar advances and the monitored values of the
+previous chunk are copied to the host while the device already computes the
+next one, so device memory stays bounded and the bar tells the truth. Compiled chunks are cached per model and monitor /
 input layout, so new Runners over the same model, new initial conditions and
 repeated runs never re-trace.
 """
@@ -951,7 +951,7 @@ class _Chunk:
                 c, sums = for_loop(inner, i0 + r * every + jnp.arange(every))
                 row = {m.name: m.read(model) for m in layout.monitors if not m.count}
                 row.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in sums.items()})
-            recs = {k: jax.lax.dynamic_update_index_in_dim(buf, row[k].astype(buf.dtype), r, 0)
+            recs = {k: jax.lax.dynamic_update_index_in_dim(buf, jnp.asarray(row[k], buf.dtype), r, 0)
                     for k, buf in recs.items()}
             counts = [jax.lax.dynamic_update_slice(buf, x.astype(jnp.int32), (r * every,))
                       for buf, x in zip(counts, c)]
