@@ -68,6 +68,31 @@ def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Arr
     return idx, vals, fits
 
 
+def _compact_fit(s: jax.Array, k: int, width: int = _BLOCK) -> tuple[jax.Array, jax.Array]:
+    """The indices of the first ``k`` nonzeros of the 1-D ``s`` (as :func:`compact`; unused
+    slots ``len(s)``) and whether they are all of them, through blocks of ``width`` entries.
+
+    Both top_k stages take one entry more than is kept: a nonzero in the extra slot means
+    more than ``k`` nonzeros, so no separate count of them is needed.
+    """
+    n = s.shape[0]
+    nb = -(-n // width)
+    if nb * width != n:
+        s = jnp.pad(s, (0, nb * width - n))
+    blocks = s.reshape(nb, width)
+    # The first k + 1 blocks holding a nonzero hold at least k + 1 nonzeros if there are
+    # that many in all. top_k's outputs are used whole (not sliced): XLA:CPU keeps its fast
+    # TopK kernel only for a sort whose results are all sliced alike.
+    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), min(k + 1, nb))
+    sub = blocks[bidx]  # blocks without a nonzero are all zero
+    kk = min(k + 1, sub.size)  # fewer: sub holds every block
+    key, j = jax.lax.top_k((sub != 0).reshape(-1).astype(jnp.float32), kk)
+    idx = jnp.where(key > 0, bidx[j // width] * width + j % width, n).astype(jnp.int32)
+    if kk < k:
+        idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
+    return idx[:k], jnp.sum(key) <= k
+
+
 def padded_positions(indptr: np.ndarray, width: int, fill: int) -> np.ndarray:
     """``(n_pre, width)`` int32: the CSR position of each entry of the padded target table."""
     n_pre = indptr.shape[0] - 1
@@ -240,7 +265,6 @@ class Fusion:
     def counts(self, spikes: list[jax.Array]) -> jax.Array:
         """The number (or weighted sum) of presynaptic spikes onto every slot this step."""
         s = spikes[0] if len(spikes) == 1 else jnp.concatenate(spikes)
-        sf = s.astype(float_dtype())
         table = self.table.value
         n_out, n_in = self.n_out, self.n_in
         zeros = jnp.zeros((n_out,), float_dtype())
@@ -266,10 +290,10 @@ class Fusion:
 
         if self.k1 >= n_in:
             return full()
-        total = jnp.sum(s, dtype=jnp.int32)
         S = _SLAB
+        sf = lambda: s.astype(float_dtype())  # converted inside the branches that use it
 
-        def slabs(idx: jax.Array) -> jax.Array:
+        def slabs(idx: jax.Array, total: jax.Array) -> jax.Array:
             # The spiking rows ``idx`` (increasing, padded with the all-padding row n_in and
             # S more) S at a time: a step costs its spikes' rows rounded up to S, not a
             # tier's. Same order of additions as one scatter over all rows.
@@ -281,16 +305,34 @@ class Fusion:
 
             return jax.lax.while_loop(lambda c: c[0] * S < total, body, (jnp.int32(0), zeros))[1]
 
-        # Up to S spikes: one scatter, no loop. More: compaction into the smallest tier that
-        # holds every spike (padded to the largest), then the loop over its rows; a burst
-        # beyond the largest tier takes all spiking rows.
+        # More than S spikes: compaction into the smallest tier that holds every spike (padded
+        # to the largest), then the loop over its rows; a burst beyond the largest tier takes
+        # all spiking rows.
         K = self.tiers[-1]
         pad = lambda idx: jnp.concatenate([idx, jnp.full((K - idx.shape[0],), n_in, jnp.int32)])
-        tiers = [lambda k=k: pad(compact(sf, k)[0]) for k in self.tiers]
-        which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
-        branches = [lambda: scatter(zeros, compact(sf, S)[0]),
-                    lambda: slabs(jax.lax.switch(which, tiers)),
-                    lambda: slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32))]
+        tiers = [lambda k=k: pad(compact(sf(), k)[0]) for k in self.tiers]
+
+        def tiered(total: jax.Array) -> jax.Array:
+            which = jnp.sum(total > jnp.asarray(self.tiers[:-1], jnp.int32), dtype=jnp.int32)
+            return slabs(jax.lax.switch(which, tiers), total)
+
+        def every(total: jax.Array) -> jax.Array:
+            return slabs(jnp.nonzero(s, size=n_in, fill_value=n_in)[0].astype(jnp.int32), total)
+
+        if self.k1 <= S:
+            # Typical steps have up to S spikes (by the projections' max_spikes): one scatter,
+            # and the compaction itself tells whether all spikes fit, so the common step
+            # needs no count of them.
+            idx, fits = _compact_fit(s, S)
+
+            def more() -> jax.Array:
+                total = jnp.sum(s, dtype=jnp.int32)
+                return jax.lax.cond(total > K, every, tiered, total)
+
+            return jax.lax.cond(fits, lambda: scatter(zeros, idx), more)
+        # Typical steps have more: count first, then up to S spikes in one scatter, or the tiers.
+        total = jnp.sum(s, dtype=jnp.int32)
+        branches = [lambda: scatter(zeros, compact(sf(), S)[0]), lambda: tiered(total), lambda: every(total)]
         return jax.lax.switch((total > S).astype(jnp.int32) + (total > K).astype(jnp.int32), branches)
 
     def inputs(self) -> list[jax.Array]:

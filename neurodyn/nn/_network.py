@@ -56,12 +56,15 @@ class Network(Module):
     connectivity arrays were replaced since). A projection with a scalar
     weight receives ``weight * count`` exactly as unfused, so results are
     bit-identical; per-connection weights are summed in the same order as
-    unfused (identical on CPU). Up to 16 spiking rows are scattered at once;
-    more are compacted into the smallest of a ladder of buffers that fits
-    this step's spikes (the first holds a third of the sources' summed
-    ``max_spikes``, at least 16, the next ones double up to 8 times that
-    sum; beyond, all spiking rows are listed) and scattered 16 rows at a
-    time, so a step costs about its spikes' rows. Other projections (dense,
+    unfused (identical on CPU). Up to 16 spiking rows are scattered at once
+    (where the sources' ``max_spikes`` make that the typical step, the
+    compaction of those 16 itself tells whether a step has more, so the
+    common step needs no spike count first); more are compacted into the
+    smallest of a ladder of buffers that fits this step's spikes (the first
+    holds a third of the sources' summed ``max_spikes``, at least 16, the
+    next ones double up to 8 times that sum; beyond, all spiking rows are
+    listed) and scattered 16 rows at a time, so a step costs about its
+    spikes' rows. Other projections (dense,
     per-synapse delays, float or batched spikes, subclasses overriding the
     dynamics), and all of them when the table is stale inside compiled code,
     take the per-projection path, where those without delay that share a
