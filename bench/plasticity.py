@@ -3,7 +3,8 @@ without plasticity and against Brian2's C++ standalone mode with the same rule; 
 the Song et al. (2000) setup in simulated seconds per wall-clock second.
 
 Run:  python bench/plasticity.py [--duration 1000] [--rounds 3] [--song 10] [--no-brian]
-                                 [--breakdown] [--projection] [--brian-python /path/to/python-with-brian2]
+                                 [--breakdown] [--projection] [--before /path/to/other/checkout]
+                                 [--brian-python /path/to/python-with-brian2]
 
 neurodyn: ``examples/stdp_song2000.py``'s ``COBASTDP`` (4000 LIF, p = 0.02,
 event-driven projections; ``plastic=False`` is the static network) and
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import pathlib
 import statistics
 import sys
@@ -204,6 +206,44 @@ def projection_alone(steps: int, rounds: int) -> dict:
             "spikes_per_step": float(raster.sum() / steps)}
 
 
+def coba_before_after(before: str, duration: float, rounds: int) -> dict:
+    """The COBA network static, with STDP run by the plastic engine of another checkout
+    (``before``: its ``neurodyn/nn/_plasticity.py``, loaded into this process) and with STDP
+    run by this tree's engine; rounds alternate, so all three see the same machine load."""
+    import neurodyn.nn._projection as projection
+    path = pathlib.Path(before) / "neurodyn" / "nn" / "_plasticity.py"
+    spec_b = importlib.util.spec_from_file_location("neurodyn.nn._plasticity_before", path)
+    old = importlib.util.module_from_spec(spec_b)
+    sys.modules[spec_b.name] = old
+    spec_b.loader.exec_module(old)
+    runners = {}
+    for k in ("static", "before", "after"):
+        saved = (projection._attach_plasticity, projection._plastic_update, nn.STDP)
+        if k == "before":  # only while the network is built and its run compiled
+            projection._attach_plasticity, projection._plastic_update, nn.STDP = old.attach, old.plastic_update, old.STDP
+        try:
+            net = song.COBASTDP(plastic=k != "static")
+            r = nd.Runner(net, inputs=INPUTS, progress_bar=False)
+            r.run(duration)
+            jax.block_until_ready(net.E.V.value)
+        finally:
+            projection._attach_plasticity, projection._plastic_update, nn.STDP = saved
+        runners[k] = (r, net)
+    wall: dict = {k: [] for k in runners}
+    cpu: dict = {k: [] for k in runners}
+    names = list(runners)
+    for i in range(rounds):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            r, net = runners[k]
+            w, c = _timed(lambda: (r.run(duration), jax.block_until_ready(net.E.V.value)))
+            wall[k].append(w)
+            cpu[k].append(c)
+    same = bool(np.array_equal(np.asarray(runners["before"][1].E2E.weight.value),
+                               np.asarray(runners["after"][1].E2E.weight.value)))
+    return {"wall": {k: statistics.median(v) for k, v in wall.items()},
+            "cpu": {k: statistics.median(v) for k, v in cpu.items()}, "same_weights": same}
+
+
 BRIAN_COBA = """
 from brian2 import *
 import numpy as np
@@ -291,10 +331,13 @@ def main() -> None:
                     help="also time the COBA network with parts of the rule removed, and Song 2000's inputs alone")
     ap.add_argument("--projection", action="store_true",
                     help="also time the E -> E projection alone on replayed spikes (min CPU time of 9 rounds)")
+    ap.add_argument("--before", default=None,
+                    help="also time COBA with STDP run by another checkout's plastic engine, in this process")
     ap.add_argument("--brian-python", default=sys.executable,
                     help="the interpreter with brian2 installed (default: this one)")
     args = ap.parse_args()
-    print(f"jax {jax.__version__}, devices {jax.devices()}")
+    print(f"jax {jax.__version__}, devices {jax.devices()}, "
+          f"NEURODYN_CPU_THREADS={os.environ.get('NEURODYN_CPU_THREADS', 'unset')}")
     c = neurodyn_coba(args.duration, args.rounds)
     print(f"COBA {args.duration:g} ms (median of {args.rounds}): static {c['wall']['static']:.3f} s wall "
           f"({c['cpu']['static']:.3f} s CPU), STDP on E->E {c['wall']['stdp']:.3f} s wall "
@@ -323,6 +366,15 @@ def main() -> None:
         print(f"E -> E projection alone, replayed spikes ({p['spikes_per_step']:.1f} per step): static "
               f"{pc['static'] * 1e6:.1f} us, pair STDP {pc['stdp'] * 1e6:.1f} us CPU per step; "
               f"STDP / static = {pc['stdp'] / pc['static']:.2f}")
+    if args.before:
+        ba = coba_before_after(args.before, args.duration, 2 * args.rounds + 1)
+        w, cp = ba["wall"], ba["cpu"]
+        print(f"COBA before / after (median of {2 * args.rounds + 1}, same process): static {w['static']:.3f} s, "
+              f"STDP by {args.before} {w['before']:.3f} s ({w['before'] / w['static']:.2f}x static wall, "
+              f"{cp['before'] / cp['static']:.2f}x CPU), STDP by this tree {w['after']:.3f} s "
+              f"({w['after'] / w['static']:.2f}x wall, {cp['after'] / cp['static']:.2f}x CPU); after / before = "
+              f"{w['after'] / w['before']:.2f} wall, {cp['after'] / cp['before']:.2f} CPU; "
+              f"identical weights: {ba['same_weights']}")
     if args.no_brian:
         return
     for plastic in (False, True):

@@ -319,10 +319,16 @@ def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
     if not exact_keys:  # the path for groups too large for float32 keys
         monkeypatch.setattr(_plasticity, "_EXACT_F32", 0)
     rng = np.random.default_rng(5)
-    for n, count in [(1, 1), (100, 0), (100, 3), (3201, 8), (3201, 40), (4096, 4096)]:
+    cases = [(1, 1), (100, 0), (100, 3), (3201, 8), (3201, 9), (3201, 40), (4096, 4096), (40, 40)]
+    # 9 spikes in one block of 32, and 9 spikes in 9 blocks: left out by the second and the first stage
+    clustered = [np.arange(9), np.arange(9) * 32]
+    for n, count in cases + [(3201, c) for c in clustered]:
         s = np.zeros(n, bool)
-        s[rng.choice(n, count, replace=False)] = True
-        idx = np.asarray(jax.jit(_plasticity._rows, static_argnums=1)(jnp.asarray(s), 8))
+        s[rng.choice(n, count, replace=False) if isinstance(count, int) else count] = True
+        count = int(s.sum())
+        idx, more = jax.jit(_plasticity._rows, static_argnums=(1, 2))(jnp.asarray(s), 8, True)
+        idx = np.asarray(idx)
+        assert idx.shape == (8,) and bool(more) == (count > 8)
         want = np.nonzero(s)[0]
         got = np.sort(idx[idx < n])
         assert np.all((idx < n) | (idx == n))
@@ -337,9 +343,13 @@ def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
         np.testing.assert_array_equal(np.asarray(jax.jit(all_batches)(jnp.asarray(s))), s.astype(np.int32))
 
 
-def test_large_recurrent_group_equals_a_per_synapse_reference():
-    # 2100 neurons: the first batch of spikes is handled before the loop (groups >= 2048), the
-    # row and column passes read the same spikes
+@pytest.mark.parametrize("split", [False, True], ids=["one-gather", "dynamic-slices"])
+def test_large_recurrent_group_equals_a_per_synapse_reference(monkeypatch, split):
+    # 2100 neurons, the row and column passes read the same spikes (one compaction); the burst
+    # takes the loop over further batches. Both reads of the rows' weight windows (the one for
+    # XLA:CPU with one thread, and the one for a pool that splits gathers).
+    from neurodyn.nn import _plasticity
+    monkeypatch.setattr(_plasticity, "_gathers_split", lambda: split)
     dt, steps, n = 0.1, 150, 2100
     p = dict(tau_pre=15., tau_post=25., A_plus=0.02, A_minus=0.021, w_min=0., w_max=1.)
     rng = np.random.default_rng(4)
@@ -363,6 +373,25 @@ def test_large_recurrent_group_equals_a_per_synapse_reference():
     got = np.asarray(proj.weight.value)
     assert np.abs(w - w_init).max() > 0.01
     np.testing.assert_allclose(got, w, rtol=2e-4, atol=2e-5)
+
+
+def test_float_spikes_transmit_and_learn_as_bool_spikes():
+    # bool spikes transmit the weights as they are; float spikes multiply them by their value
+    rng = np.random.default_rng(9)
+    pre, post = rng.random((300, 30)) < 0.05, rng.random((300, 20)) < 0.05
+    pre[150] = True                                   # a burst beyond the buffer of 4
+    out = []
+    for dtype in (bool, np.float32):
+        src, dst, proj = plastic(nn.STDP(A_plus=0.02, A_minus=0.021), 30, 20, nn.FixedProb(0.3, seed=3),
+                                 max_spikes=4)
+        src.spike.reset_value(jnp.zeros(30, dtype))
+        dst.spike.reset_value(jnp.zeros(20, dtype))
+        g = drive(proj, pre.astype(dtype), post.astype(dtype))
+        out.append((g, np.asarray(proj.weight.value)))
+    (g_b, w_b), (g_f, w_f) = out
+    assert g_b.max() > 0 and np.abs(w_b - 0.5).max() > 0.01
+    np.testing.assert_array_equal(g_f, g_b)
+    np.testing.assert_array_equal(w_f, w_b)
 
 
 def test_a_plastic_projection_without_synapses_only_moves_its_traces():

@@ -34,9 +34,10 @@ window by the delay. Per-synapse delays are refused with plasticity.
 
 Cost: spikes are taken in batches of ``proj.max_spikes`` (presynaptic) and
 ``proj.max_post_spikes`` (postsynaptic; both default to max(8, 0.25% of the
-group); set the attributes to change them) inside a ``lax.while_loop`` that
-updates the weights in place (in groups of 2048 neurons or more the first
-batch runs before the loop). When the weights or a rule parameter are
+group); set the attributes to change them): the first batch runs in every
+step, and a ``lax.while_loop`` that updates the weights in place takes the
+spikes it left out (a burst; the compaction flags them, so the common step pays
+for no count of its spikes). When the weights or a rule parameter are
 ``TrainVar`` s, a conditional replaces the loop so that ``nd.grad`` can pass;
 it copies the weights once per step (slower, same numbers).
 
@@ -51,6 +52,7 @@ event path (same order, same arithmetic; transmission sums in another order).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -70,8 +72,6 @@ _BLOCK = 32
 # over a few thousand weights cost less than the event machinery (compaction, index tables,
 # gathers and scatters) of a sparse step.
 _DENSE_MAX_SYNAPSES = 1 << 14
-# Groups at least this large handle their first batch of spikes outside the loop (see _for_events).
-_FIRST_BATCH_OUTSIDE = 2048
 # Integers below this are exact in float32 (top_k's fast path takes floats).
 _EXACT_F32 = 1 << 24
 
@@ -102,29 +102,39 @@ def _nonneg(cls: str, name: str, x: Any) -> Any:
     return _check(cls, name, x, lambda c: c >= 0, ">= 0")
 
 
-def _rows(spikes: jax.Array, k: int) -> jax.Array:
+def _rows(spikes: jax.Array, k: int, more: bool = False) -> Any:
     """Indices of up to ``k`` nonzero entries of ``spikes``; unused slots hold
     ``len(spikes)`` (the tables' all-padding row). Complete when at most ``k``
-    entries are nonzero (the caller checks). Two-stage ``lax.top_k``: blocks of
-    32 neurons with a spike, then the spikes within them."""
+    entries are nonzero; ``more=True`` also returns whether some nonzero entry was
+    left out. Two-stage ``lax.top_k``: blocks of 32 neurons with a spike, then the
+    spikes within them."""
     n = spikes.shape[0]
     s = spikes != 0
     nb = -(-n // _BLOCK)
     if nb * _BLOCK != n:
         s = jnp.pad(s, (0, nb * _BLOCK - n))
     blocks = s.reshape(nb, _BLOCK)
-    b = min(k, nb)
+    # One block more than k: the spikes of the blocks taken then number more than k
+    # exactly when some spike is left out (k + 1 blocks with a spike hold k + 1 spikes).
+    b = min(k + 1, nb)
     _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
+    sub = blocks[bidx]
     ids = bidx[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)
+    kk = min(k, b * _BLOCK)
     if n < _EXACT_F32:
         # The keys are the indices themselves (n - i > 0 for a spike, 0 for none), so the
         # result is one subtraction from top_k's output: the index arithmetic is not
         # repeated inside every fusion that reads the result.
-        key = jnp.where(blocks[bidx], (n - ids).astype(jnp.float32), 0.0).reshape(-1)
-        vals, _ = jax.lax.top_k(key, min(k, b * _BLOCK))
-        return n - vals.astype(jnp.int32)
-    key, j = jax.lax.top_k(blocks[bidx].reshape(-1).astype(jnp.float32), min(k, b * _BLOCK))
-    return jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
+        vals, _ = jax.lax.top_k(jnp.where(sub, (n - ids).astype(jnp.float32), 0.0).reshape(-1), kk)
+        idx = n - vals.astype(jnp.int32)
+    else:
+        key, j = jax.lax.top_k(sub.reshape(-1).astype(jnp.float32), kk)
+        idx = jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
+    if kk < k:  # fewer candidates than slots
+        idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
+    if not more:
+        return idx
+    return idx, jnp.sum(sub, dtype=jnp.int32) > k
 
 
 def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
@@ -132,11 +142,12 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
     """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
     (unused slots hold ``len(spikes)``, the tables' all-padding row).
 
-    A ``while_loop`` over batches of ``k`` (none in a silent step, more in a burst)
-    updates the large carried arrays in place. Reverse-mode differentiation cannot
-    pass a ``while_loop``, so the ``differentiable`` path is a switch between no
-    spikes, one batch and all entries at once; carrying the weights through a
-    conditional costs a copy of them per step (measured: ~20x slower at 200k synapses).
+    The first batch runs unconditionally; a ``while_loop`` takes the spikes left out
+    (none in the common step: its test is a flag from the compaction) and updates the
+    large carried arrays in place. Reverse-mode differentiation cannot pass a
+    ``while_loop``, so the ``differentiable`` path is a switch between no spikes, one
+    batch and all entries at once; carrying the weights through a conditional costs a
+    copy of them per step (measured: ~20x slower at 200k synapses).
     """
     n = spikes.shape[0]
     if differentiable:
@@ -150,18 +161,17 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
         return jax.lax.switch(which, [lambda: carry, lambda: work(_rows(spikes, k), carry), full])
 
-    def body(c: tuple) -> tuple:
-        left, inner = c
-        idx = _rows(left, k)
-        return left.at[idx].set(False, mode="drop"), work(idx, inner)
+    idx, more = _rows(spikes, k, more=True)
+    carry = work(idx, carry)
 
-    left = spikes != 0
-    if n >= _FIRST_BATCH_OUTSIDE:
-        # In a large group most steps have spikes: the first batch outside the loop saves
-        # the loop's overhead, and a recurrent projection's row and column passes then
-        # share one compaction (same spikes). A silent step pays for one empty batch.
-        left, carry = body((left, carry))
-    return jax.lax.while_loop(lambda c: jnp.any(c[0]), body, (left, carry))[1]
+    def body(c: tuple) -> tuple:
+        # A batch holds the lowest indices left (in increasing order): after a full batch,
+        # the spikes left are those above its last index. No mask is carried.
+        last, _, inner = c
+        idx, more = _rows(jnp.where(jnp.arange(n) > last, spikes, 0), k, more=True)
+        return jnp.max(idx), more, work(idx, inner)
+
+    return jax.lax.while_loop(lambda c: c[1], body, (jnp.max(idx), more, carry))[2]
 
 
 class Trace(Variable):
@@ -414,11 +424,36 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
 _FEW = 64
 
 
+@functools.lru_cache(maxsize=None)
+def _gathers_split() -> bool:
+    """Whether XLA splits a gather from a large vector over threads (XLA:CPU with a pool of
+    several threads); read once from the compiled code of a small probe."""
+    if jax.default_backend() != "cpu":
+        return False
+    probe = jax.jit(lambda a, i: a[i]).lower(jax.ShapeDtypeStruct((1 << 18,), jnp.float32),
+                                            jax.ShapeDtypeStruct((768,), jnp.int32))
+    return "outer_dimension_partitions" in probe.compile().as_text()
+
+
 def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
-    """``table[idx]``; for a few rows as concatenated dynamic slices (cheaper than a gather on XLA:CPU)."""
+    """``table[idx]``; for a few rows as concatenated dynamic slices: XLA:CPU splits a gather
+    from a large table across its threads (a loss at this size), not a dynamic slice."""
     if idx.shape[0] <= _FEW:
         return jnp.concatenate([jax.lax.dynamic_slice_in_dim(table, idx[j], 1, 0) for j in range(idx.shape[0])])
     return table[idx]
+
+
+_SCATTER_DIMS = jax.lax.ScatterDimensionNumbers(update_window_dims=(), inserted_window_dims=(0,),
+                                                scatter_dims_to_operand_dims=(0,))
+
+
+def _scatter(target: jax.Array, idx: jax.Array, values: jax.Array, add: bool = False) -> jax.Array:
+    """``target.at[idx].set(values)`` (or ``.add``) for indices in ``[0, len(target)]``, the last
+    one dropped (padding). Unlike ``.at[]`` it does not wrap negative indices: the index
+    table is then passed to the scatter as it is read, without a kernel to rewrite it."""
+    fn = jax.lax.scatter_add if add else jax.lax.scatter
+    return fn(target, idx.reshape(-1, 1), values.reshape(-1).astype(target.dtype), _SCATTER_DIMS,
+              mode=jax.lax.GatherScatterMode.FILL_OR_DROP)
 
 
 def _differentiable(proj: Any) -> bool:
@@ -462,23 +497,25 @@ def plastic_update(proj: Any) -> jax.Array:
         return tuple(jnp.take(a, syn, mode="clip") for a in arrays)
 
     def read_rows(arrays: tuple, syn: jax.Array) -> tuple:
-        # A row's synapses are contiguous in CSR order: a few windows of k values cost less
-        # than a gather from the whole vector (which XLA:CPU also splits across threads).
+        # A row's synapses are contiguous in CSR order: K windows of k values cost less than
+        # a gather of single synapses. One gather of the windows is the cheapest read, unless
+        # XLA:CPU splits it over its threads (a loss at this size): then K dynamic slices.
         K, k = syn.shape
-        if K > _FEW or nnz < k:
+        if nnz < k:
             return read(arrays, syn)
         start = jnp.minimum(syn[:, 0], nnz - k)            # windows stay inside the vector
         offset = jnp.clip(syn - start[:, None], 0, k - 1)
-        return tuple(jnp.take_along_axis(
-            jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]), offset, axis=1)
-            for a in arrays)
+        if K <= _FEW and _gathers_split():
+            windows = [jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]) for a in arrays]
+        else:
+            windows = [jax.vmap(lambda i, a=a: jax.lax.dynamic_slice_in_dim(a, i, k))(start) for a in arrays]
+        return tuple(jnp.take_along_axis(win, offset, axis=1) for win in windows)
 
     def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
         return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
 
     def write(w_: jax.Array, state_: dict, syn: jax.Array, ws: jax.Array, ss: dict) -> tuple[jax.Array, dict]:
-        return (w_.at[syn].set(ws, mode="drop"),
-                {n: v.at[syn].set(ss[n], mode="drop") for n, v in state_.items()})
+        return (_scatter(w_, syn, ws), {n: _scatter(v, syn, ss[n]) for n, v in state_.items()})
 
     def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
         x, w_, state_ = carry
@@ -489,8 +526,12 @@ def plastic_update(proj: Any) -> jax.Array:
         ss = dict(zip(state_, svals))
         if names:
             ws, ss = call(rule._catch_up, ws, ss, pre, post_c)
-        factor = sv[idx] if release is None else sv[idx] * release(idx)
-        x = x.at[post].add(ws * factor[:, None], mode="drop")
+        if pre_s.dtype == jnp.bool_ and release is None:
+            # a spike transmits its weights once; padding rows target n_post (dropped)
+            x = _scatter(x, post, ws, add=True)
+        else:
+            factor = sv[idx] if release is None else sv[idx] * release(idx)
+            x = _scatter(x, post, ws * factor[:, None], add=True)
         if on_pre:
             ws, ss = call(rule.on_pre, ws, ss, pre, post_c)
         if on_pre or names or on_post:
