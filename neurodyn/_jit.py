@@ -134,7 +134,8 @@ def _add_vars(obj: Any, out: dict[int, Variable], depth: int = 0) -> None:
 
 
 def _fresh_copy(x: Any) -> Any:
-    return jnp.array(x, copy=True)
+    # copied by the runtime, keeping the sharding: jnp.array(x, copy=True) compiles a program per shape
+    return jax.device_put(x, may_alias=False)
 
 
 class _Entry:

@@ -34,7 +34,45 @@ def _key_from_seed(seed: Any) -> jax.Array:
         seed = np.random.SeedSequence().entropy % (2**32)
     if hasattr(seed, "shape") and getattr(seed, "shape", ()) == (2,):
         return jnp.asarray(seed, dtype=jnp.uint32)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        key = _host_key(int(seed))
+        if key is not None:  # no program compiled for it (eager PRNGKey compiles one per process)
+            return jax.device_put(key)
     return jax.random.PRNGKey(seed)
+
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k1: int, k2: int, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The threefry2x32 block cipher (20 rounds, as ``jax.random``'s) on uint32 NumPy arrays."""
+    ks = (np.uint32(k1), np.uint32(k2), np.uint32(k1 ^ k2 ^ 0x1BD11BDA))
+    x = [x1.astype(np.uint32) + ks[0], x2.astype(np.uint32) + ks[1]]
+    with np.errstate(over="ignore"):
+        for i in range(5):
+            for r in _ROTATIONS[i % 2]:
+                x[0] = x[0] + x[1]
+                x[1] = (x[1] << np.uint32(r)) | (x[1] >> np.uint32(32 - r))
+                x[1] = x[0] ^ x[1]
+            x[0] = x[0] + ks[(i + 1) % 3]
+            x[1] = x[1] + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x[0], x[1]
+
+
+def _host_split(key: Any, n: int) -> np.ndarray | None:
+    """``jax.random.split(key, n)`` computed with NumPy, or None where that is not exact.
+
+    Exact for a concrete raw threefry key with the (default) partitionable setting:
+    key ``j`` is then ``threefry2x32(key, (0, j))``. An eager split computed by JAX
+    compiles a program per process and waits for the device; this does neither.
+    """
+    if (jax.config.jax_default_prng_impl != "threefry2x32" or not jax.config.jax_threefry_partitionable
+            or isinstance(key, jax.core.Tracer) or getattr(key, "dtype", None) != np.uint32
+            or getattr(key, "shape", None) != (2,)):
+        return None
+    k = np.asarray(key)
+    b1, b2 = _threefry2x32(int(k[0]), int(k[1]), np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32))
+    return np.stack([b1, b2], axis=1)
 
 
 def _host_key(seed: int) -> np.ndarray | None:
@@ -87,6 +125,10 @@ class RandomState(Variable):
             return self._split(num)
 
     def _split(self, num: int | None) -> jax.Array:
+        keys = None if CTX.frames else _host_split(self.value, 2 if num is None else num + 1)
+        if keys is not None:
+            self.value = jax.device_put(keys[0])
+            return jax.device_put(keys[1] if num is None else keys[1:])
         if num is None:
             key, sub = jax.random.split(self.value)
         else:

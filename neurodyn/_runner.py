@@ -1,10 +1,10 @@
 """Runner: simulate a model for a duration of biological time.
 
-The loop over time steps is compiled (``nd.for_loop`` inside ``nd.jit``) and
-cut into chunks of a fixed number of steps. Between chunks the progress bar
-advances and the monitored values of the previous chunk are copied to the host
-while the device already computes the next one, so device memory stays bounded
-and the bar tells the truth. Compiled chunks are cached per model and monitor /
+The loop over time steps is compiled (``nd.while_loop`` inside ``nd.jit``, the
+step count an argument) and cut into chunks of at most a fixed number of steps.
+Between chunks the progress bar advances and the monitored values of the
+previous chunk are copied to the host while the device already computes the
+next one, so device memory stays bounded and the bar tells the truth. Compiled chunks are cached per model and monitor /
 input layout, so new Runners over the same model, new initial conditions and
 repeated runs never re-trace.
 """
@@ -33,7 +33,7 @@ from ._module import Module
 from ._monitors import SpikeMonitor, SpikeRecord
 from ._sharding import Placement, as_mesh, module_placement
 from ._state import Frame, Variable
-from ._transforms import _discover, for_loop
+from ._transforms import _discover, for_loop, while_loop
 
 __all__ = ["Runner", "Monitors", "SpikeMonitor", "SpikeRecord"]
 
@@ -359,8 +359,14 @@ class Runner:
         record_initial: also record the state before the first step (a row at
             ``t = 0``; events of the initial spike state at step 0).
         chunk_size: steps per compiled chunk (host copies and progress happen
-            between chunks).
-        unroll: steps per compiled loop iteration (faster runs, slower compiles).
+            between chunks). One compiled program runs every chunk, a shorter
+            last one included (the step count is an argument of the loop, not
+            a shape). A run shorter than one chunk uses a program already
+            compiled for longer chunks, or else one sized for the next power of
+            two of its steps.
+        unroll: steps per compiled loop iteration (faster runs, slower compiles;
+            a loop unrolled this way has a fixed length, so each distinct chunk
+            length compiles its own program).
         record_to: a directory: dense records are streamed there chunk by chunk
             as ``<name>.npy`` files (written per run, read back as read-only
             memory maps in ``mon``), for records larger than memory.
@@ -645,6 +651,10 @@ class Runner:
         values = [inp.value for inp in self._inputs]
         full, rest = divmod(n, self.chunk_size)
         lengths = [self.chunk_size] * full + ([rest] if rest else [])
+        cap = self._capacity_steps(n)
+        if self.unroll == 1:  # a program compiled for longer chunks runs this one as well
+            cap = min([s for s in self._fn.sizes(self._layout(), self._inputs) if cap <= s <= self.chunk_size],
+                      default=cap)
         first = self.i
         sink = _Sink(self, first, n, initial)
         with context(dt=self.dt):
@@ -654,7 +664,7 @@ class Runner:
                 sink.record_initial()
             self._size_buffers(chunk, max(lengths))
             if self.jit:
-                chunk.compile(layout, self.i, sorted(set(lengths)), values)
+                chunk.compile(layout, self.i, self._programs(lengths, cap), values)
             compile_s = time.perf_counter() - t0
             bar = tqdm(total=round(n * self.dt, 6), unit="ms", disable=not show, leave=True,
                        desc=f"{type(self.model).__name__}", dynamic_ncols=True,
@@ -663,7 +673,7 @@ class Runner:
             state = {"i": first}
             try:
                 with _DeferInterrupt() as stop:
-                    self._loop(chunk, layout, lengths, values, state, sink, bar, stop)
+                    self._loop(chunk, layout, lengths, cap, values, state, sink, bar, stop)
                 jax.block_until_ready([v.value for v in self.model.vars().values()])
             finally:
                 bar.close()
@@ -677,6 +687,20 @@ class Runner:
                       "traces": chunk.trace_count - traces}
         return self.mon
 
+    def _capacity_steps(self, n: int) -> int:
+        """Steps one compiled chunk holds for a run of ``n`` steps: the chunk size, or for a
+        shorter run the next power of two of its recording periods (so that runs of
+        different short lengths share a few programs)."""
+        if n >= self.chunk_size or self.unroll != 1:
+            return self.chunk_size
+        rows = n // self.monitor_every
+        return min(self.chunk_size, (1 << max(rows - 1, 0).bit_length()) * self.monitor_every)
+
+    def _programs(self, lengths: list[int], cap: int) -> list[int]:
+        """The static lengths of the compiled chunks a run uses: one capacity, whatever the lengths
+        (``unroll > 1`` unrolls a loop of static length: one program per distinct length)."""
+        return [cap] if self.unroll == 1 else sorted(set(lengths))
+
     def _size_buffers(self, chunk: "_Chunk", length: int) -> None:
         for e, (buf, pos, queries) in zip(self._events, chunk.buffers):
             want_cap, want_block = e.capacity(length, self.dt)
@@ -689,7 +713,7 @@ class Runner:
             if queries.shape[0] != block:
                 queries.reset_value(jnp.arange(1, block + 1, dtype=jnp.int32))
 
-    def _loop(self, chunk: "_Chunk", layout: "_Layout", lengths: list[int], values: list, state: dict,
+    def _loop(self, chunk: "_Chunk", layout: "_Layout", lengths: list[int], cap: int, values: list, state: dict,
               sink: "_Sink", bar: Any, stop: "_DeferInterrupt") -> None:
         """Dispatch chunk k, then wait for chunk k-1 and copy its records: the device always
         has the next chunk queued while the host copies."""
@@ -702,12 +726,13 @@ class Runner:
             while k < len(lengths) or inflight:
                 if k < len(lengths) and not stop.requested:
                     length = lengths[k]
+                    size = cap if self.unroll == 1 else length
                     before = _snapshot(self.model, chunk) if keep else None
                     if self.jit:
-                        out = chunk(layout, state["i"], length, values)
+                        out = chunk(layout, state["i"], size, length, values)
                     else:
                         with jax.disable_jit():
-                            out = chunk(layout, state["i"], length, values)
+                            out = chunk(layout, state["i"], size, length, values)
                     inflight.append((out, state["i"], length, before))
                     state["i"] += length  # the model's Variables now hold this chunk's results
                     k += 1
@@ -729,7 +754,7 @@ class Runner:
                         self._capacity[name] = (_round_up(int(total * 1.25) + block + 64), block)
                     self._size_buffers(chunk, 0)
                     if self.jit:
-                        chunk.compile(layout, state["i"], sorted(set(lengths[k:])), values)
+                        chunk.compile(layout, state["i"], self._programs(lengths[k:], cap), values)
                     continue
                 inflight.pop(0)
                 bar.update(round(length * self.dt, 6))
@@ -789,12 +814,16 @@ class _Layout:
 
 
 class _Chunk:
-    """``n`` steps of a model in one compiled call, recording after each step (or every ``every``).
+    """Up to ``size`` steps of a model in one compiled call, recording after each step (or every ``every``).
 
-    ``chunk(layout, i0, n, values)`` runs steps ``i0 .. i0 + n - 1`` with the
-    inputs' ``values`` and returns ``(records, event counts, event buffers,
-    i0 + n)``; ``layout`` and ``n`` are static. The event buffers belong to the
-    chunk, so Runners that share it share them.
+    ``chunk(layout, i0, size, n, values)`` runs steps ``i0 .. i0 + n - 1``
+    (``n <= size``) with the inputs' ``values`` and returns ``(records, event
+    counts, event buffers, i0 + n)``, records and counts with room for ``size``
+    steps (the first ``n`` hold this call's). ``layout`` and ``size`` are
+    static, ``n`` is not: a run whose length is not a multiple of the chunk
+    size runs its last chunk with the same program. With ``unroll > 1`` the
+    loop has the static length ``size`` (``n == size``). The event buffers
+    belong to the chunk, so Runners that share it share them.
     """
 
     def __init__(self, model: Module, n_events: int, every: int, unroll: int, placement: Placement | None) -> None:
@@ -829,17 +858,22 @@ class _Chunk:
     def trace_count(self) -> int:
         return self.fn.trace_count
 
-    def __call__(self, layout: _Layout, i0: int, n: int, values: list) -> Any:
-        return self.fn(layout, jnp.int32(i0), n, values)
+    def __call__(self, layout: _Layout, i0: int, size: int, n: int, values: list) -> Any:
+        return self.fn(layout, jnp.int32(i0), size, jnp.int32(n), values)
 
-    def compile(self, layout: _Layout, i0: int, lengths: list[int], values: list) -> None:
-        """Compile ahead for every chunk length of a run (once per shapes and buffer sizes)."""
+    def sizes(self, layout: _Layout, inputs: list) -> set[int]:
+        """The chunk sizes compiled for this layout and these inputs' shapes."""
+        shapes = tuple(None if i.value is None else (i.value.shape, str(i.value.dtype)) for i in inputs)
+        return {k[1] for k in self._compiled if k[0] == layout and k[2] == shapes}
+
+    def compile(self, layout: _Layout, i0: int, sizes: list[int], values: list) -> None:
+        """Compile ahead for every chunk size of a run (once per shapes and buffer sizes)."""
         shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
         caps = tuple((buf.shape[0], q.shape[0]) for buf, _, q in self.buffers)
-        for length in lengths:
-            if (layout, length, shapes, caps) not in self._compiled:
-                self.fn.compile(layout, jnp.int32(i0), length, values)
-                self._compiled.add((layout, length, shapes, caps))
+        for size in sizes:
+            if (layout, size, shapes, caps) not in self._compiled:
+                self.fn.compile(layout, jnp.int32(i0), size, jnp.int32(size), values)
+                self._compiled.add((layout, size, shapes, caps))
 
     def _step(self, layout: _Layout, i: jax.Array, values: list, once: frozenset) -> list:
         t = i * get_dt()
@@ -878,8 +912,8 @@ class _Chunk:
         return frozenset(k for k, inp in enumerate(layout.inputs) if inp.kind == "fix" and inp.op == "="
                          and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
 
-    def _run(self, layout: _Layout, i0: jax.Array, n: int, values: list) -> tuple[Any, Any, Any, jax.Array]:
-        model, every = self.model, self.every
+    def _run(self, layout: _Layout, i0: jax.Array, size: int, steps: jax.Array,
+             values: list) -> tuple[Any, Any, Any, jax.Array]:
         once = self._constant_inputs(layout)
         for k in once:
             layout.inputs[k].apply(values[k])
@@ -887,6 +921,48 @@ class _Chunk:
             pos.value = jnp.int32(0)
         # The last output is the step reached: an array that exists even without
         # monitors, so the host can wait for this chunk while the next one runs.
+        if self.unroll != 1:
+            recs, counts = self._scan(layout, i0, size, values, once)
+            return recs, counts, [buf.value for buf, _, _ in self.buffers], i0 + size
+        recs, counts = self._while(layout, i0, size, steps, values, once)
+        return recs, counts, [buf.value for buf, _, _ in self.buffers], i0 + steps
+
+    def _while(self, layout: _Layout, i0: jax.Array, size: int, steps: jax.Array, values: list,
+               once: frozenset) -> tuple[Any, Any]:
+        """``steps`` steps (a traced count, at most ``size``) in a while loop that writes each
+        recording period's row into buffers of ``size // every`` rows: the cost per step of a
+        scan of static length, and one program for every count."""
+        model, every = self.model, self.every
+        rows = size // every
+        recs = {m.name: jnp.zeros((rows,) + m.shape, jnp.int32 if m.count else m.dtype) for m in layout.monitors}
+        counts = [jnp.zeros((size,), jnp.int32) for _ in layout.events]
+
+        def body(carry: tuple) -> tuple:
+            r, recs, counts = carry
+            if every == 1:
+                c = [x[None] for x in self._step(layout, i0 + r, values, once)]
+                row = {m.name: m.read(model) for m in layout.monitors}
+            else:
+                counted = [m for m in layout.monitors if m.count]
+
+                def inner(i: jax.Array) -> Any:
+                    return self._step(layout, i, values, once), {m.name: m.read(model) for m in counted}
+
+                c, sums = for_loop(inner, i0 + r * every + jnp.arange(every))
+                row = {m.name: m.read(model) for m in layout.monitors if not m.count}
+                row.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in sums.items()})
+            recs = {k: jax.lax.dynamic_update_index_in_dim(buf, jnp.asarray(row[k], buf.dtype), r, 0)
+                    for k, buf in recs.items()}
+            counts = [jax.lax.dynamic_update_slice(buf, x.astype(jnp.int32), (r * every,))
+                      for buf, x in zip(counts, c)]
+            return r + 1, recs, counts
+
+        _, recs, counts = while_loop(lambda carry: carry[0] < steps // every, body, (jnp.int32(0), recs, counts))
+        return recs, counts
+
+    def _scan(self, layout: _Layout, i0: jax.Array, n: int, values: list, once: frozenset) -> tuple[Any, Any]:
+        """``n`` steps (static) in a scan, unrolled ``self.unroll`` steps per iteration."""
+        model, every = self.model, self.every
         if every == 1:
             def body(i: jax.Array) -> Any:
                 counts = self._step(layout, i, values, once)
@@ -906,7 +982,7 @@ class _Chunk:
                 return rec, counts
             recs, counts = for_loop(outer, jnp.arange(n // every))
             counts = [c.reshape(-1) for c in counts]
-        return recs, counts, [buf.value for buf, _, _ in self.buffers], i0 + n
+        return recs, counts
 
 
 def _snapshot(model: Module, chunk: "_Chunk") -> list[tuple[Variable, Any]]:
@@ -965,6 +1041,9 @@ class _Sink:
         host = jax.device_get((recs, counts, bufs))
         jax.block_until_ready(reached)
         recs, counts, bufs = host
+        rows = length // self.runner.monitor_every
+        recs = {k: v[:rows] for k, v in (recs or {}).items()}  # a chunk has room for more steps than it ran
+        counts = [np.asarray(c)[:length] for c in counts]
         overflow = {}
         for e, c, buf in zip(self.runner._events, counts, bufs):
             c = np.asarray(c)
@@ -975,7 +1054,7 @@ class _Sink:
                 overflow[e.name] = (total, most)
         if overflow:
             return overflow
-        for name, arr in (recs or {}).items():
+        for name, arr in recs.items():
             self._put(name, np.asarray(arr))
         for e, c, buf in zip(self.runner._events, counts, bufs):
             c = np.asarray(c)

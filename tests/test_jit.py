@@ -563,3 +563,30 @@ def test_donation_does_not_warn(recwarn):
     g()
     g()
     assert not [w for w in recwarn if "donat" in str(w.message).lower()]
+
+
+def test_the_copy_that_protects_a_held_array_compiles_nothing():
+    import logging
+    v = nd.Variable(jnp.zeros(77))  # a shape no other test copies: a compiled copy would show here
+    f = nd.jit(lambda: v.__setitem__(..., v.value + 1.))
+    f()
+    held = v.value
+    names = []
+
+    class H(logging.Handler):
+        def emit(self, rec):
+            if rec.getMessage().startswith("Finished XLA compilation of"):
+                names.append(rec.getMessage().split()[4])
+
+    logger = logging.getLogger("jax._src.dispatch")
+    h, old = H(level=logging.DEBUG), logger.level
+    logger.addHandler(h)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with jax.log_compiles(True):
+            f()  # v's array is also `held`: a fresh copy is donated in its place
+    finally:
+        logger.removeHandler(h)
+        logger.setLevel(old)
+    assert names == []
+    assert not held.is_deleted() and float(held[0]) == 1.0 and float(v.value[0]) == 2.0

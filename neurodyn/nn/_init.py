@@ -17,10 +17,12 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import random as _nd_random
 from .._environ import float_dtype
 from .._state import TrainVar
+from . import _draw
 
 __all__ = ["Initializer", "Constant", "Normal", "Uniform", "TruncatedNormal", "init_value", "init_param"]
 
@@ -41,7 +43,10 @@ class Constant:
         self.value = float(value)
 
     def __call__(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
-        return jnp.full(shape, self.value, dtype or float_dtype())
+        dtype = dtype or float_dtype()
+        if _eager():
+            return jax.device_put(np.full(shape, self.value, jax.dtypes.canonicalize_dtype(dtype)))
+        return jnp.full(shape, self.value, dtype)
 
     def __repr__(self) -> str:
         return f"Constant({self.value})"
@@ -61,7 +66,12 @@ class Normal:
         self.mean, self.std = float(mean), float(std)
 
     def __call__(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
-        return self.mean + self.std * jax.random.normal(key, shape, dtype or float_dtype())
+        dtype = dtype or float_dtype()
+        z = _draw.standard("normal", key, shape, dtype)
+        if z is not None:
+            t = z.dtype.type
+            return jax.device_put(t(self.mean) + t(self.std) * z)
+        return self.mean + self.std * jax.random.normal(key, shape, dtype)
 
     def __repr__(self) -> str:
         return f"Normal({self.mean}, {self.std})"
@@ -81,7 +91,12 @@ class Uniform:
         self.low, self.high = float(low), float(high)
 
     def __call__(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
-        u = jax.random.uniform(key, shape, dtype or float_dtype())
+        dtype = dtype or float_dtype()
+        u = _draw.standard("uniform", key, shape, dtype)
+        if u is not None:
+            t = u.dtype.type
+            return jax.device_put(t(self.low) + t(self.high - self.low) * u)
+        u = jax.random.uniform(key, shape, dtype)
         return self.low + (self.high - self.low) * u
 
     def __repr__(self) -> str:
@@ -130,15 +145,38 @@ class TruncatedNormal:
     def __call__(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
         dtype = dtype or float_dtype()
         if self.mode == "clip" or self.std == 0:
+            kind, lo, hi = "normal", -math.inf, math.inf
+        else:
+            kind = "truncated_normal"
+            lo, hi = ((b - self.mean) / self.std for b in (self.low, self.high))
+        z = _draw.standard(kind, key, shape, dtype, lo, hi)
+        if z is not None:
+            t = z.dtype.type
+            x = t(self.mean) + t(self.std) * z
+            # rounding of mean + std * z may step just outside a bound
+            return jax.device_put(np.clip(x, t(self.low), t(self.high)))
+        if kind == "normal":
             x = self.mean + self.std * jax.random.normal(key, shape, dtype)
         else:
-            lo, hi = ((b - self.mean) / self.std for b in (self.low, self.high))
             x = self.mean + self.std * jax.random.truncated_normal(key, lo, hi, shape, dtype)
-        # rounding of mean + std * z may step just outside a bound
         return jnp.clip(x, self.low, self.high).astype(dtype)
 
     def __repr__(self) -> str:
         return f"TruncatedNormal({self.mean}, {self.std}, low={self.low}, high={self.high}, mode={self.mode!r})"
+
+
+def _eager() -> bool:
+    """True outside any JAX trace (values made there may be built on the host and copied once)."""
+    try:
+        from jax._src import core
+        return bool(core.trace_ctx.is_top_level())
+    except (ImportError, AttributeError):  # a JAX without this internal: build them with jnp
+        return False
+
+
+def _on_host(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, np.ndarray, np.generic)) or (
+        isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, np.generic)) for v in value))
 
 
 def _required_positional(fn: Callable) -> int:
@@ -176,7 +214,15 @@ def init_value(init: Initializer, shape: tuple[int, ...], dtype: Any = None,
         [2.0, 2.0]
     """
     dtype = float_dtype() if dtype is None else dtype
-    out = jnp.asarray(_evaluate(init, tuple(shape), dtype), dtype=dtype)
+    value = _evaluate(init, tuple(shape), dtype)
+    if _on_host(value) and _eager():
+        # built with NumPy and copied once: eager jnp ops would compile a program per shape
+        out = np.asarray(value, dtype=jax.dtypes.canonicalize_dtype(dtype))
+        try:
+            return jax.device_put(np.broadcast_to(out, shape).copy())
+        except ValueError:
+            raise ValueError(f"{what} produced shape {out.shape}, which does not broadcast to {shape}") from None
+    out = jnp.asarray(value, dtype=dtype)
     try:
         return jnp.broadcast_to(out, shape)
     except ValueError:
