@@ -828,7 +828,7 @@ class _Chunk:
 
     def __init__(self, model: Module, n_events: int, every: int, unroll: int, placement: Placement | None) -> None:
         self.model, self.every, self.unroll, self.placement = model, every, unroll, placement
-        self.buffers = [(Variable(jnp.zeros((64,), jnp.int32)), Variable(jnp.int32(0)),
+        self.buffers = [(Variable(jax.device_put(np.zeros((64,), jnp.int32))), Variable(jnp.int32(0)),
                          Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in range(n_events)]
         self._fn: Any = None
         self._step_writes: set | None = None

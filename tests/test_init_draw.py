@@ -148,3 +148,24 @@ def test_seeding_and_eager_splits_give_jax_keys_and_compile_nothing():
     np.testing.assert_array_equal(np.asarray(many), np.asarray(ref[1:]))
     np.testing.assert_array_equal(np.asarray(state.value), np.asarray(ref[0]))
     assert isinstance(sub, jax.Array) and sub.dtype == jnp.uint32
+
+
+def test_building_groups_synapses_and_projections_of_new_sizes_compiles_nothing():
+    # every state array and connectivity table goes to the device by device_put: an eager
+    # jnp.zeros or jnp.asarray(numpy) would compile one program per new shape
+    nd.random.seed(0)
+    nn.LIF(3, V_initializer=nn.Normal(-55., 2.))  # the draw program, compiled at most once per process
+
+    def build(n_e, n_i):
+        E = nn.LIF(n_e, V_initializer=nn.Normal(-55., 2.))
+        I = nn.LIF(n_i, V_initializer=nn.Normal(-55., 2.))
+        syn = nn.Expon(n_i, tau=5.)
+        p = nn.Projection(E, I, nn.FixedProb(0.1, seed=1), 0.5, nn.Expon(n_i, tau=5.), nn.CUBA(), mode="event")
+        return E, I, syn, p
+
+    names = _count_compiles(lambda: build(517, 131))
+    assert names == []
+    E, I, syn, p = build(61, 29)
+    assert E.V.value.shape == (61,) and E.spike.value.dtype == jnp.bool_ and not bool(E.spike.value.any())
+    assert I.input.value.shape == (29,) and float(jnp.abs(I.input.value).sum()) == 0.
+    assert syn.g.value.shape == (29,) and p.targets.value.shape[0] == 61

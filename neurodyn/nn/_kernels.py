@@ -241,8 +241,8 @@ class Fusion:
                     csr = padded_positions(p.conn.csr(p.n_pre, p.n_post)[0], t.shape[1], 0)
                     widx.reshape(-1)[at] = csr[valid] + w0
                 used += valid.sum(axis=1)
-        self.table = Variable(jnp.asarray(table), name="Network.fused_targets")
-        self.weight_index = None if widx is None else Variable(jnp.asarray(widx),
+        self.table = Variable(jax.device_put(table), name="Network.fused_targets")
+        self.weight_index = None if widx is None else Variable(jax.device_put(widx),
                                                                name="Network.fused_weight_index")
         self.n_in = n_in
         # Compaction buffers: k1 holds typical steps; k2 is as many spikes as the projections'

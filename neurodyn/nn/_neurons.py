@@ -123,7 +123,7 @@ class Group(Module):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
             raise ValueError(f"{type(self).__name__}: size must be a positive int, got {size!r}")
         self.size = int(size)
-        self.spike = Variable(jnp.zeros((self.size,), bool))
+        self.spike = Variable(jax.device_put(np.zeros((self.size,), bool)))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Clear the spikes; state shape ``(size,)`` or ``(batch_size, size)``."""
@@ -182,8 +182,9 @@ class NeuronGroup(Group):
         self.detach_reset = bool(detach_reset)
         self.current_inputs: dict[str, Callable] = {}
         self.state_initializers: dict[str, tuple[Initializer, Any]] = {}
-        self.input = Variable(jnp.zeros((self.size,), float_dtype()))
-        self.spike.reset_value(jnp.zeros((self.size,), self._spike_dtype))
+        # device_put of a NumPy array compiles nothing (an eager jnp.zeros compiles per shape)
+        self.input = Variable(jax.device_put(np.zeros((self.size,), float_dtype())))
+        self.spike.reset_value(jax.device_put(np.zeros((self.size,), self._spike_dtype)))
 
     @property
     def _spike_dtype(self) -> Any:

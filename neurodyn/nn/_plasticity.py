@@ -403,9 +403,9 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
             raise ValueError("Projection: a plastic projection needs one weight per synapse; got a scalar "
                              f"Variable. Pass a number (broadcast to all {proj.nnz} synapses) or a "
                              f"Variable of shape ({proj.nnz},)")
-        proj.weight = Variable(jnp.full((proj.nnz,), wv, float_dtype()))
+        proj.weight = Variable(jax.device_put(np.full((proj.nnz,), wv, float_dtype())))
     elif not isinstance(w, Variable):
-        proj.weight = Variable(jnp.asarray(wv))
+        proj.weight = Variable(jax.device_put(wv))
     lo, hi = _concrete(rule.w_min), _concrete(rule.w_max)
     if wv.size and ((lo is not None and wv.min() < lo) or (hi is not None and wv.max() > hi)):
         raise ValueError(f"Projection: initial weights span [{wv.min()}, {wv.max()}], outside the bounds "
@@ -785,8 +785,8 @@ class TsodyksMarkram(Plasticity):
         self.U = _check("TsodyksMarkram", "U", U, lambda c: 0 < c <= 1, "in (0, 1]")
         self.tau_d = _positive("TsodyksMarkram", "tau_d", tau_d)
         self.tau_f = _positive("TsodyksMarkram", "tau_f", tau_f)
-        self.u = Variable(jnp.zeros((0,), float_dtype()))
-        self.x = Variable(jnp.zeros((0,), float_dtype()))
+        self.u = Variable(jax.device_put(np.zeros((0,), float_dtype())))
+        self.x = Variable(jax.device_put(np.zeros((0,), float_dtype())))
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
         self.u.reset_value(jnp.zeros((n_pre,), float_dtype()))
@@ -856,13 +856,13 @@ class RewardSTDP(Plasticity):
         self.x_pre = Trace("pre", tau_pre)
         self.x_post = Trace("post", tau_post)
         # per synapse: eligibility scaled by exp(t_ref_offset / tau_c), and D at its last event
-        self.c = Variable(jnp.zeros((0,), float_dtype()))
-        self.D_last = Variable(jnp.zeros((0,), float_dtype()))
+        self.c = Variable(jax.device_put(np.zeros((0,), float_dtype())))
+        self.D_last = Variable(jax.device_put(np.zeros((0,), float_dtype())))
         # the neuromodulator, D(t) = int_0^t exp(-s / tau_c) d(s) ds since the reference time,
         # and the steps since the reference time
-        self.d = Variable(jnp.zeros((), float_dtype()))
-        self.D = Variable(jnp.zeros((), float_dtype()))
-        self.k = Variable(jnp.zeros((), jnp.int32))
+        self.d = Variable(jax.device_put(np.zeros((), float_dtype())))
+        self.D = Variable(jax.device_put(np.zeros((), float_dtype())))
+        self.k = Variable(jax.device_put(np.zeros((), jnp.int32)))
 
     def _resize(self, n_pre: int, n_post: int, nnz: int) -> None:
         self.c.reset_value(jnp.zeros((nnz,), float_dtype()))

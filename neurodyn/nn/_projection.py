@@ -214,15 +214,15 @@ class Projection(Module):
         if mode == "dense":
             mat = np.zeros((n_pre, n_post), float_dtype())
             np.add.at(mat, (pre_ids, indices), 1.0)  # multapses count once each
-            self.conn_matrix = Variable(jnp.asarray(mat))
-            self._pos = None if self.homogeneous else (jnp.asarray(pre_ids), jnp.asarray(indices))
+            self.conn_matrix = Variable(jax.device_put(mat))
+            self._pos = None if self.homogeneous else (jax.device_put(pre_ids), jax.device_put(indices))
         elif not self.heterogeneous_delay:
             targets = conn.padded(n_pre, n_post)
-            self.targets = Variable(jnp.asarray(targets))
+            self.targets = Variable(jax.device_put(targets))
             self.k_max = int(targets.shape[1])
             if not self.homogeneous:
                 # the CSR position of every table entry (padding: nnz, a zero weight)
-                self.weight_index = Variable(jnp.asarray(padded_positions(indptr, self.k_max, nnz)))
+                self.weight_index = Variable(jax.device_put(padded_positions(indptr, self.k_max, nnz)))
         if mode == "event":
             if max_spikes is None:
                 max_spikes = max(16, math.ceil(0.01 * n_pre))
@@ -265,10 +265,10 @@ class Projection(Module):
                 indptr, indices = self.conn.csr(self.n_pre, self.n_post)
                 pre = np.repeat(np.arange(self.n_pre, dtype=np.int32), np.diff(indptr))
                 table = build_ring_table(self.n_pre, self.n_post, pre, indices, steps)
-                self._set_vars(delay_ptr=jnp.asarray(table["ptr"]), delay_targets=jnp.asarray(table["targets"]))
+                self._set_vars(delay_ptr=jax.device_put(table["ptr"]), delay_targets=jax.device_put(table["targets"]))
                 if not self.homogeneous:
                     # each stored synapse's position in CSR order, where its weight is
-                    self._set_vars(delay_order=jnp.asarray(table["order"]))
+                    self._set_vars(delay_order=jax.device_put(table["order"]))
                 self._chunk = ring_chunk(self.nnz, self.n_pre, self.max_spikes)
                 self._table_dt = dt
             state = ring_state(self.n_pre, self.delay_steps, self.max_spikes)

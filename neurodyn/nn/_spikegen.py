@@ -56,7 +56,7 @@ class SpikeGeneratorGroup(Group):
             raise ValueError(f"SpikeGeneratorGroup: times must be finite and >= 0 ms, got minimum {t.min()}")
         self.indices = idx.astype(np.int32)
         self.times = t
-        self.step_count = Variable(jnp.zeros((), jnp.int32))
+        self.step_count = Variable(jax.device_put(np.zeros((), jnp.int32)))
         self._build()
 
     def _build(self) -> None:

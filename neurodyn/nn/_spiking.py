@@ -138,7 +138,7 @@ class Leaky(NeuronGroup):
         self.reset_delay = bool(reset_delay)
         self.beta = _coef(name, "beta", beta, self.size, learn_beta, (0.0, 1.0))
         self.threshold = _coef(name, "threshold", threshold, self.size, learn_threshold)
-        self.V = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.V = Variable(jax.device_put(np.zeros((self.size,), float_dtype())))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Zero ``V``, ``spike`` and ``input``; shape ``(size,)`` or ``(batch_size, size)``."""
@@ -214,7 +214,7 @@ class Synaptic(Leaky):
         super().__init__(size, beta, threshold, reset, spike_fn, detach_reset, learn_beta, learn_threshold,
                          reset_delay)
         self.alpha = _coef(type(self).__name__, "alpha", alpha, self.size, learn_alpha, (0.0, 1.0))
-        self.syn = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.syn = Variable(jax.device_put(np.zeros((self.size,), float_dtype())))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Zero ``syn``, ``V``, ``spike`` and ``input``."""
@@ -322,7 +322,7 @@ class LeakyIntegrator(Module):
             raise ValueError(f"LeakyIntegrator: size must be a positive int, got {size!r}")
         self.size = int(size)
         self.beta = _coef("LeakyIntegrator", "beta", beta, self.size, learn_beta, (0.0, 1.0))
-        self.V = Variable(jnp.zeros((self.size,), float_dtype()))
+        self.V = Variable(jax.device_put(np.zeros((self.size,), float_dtype())))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Zero ``V``; shape ``(size,)`` or ``(batch_size, size)``."""
@@ -372,8 +372,8 @@ class Delay(Module):
         if not np.issubdtype(d.dtype, np.integer) or np.any(d < 0):
             raise ValueError(f"Delay: steps must be ints >= 0, got {d.tolist()}")
         self.steps = np.broadcast_to(d, (self.size,)).astype(np.int32)
-        self.buffer = Variable(jnp.zeros((int(self.steps.max()) + 1, self.size), float_dtype()))
-        self.pos = Variable(jnp.zeros((), jnp.int32))
+        self.buffer = Variable(jax.device_put(np.zeros((int(self.steps.max()) + 1, self.size), float_dtype())))
+        self.pos = Variable(jax.device_put(np.zeros((), jnp.int32)))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         """Empty the buffer; state shape ``(max_delay + 1, [batch_size,] size)``."""

@@ -47,7 +47,7 @@ class Synapse(Module):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"{type(self).__name__}: size must be a positive int, got {size!r}")
         self.size = size
-        self.g = Variable(jnp.zeros((size,), float_dtype()))
+        self.g = Variable(jax.device_put(np.zeros((size,), float_dtype())))
 
     def reset_state(self, batch_size: int | None = None) -> None:
         shape = _state_shape(self.size, batch_size)
@@ -94,7 +94,7 @@ class Alpha(Synapse):
     def __init__(self, size: int, tau: float = 8.0) -> None:
         super().__init__(size)
         self.tau = _tau("Alpha", "tau", tau, size)
-        self.h = Variable(jnp.zeros((size,), float_dtype()))
+        self.h = Variable(jax.device_put(np.zeros((size,), float_dtype())))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
@@ -128,8 +128,8 @@ class DualExpon(Synapse):
             A = 1.0 / (np.exp(-t_peak / td) - np.exp(-t_peak / tr))
         A = _as_param("DualExpon", "A", A, size)
         self.A = A
-        self.g_rise = Variable(jnp.zeros((size,), float_dtype()))
-        self.g_decay = Variable(jnp.zeros((size,), float_dtype()))
+        self.g_rise = Variable(jax.device_put(np.zeros((size,), float_dtype())))
+        self.g_decay = Variable(jax.device_put(np.zeros((size,), float_dtype())))
 
     def update(self, x: Any = 0.0) -> jax.Array:
         dt = get_dt()
