@@ -1,5 +1,6 @@
 """Delays: the convention (a spike emitted at step t arrives at t + D, D >= 1, half-up rounding),
 scalar delays on the fused path, per-synapse delays, and their errors."""
+import functools
 import math
 import re
 
@@ -48,6 +49,17 @@ def hand_delivery(conn, n_pre, n_post, steps, spikes, weight=None):
         np.add.at(x[k], indices[hit], w[hit])
     return x
 
+
+
+def _lif_reference(V, ref, g1, g2, *, drive, dm):
+    """One exact-integration LIF step (V_rest 0, R 1, threshold 20, reset 10, tau_ref 2 ms at dt 0.1)."""
+    I = jnp.full_like(V, drive) + g1 + g2 + 0.0
+    V_new = I + (V - I) * dm
+    is_ref = ref > 0
+    V_new = jnp.where(is_ref, V, V_new)
+    spike = (V_new >= 20.0) & ~is_ref
+    # released at t_spike + tau_ref: clamped for the 19 steps after the spiking one
+    return jnp.where(spike, 10.0, V_new), jnp.where(spike, 19, jnp.maximum(ref - 1, 0)), spike
 
 def test_delay_rounding_is_half_up():
     np.testing.assert_array_equal(nn.delay_steps([0.05, 0.1, 0.14, 0.15, 0.25, 1.5, 0.04, 2.0], 0.1),
@@ -191,15 +203,7 @@ def reference(net, n_steps, drive=26.0):
     DE, DI = net.EE.delay_steps, net.IE.delay_steps
     dm, ds = math.exp(-0.1 / 20.0), math.exp(-0.1 / 2.0)
 
-    def lif(V, ref, gE, gI):
-        I = jnp.full_like(V, drive) + gE + gI + 0.0
-        V_inf = 0.0 + 1.0 * I
-        V_new = V_inf + (V - V_inf) * dm
-        is_ref = ref > 0
-        V_new = jnp.where(is_ref, V, V_new)
-        spike = (V_new >= 20.0) & ~is_ref
-        # released at t_spike + tau_ref: clamped for the 19 steps after the spiking one
-        return jnp.where(spike, 10.0, V_new), jnp.where(spike, 19, jnp.maximum(ref - 1, 0)), spike
+    lif = functools.partial(_lif_reference, drive=drive, dm=dm)
 
     def step(c, _):
         VE, VI, rE, rI, histE, histI, gEE, gEI, gIE, gII = c
@@ -417,13 +421,7 @@ def het_reference(net, n_steps, drive=26.0):
         W[k] = jnp.asarray(m, jnp.float32)
     dm, ds = math.exp(-0.1 / 20.0), math.exp(-0.1 / 2.0)
 
-    def lif(V, ref, g1, g2):
-        I = jnp.full_like(V, drive) + g1 + g2 + 0.0
-        V_new = I + (V - I) * dm
-        is_ref = ref > 0
-        V_new = jnp.where(is_ref, V, V_new)
-        spike = (V_new >= 20.0) & ~is_ref
-        return jnp.where(spike, 10.0, V_new), jnp.where(spike, 19, jnp.maximum(ref - 1, 0)), spike
+    lif = functools.partial(_lif_reference, drive=drive, dm=dm)
 
     def step(c, _):
         VE, VI, rE, rI, hE, hI, gEE, gEI, gIE, gII = c
