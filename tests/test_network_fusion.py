@@ -7,7 +7,7 @@ import pytest
 
 import neurodyn as nd
 import neurodyn.nn as nn
-from neurodyn.nn._kernels import _compact_fit
+from neurodyn.nn._kernels import compact_fit
 
 
 class Source(nn.Group):
@@ -48,7 +48,7 @@ def _cases(n, rng):
 @pytest.mark.parametrize("width", [16, 32])
 def test_compact_fit_lists_the_first_16_spikes_and_tells_whether_all_fit(n, width):
     rng = np.random.default_rng(n)
-    f = jax.jit(lambda s: _compact_fit(s, 16, width))
+    f = jax.jit(lambda s: compact_fit(s, 16, width))
     for s in _cases(n, rng):
         idx, fits = f(jnp.asarray(s))
         want = np.flatnonzero(s)[:16]

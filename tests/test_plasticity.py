@@ -315,9 +315,9 @@ def test_event_driven_plasticity_equals_dense_reference(kind, p):
 
 @pytest.mark.parametrize("exact_keys", [True, False])
 def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
-    from neurodyn.nn import _plasticity
+    from neurodyn.nn import _kernels, _plasticity
     if not exact_keys:  # the path for groups too large for float32 keys
-        monkeypatch.setattr(_plasticity, "_EXACT_F32", 0)
+        monkeypatch.setattr(_kernels, "_EXACT_F32", 0)
     rng = np.random.default_rng(5)
     cases = [(1, 1), (100, 0), (100, 3), (3201, 8), (3201, 9), (3201, 40), (4096, 4096), (40, 40)]
     # 9 spikes in one block of 32, and 9 spikes in 9 blocks: left out by the second and the first stage
@@ -326,9 +326,9 @@ def test_spike_compaction_finds_every_spike_in_batches(monkeypatch, exact_keys):
         s = np.zeros(n, bool)
         s[rng.choice(n, count, replace=False) if isinstance(count, int) else count] = True
         count = int(s.sum())
-        idx, more = jax.jit(_plasticity._rows, static_argnums=(1, 2))(jnp.asarray(s), 8, True)
+        idx, fits = jax.jit(_kernels.compact_fit, static_argnums=1)(jnp.asarray(s), 8)
         idx = np.asarray(idx)
-        assert idx.shape == (8,) and bool(more) == (count > 8)
+        assert idx.shape == (8,) and (not bool(fits)) == (count > 8)
         want = np.nonzero(s)[0]
         got = np.sort(idx[idx < n])
         assert np.all((idx < n) | (idx == n))

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._environ import float_dtype
 
-__all__ = ["compact", "event_inputs", "fusable", "shares_compaction", "Fusion", "fusion_signature",
+__all__ = ["compact", "compact_fit", "event_inputs", "fusable", "shares_compaction", "Fusion", "fusion_signature",
            "fusion_digest", "padded_positions"]
 
 # Neurons per block of the first compaction stage.
@@ -68,29 +68,49 @@ def compact(sf: jax.Array, k: int, n_blocks: int | None = None) -> tuple[jax.Arr
     return idx, vals, fits
 
 
-def _compact_fit(s: jax.Array, k: int, width: int = _BLOCK) -> tuple[jax.Array, jax.Array]:
-    """The indices of the first ``k`` nonzeros of the 1-D ``s`` (as :func:`compact`; unused
-    slots ``len(s)``) and whether they are all of them, through blocks of ``width`` entries.
+# Below this many entries every index is exact as a float32 top_k key.
+_EXACT_F32 = 1 << 24
 
-    Both top_k stages take one entry more than is kept: a nonzero in the extra slot means
-    more than ``k`` nonzeros, so no separate count of them is needed.
+
+def compact_fit(s: jax.Array, k: int, width: int = _BLOCK) -> tuple[jax.Array, jax.Array]:
+    """The indices of the first ``k`` nonzeros of the 1-D ``s``, increasing (unused slots
+    ``len(s)``), and whether they are all of them, through blocks of ``width`` entries.
+
+    The first stage keeps one block more than ``k``: those blocks hold more than
+    ``k`` nonzeros exactly when some nonzero is left out, so no separate count of
+    them is needed.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from neurodyn.nn._kernels import compact_fit
+        >>> idx, fits = compact_fit(jnp.array([0, 1, 0, 1, 1]), 2)
+        >>> idx.tolist(), bool(fits)
+        ([1, 3], False)
     """
     n = s.shape[0]
+    s = s != 0
     nb = -(-n // width)
     if nb * width != n:
         s = jnp.pad(s, (0, nb * width - n))
     blocks = s.reshape(nb, width)
-    # The first k + 1 blocks holding a nonzero hold at least k + 1 nonzeros if there are
-    # that many in all. top_k's outputs are used whole (not sliced): XLA:CPU keeps its fast
-    # TopK kernel only for a sort whose results are all sliced alike.
-    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), min(k + 1, nb))
+    b = min(k + 1, nb)
+    # top_k's outputs are used whole (not sliced): XLA:CPU turns a sliced top_k into a full sort.
+    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
     sub = blocks[bidx]  # blocks without a nonzero are all zero
-    kk = min(k + 1, sub.size)  # fewer: sub holds every block
-    key, j = jax.lax.top_k((sub != 0).reshape(-1).astype(jnp.float32), kk)
-    idx = jnp.where(key > 0, bidx[j // width] * width + j % width, n).astype(jnp.int32)
-    if kk < k:
+    ids = bidx[:, None] * width + jnp.arange(width, dtype=jnp.int32)
+    kk = min(k, b * width)
+    if n < _EXACT_F32:
+        # The keys are the indices themselves (n - i > 0 for a nonzero, 0 for none), so the
+        # result is one subtraction from top_k's output: the index arithmetic is not
+        # repeated inside every fusion that reads the result.
+        vals, _ = jax.lax.top_k(jnp.where(sub, (n - ids).astype(jnp.float32), 0.0).reshape(-1), kk)
+        idx = n - vals.astype(jnp.int32)
+    else:
+        key, j = jax.lax.top_k(sub.reshape(-1).astype(jnp.float32), kk)
+        idx = jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
+    if kk < k:  # fewer candidates than slots
         idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
-    return idx[:k], jnp.sum(key) <= k
+    return idx, jnp.sum(sub, dtype=jnp.int32) <= k
 
 
 def padded_positions(indptr: np.ndarray, width: int, fill: int) -> np.ndarray:
@@ -323,7 +343,7 @@ class Fusion:
             # Typical steps have up to S spikes (by the projections' max_spikes): one scatter,
             # and the compaction itself tells whether all spikes fit, so the common step
             # needs no count of them.
-            idx, fits = _compact_fit(s, S)
+            idx, fits = compact_fit(s, S)
 
             def more() -> jax.Array:
                 total = jnp.sum(s, dtype=jnp.int32)

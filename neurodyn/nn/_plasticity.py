@@ -63,17 +63,15 @@ import numpy as np
 from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
+from ._kernels import compact_fit
 
 __all__ = ["Plasticity", "Trace", "STDP", "TripletSTDP", "RewardSTDP", "VogelsSTDP",
            "TsodyksMarkram", "weight_mean", "weight_histogram"]
 
-_BLOCK = 32
 # All-to-all connectivity up to this many synapses is updated as a dense matrix: whole passes
 # over a few thousand weights cost less than the event machinery (compaction, index tables,
 # gathers and scatters) of a sparse step.
 _DENSE_MAX_SYNAPSES = 1 << 14
-# Integers below this are exact in float32 (top_k's fast path takes floats).
-_EXACT_F32 = 1 << 24
 
 
 def _val(x: Any) -> Any:
@@ -102,41 +100,6 @@ def _nonneg(cls: str, name: str, x: Any) -> Any:
     return _check(cls, name, x, lambda c: c >= 0, ">= 0")
 
 
-def _rows(spikes: jax.Array, k: int, more: bool = False) -> Any:
-    """Indices of up to ``k`` nonzero entries of ``spikes``; unused slots hold
-    ``len(spikes)`` (the tables' all-padding row). Complete when at most ``k``
-    entries are nonzero; ``more=True`` also returns whether some nonzero entry was
-    left out. Two-stage ``lax.top_k``: blocks of 32 neurons with a spike, then the
-    spikes within them."""
-    n = spikes.shape[0]
-    s = spikes != 0
-    nb = -(-n // _BLOCK)
-    if nb * _BLOCK != n:
-        s = jnp.pad(s, (0, nb * _BLOCK - n))
-    blocks = s.reshape(nb, _BLOCK)
-    # One block more than k: the spikes of the blocks taken then number more than k
-    # exactly when some spike is left out (k + 1 blocks with a spike hold k + 1 spikes).
-    b = min(k + 1, nb)
-    _, bidx = jax.lax.top_k(jnp.any(blocks, axis=1).astype(jnp.float32), b)
-    sub = blocks[bidx]
-    ids = bidx[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)
-    kk = min(k, b * _BLOCK)
-    if n < _EXACT_F32:
-        # The keys are the indices themselves (n - i > 0 for a spike, 0 for none), so the
-        # result is one subtraction from top_k's output: the index arithmetic is not
-        # repeated inside every fusion that reads the result.
-        vals, _ = jax.lax.top_k(jnp.where(sub, (n - ids).astype(jnp.float32), 0.0).reshape(-1), kk)
-        idx = n - vals.astype(jnp.int32)
-    else:
-        key, j = jax.lax.top_k(sub.reshape(-1).astype(jnp.float32), kk)
-        idx = jnp.where(key > 0, ids.reshape(-1)[j], n).astype(jnp.int32)
-    if kk < k:  # fewer candidates than slots
-        idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
-    if not more:
-        return idx
-    return idx, jnp.sum(sub, dtype=jnp.int32) > k
-
-
 def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
                 differentiable: bool) -> Any:
     """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
@@ -159,19 +122,19 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         if k >= n:
             return jax.lax.cond(count > 0, full, lambda: carry)
         which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
-        return jax.lax.switch(which, [lambda: carry, lambda: work(_rows(spikes, k), carry), full])
+        return jax.lax.switch(which, [lambda: carry, lambda: work(compact_fit(spikes, k)[0], carry), full])
 
-    idx, more = _rows(spikes, k, more=True)
+    idx, fits = compact_fit(spikes, k)
     carry = work(idx, carry)
 
     def body(c: tuple) -> tuple:
         # A batch holds the lowest indices left (in increasing order): after a full batch,
         # the spikes left are those above its last index. No mask is carried.
         last, _, inner = c
-        idx, more = _rows(jnp.where(jnp.arange(n) > last, spikes, 0), k, more=True)
-        return jnp.max(idx), more, work(idx, inner)
+        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, 0), k)
+        return jnp.max(idx), fits, work(idx, inner)
 
-    return jax.lax.while_loop(lambda c: c[1], body, (jnp.max(idx), more, carry))[2]
+    return jax.lax.while_loop(lambda c: ~c[1], body, (jnp.max(idx), fits, carry))[2]
 
 
 class Trace(Variable):
