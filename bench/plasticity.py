@@ -210,6 +210,7 @@ def coba_before_after(before: str, duration: float, rounds: int) -> dict:
     """The COBA network static, with STDP run by the plastic engine of another checkout
     (``before``: its ``neurodyn/nn/_plasticity.py``, loaded into this process) and with STDP
     run by this tree's engine; rounds alternate, so all three see the same machine load."""
+    import neurodyn.nn._network as network
     import neurodyn.nn._projection as projection
     path = pathlib.Path(before) / "neurodyn" / "nn" / "_plasticity.py"
     spec_b = importlib.util.spec_from_file_location("neurodyn.nn._plasticity_before", path)
@@ -218,16 +219,22 @@ def coba_before_after(before: str, duration: float, rounds: int) -> dict:
     spec_b.loader.exec_module(old)
     runners = {}
     for k in ("static", "before", "after"):
-        saved = (projection._attach_plasticity, projection._plastic_update, nn.STDP)
+        saved = (projection._attach_plasticity, projection._plastic_update, nn.STDP, getattr(network, "plastic_update", None))
         if k == "before":  # only while the network is built and its run compiled
             projection._attach_plasticity, projection._plastic_update, nn.STDP = old.attach, old.plastic_update, old.STDP
+            # a Network calls the engine itself where it shares its compaction (older engines: never)
+            if hasattr(network, "plastic_update"):
+                network.plastic_update = (lambda p, *a: old.plastic_update(p, *a)) \
+                    if "first_spikes" in old.plastic_update.__code__.co_varnames else (lambda p, *a: old.plastic_update(p))
         try:
             net = song.COBASTDP(plastic=k != "static")
             r = nd.Runner(net, inputs=INPUTS, progress_bar=False)
             r.run(duration)
             jax.block_until_ready(net.E.V.value)
         finally:
-            projection._attach_plasticity, projection._plastic_update, nn.STDP = saved
+            projection._attach_plasticity, projection._plastic_update, nn.STDP = saved[:3]
+            if hasattr(network, "plastic_update"):
+                network.plastic_update = saved[3]
         runners[k] = (r, net)
     wall: dict = {k: [] for k in runners}
     cpu: dict = {k: [] for k in runners}

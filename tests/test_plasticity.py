@@ -375,6 +375,100 @@ def test_large_recurrent_group_equals_a_per_synapse_reference(monkeypatch, split
     np.testing.assert_allclose(got, w, rtol=2e-4, atol=2e-5)
 
 
+class Recurrent(nn.Network):
+    """Plastic E -> E beside static E -> I and I -> E (fused): the fused compaction of the E
+    spikes can serve the plastic projection (E is the fused table's first source)."""
+
+    def __init__(self, e_first=True):
+        self.E, self.I = nn.LIF(300, V_th=1e9), nn.LIF(100, V_th=1e9)   # spikes set by the test
+        stdp = nn.STDP(tau_pre=15., tau_post=25., A_plus=0.02, A_minus=0.021, w_min=0., w_max=1.)
+        static = lambda pre, post, seed: nn.Projection(pre, post, nn.FixedProb(0.1, seed=seed), 0.5,
+                                                       Tap(post.size), nn.CUBA(), mode="event")
+        if not e_first:
+            self.I2E = static(self.I, self.E, 3)
+        self.E2E = nn.Projection(self.E, self.E, nn.FixedProb(0.05, seed=1), 0.5, Tap(300), nn.CUBA(),
+                                 plasticity=stdp)
+        self.E2I = static(self.E, self.I, 2)
+        if e_first:
+            self.I2E = static(self.I, self.E, 3)
+
+
+def _replay(net, e_raster, i_raster):
+    def body(se, si):
+        net.E.spike.value, net.I.spike.value = se, si
+        net.update()
+        return net.E2E.syn.g.value, net.I2E.syn.g.value
+
+    return [np.asarray(a) for a in nd.jit(lambda a, b: nd.for_loop(body, a, b))(e_raster, i_raster)]
+
+
+def _recurrent_rasters(steps=200):
+    rng = np.random.default_rng(11)
+    counts = rng.integers(0, 13, steps)               # around the batch of 8 (0-7, 8, 9-12)
+    counts[[50, 120]] = 60                            # bursts: the loop over further batches
+    e = np.zeros((steps, 300), bool)
+    for t, c in enumerate(counts):
+        e[t, rng.choice(300, c, replace=False)] = True
+    return jnp.asarray(e), jnp.asarray(rng.random((steps, 100)) < 0.05)
+
+
+@pytest.mark.parametrize("e_first", [True, False], ids=["shared", "E-not-first"])
+def test_a_network_shares_its_fused_spike_compaction_with_a_plastic_projection(monkeypatch, e_first):
+    from neurodyn.nn import _kernels
+    served = []
+    first_spikes = _kernels.Fusion.first_spikes
+
+    def spy(self, group, delay_steps, k):
+        out = first_spikes(self, group, delay_steps, k)
+        served.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_kernels.Fusion, "first_spikes", spy)
+    e, i = _recurrent_rasters()
+    results = []
+    for fuse in (True, False):
+        net = Recurrent(e_first)
+        net.fuse = fuse
+        assert net.E2E.max_spikes == net.E2E.max_post_spikes == 8
+        g_e, g_i = _replay(net, e, i)
+        results.append((g_e, g_i, np.asarray(net.E2E.weight.value), np.asarray(net.E2E.plasticity.x_pre.value)))
+    # rows and columns asked the fusion (at every trace); it served them where E is its first source
+    assert served and set(served) == {e_first}
+    (g_e, g_i, w, x), ref = results
+    assert np.abs(w - 0.5).max() > 0.01 and g_e.max() > 0
+    for a, b in zip(results[0], ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fused_first_spikes_equal_the_plastic_compaction():
+    from neurodyn.nn import _kernels
+    net = Recurrent()
+    fusion = net._fusion
+    assert fusion.sources[0] == (id(net.E), 1) and fusion.k1 <= _kernels._SLAB
+
+    def both(k):
+        def f(se, si):
+            net.E.spike.value, net.I.spike.value = se, si
+            fusion.inputs()
+            got, other = fusion.first_spikes(net.E, 1, k), fusion.first_spikes(net.I, 1, k)
+            fusion.forget()
+            assert other is None                      # I is not the first source
+            assert fusion.first_spikes(net.E, 1, _kernels._SLAB) is None   # more than it holds
+            return got, _kernels.compact_fit(se, k)
+        return nd.jit(f)
+
+    fns = {k: both(k) for k in (1, 8, 15)}
+    rng = np.random.default_rng(2)
+    for count in (0, 1, 7, 8, 9, 15, 16, 40, 300):
+        for k, fn in fns.items():
+            se = np.zeros(300, bool)
+            se[rng.choice(300, count, replace=False)] = True
+            si = jnp.asarray(rng.random(100) < 0.3)
+            (idx, fits), (ref_idx, ref_fits) = fn(jnp.asarray(se), si)
+            np.testing.assert_array_equal(idx, ref_idx)
+            assert bool(fits) == bool(ref_fits) == (count <= k)
+
+
 def test_float_spikes_transmit_and_learn_as_bool_spikes():
     # bool spikes transmit the weights as they are; float spikes multiply them by their value
     rng = np.random.default_rng(9)

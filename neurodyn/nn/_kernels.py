@@ -361,6 +361,30 @@ class Fusion:
         arriving: dict[tuple, jax.Array] = {}
         for p in self.projs:
             arriving.setdefault(_source(p), p._delayed_spikes())
-        c = self.counts([arriving[k] for k in self.sources])
+        self._arrived = [arriving[k] for k in self.sources]
+        c = self.counts(self._arrived)
         return [c[s0:s0 + n] if not p.homogeneous else p._weight() * c[s0:s0 + n]
                 for p, (s0, n) in zip(self.projs, self.slots)]
+
+    def first_spikes(self, group: Any, delay_steps: int, k: int) -> tuple[jax.Array, jax.Array] | None:
+        """For another reader of the spikes of ``group`` delayed by ``delay_steps`` (a plastic
+        projection), in the step of the last ``inputs()``: ``compact_fit(those spikes, k)``, taken
+        from the compaction that ``counts()`` starts with (XLA merges the identical operations,
+        so the spikes are compacted once). None where ``counts()`` does not start with one, or
+        where that source is not the first (its spikes are then not the compaction's first).
+
+        The first ``k`` of the first ``_SLAB`` spikes of the concatenation that are below
+        ``group.size`` are those of the group, and they are all of them exactly when entry ``k``
+        is not: so the indices and the flag are those of ``compact_fit(spikes, k)``."""
+        arrived = getattr(self, "_arrived", None)
+        if (arrived is None or not 0 < k < _SLAB or self.k1 > _SLAB or self.k1 >= self.n_in
+                or self.sources[0] != (id(group), delay_steps)):
+            return None
+        s = arrived[0] if len(arrived) == 1 else jnp.concatenate(arrived)
+        idx, _ = compact_fit(s, _SLAB)
+        n = int(group.size)
+        return jnp.minimum(idx[:k], n), idx[k] >= n
+
+    def forget(self) -> None:
+        """Drop the spikes kept by ``inputs()`` for :meth:`first_spikes` (at the end of the step)."""
+        self._arrived = None

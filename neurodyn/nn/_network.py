@@ -12,6 +12,7 @@ from .._module import Module
 from .._state import CTX
 from ._kernels import Fusion, event_inputs, fusable, fusion_digest, fusion_signature, shares_compaction
 from ._neurons import Group
+from ._plasticity import plastic_update
 from ._projection import Projection
 
 __all__ = ["Network"]
@@ -183,11 +184,20 @@ class Network(Module):
         for p in projs:
             if id(p) in inputs:
                 p.syn.update(inputs[id(p)])
+            elif fusion is not None and _plastic_stock(p):
+                # reads the fused compaction of its spikes instead of compacting them again
+                plastic_update(p, fusion.first_spikes)
             else:
                 p.update()
+        if fusion is not None:
+            fusion.forget()
         for m in children.values():
             if isinstance(m, Group):
                 m.update()
+
+
+def _plastic_stock(p: Projection) -> bool:
+    return p.plasticity is not None and type(p).update is Projection.update
 
 
 def _delay_inputs(net: Network, projs: list[Projection], inputs: dict[int, jax.Array]) -> None:

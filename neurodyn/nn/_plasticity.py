@@ -101,13 +101,15 @@ def _nonneg(cls: str, name: str, x: Any) -> Any:
 
 
 def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any], carry: Any,
-                differentiable: bool) -> Any:
+                differentiable: bool, first: tuple[jax.Array, jax.Array] | None = None) -> Any:
     """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
     (unused slots hold ``len(spikes)``, the tables' all-padding row).
 
     The first batch runs unconditionally; a ``while_loop`` takes the spikes left out
     (none in the common step: its test is a flag from the compaction) and updates the
-    large carried arrays in place. Reverse-mode differentiation cannot pass a
+    large carried arrays in place. ``first``, where given, is the first batch and its
+    flag as ``compact_fit(spikes, k)`` gives them, computed elsewhere (a Network's fused
+    compaction of the same spikes). Reverse-mode differentiation cannot pass a
     ``while_loop``, so the ``differentiable`` path is a switch between no spikes, one
     batch and all entries at once; carrying the weights through a conditional costs a
     copy of them per step (measured: ~20x slower at 200k synapses).
@@ -124,14 +126,14 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
         return jax.lax.switch(which, [lambda: carry, lambda: work(compact_fit(spikes, k)[0], carry), full])
 
-    idx, fits = compact_fit(spikes, k)
+    idx, fits = compact_fit(spikes, k) if first is None else first
     carry = work(idx, carry)
 
     def body(c: tuple) -> tuple:
         # A batch holds the lowest indices left (in increasing order): after a full batch,
         # the spikes left are those above its last index. No mask is carried.
         last, _, inner = c
-        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, 0), k)
+        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, jnp.zeros((), spikes.dtype)), k)
         return jnp.max(idx), fits, work(idx, inner)
 
     return jax.lax.while_loop(lambda c: ~c[1], body, (jnp.max(idx), fits, carry))[2]
@@ -425,8 +427,13 @@ def _differentiable(proj: Any) -> bool:
     return isinstance(proj.weight, TrainVar) or any(isinstance(v, TrainVar) for v in rule.__dict__.values())
 
 
-def plastic_update(proj: Any) -> jax.Array:
-    """One step of a plastic projection: transmission, weight and trace updates; returns ``syn.update``."""
+def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | None = None) -> jax.Array:
+    """One step of a plastic projection: transmission, weight and trace updates; returns ``syn.update``.
+
+    ``first_spikes(group, delay_steps, k)``, where given, returns the first ``k`` spike
+    indices of ``group`` (delayed by ``delay_steps``) this step and whether they are all
+    of them, as ``compact_fit`` gives them, or None (a Network's fused compaction, see
+    ``Fusion.first_spikes``); the projection then does not compact those spikes itself."""
     rule: Plasticity = proj.plasticity
     tables: _Tables = proj.plastic_index
     pre_s = proj._delayed_spikes()
@@ -505,7 +512,11 @@ def plastic_update(proj: Any) -> jax.Array:
         return x, w_, state_
 
     diff = _differentiable(proj)
-    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff)
+    def first(group: Any, delay_steps: int, k: int) -> Any:
+        return None if first_spikes is None or diff or k >= group.size else first_spikes(group, delay_steps, k)
+
+    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff,
+                              first(proj.pre, proj.delay_steps, proj.max_spikes))
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
@@ -524,7 +535,8 @@ def plastic_update(proj: Any) -> jax.Array:
             ws, ss = call(rule.on_post, ws, ss, pre, post)
             return write(w_, state_, syn, ws, ss)
 
-        w, state = _for_events(post_s, proj.max_post_spikes, cols, (w, state), diff)
+        w, state = _for_events(post_s, proj.max_post_spikes, cols, (w, state), diff,
+                               first(proj.post, 1, proj.max_post_spikes))
     for t in traces.values():
         if t.side == "post":
             t.add(post_s)
