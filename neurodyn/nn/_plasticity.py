@@ -134,9 +134,11 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         # the spikes left are those above its last index. No mask is carried.
         last, _, inner = c
         idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, jnp.zeros((), spikes.dtype)), k)
-        return jnp.max(idx), fits, work(idx, inner)
+        return jnp.max(idx), ~fits, work(idx, inner)
 
-    return jax.lax.while_loop(lambda c: ~c[1], body, (jnp.max(idx), fits, carry))[2]
+    # The loop carries whether spikes are left (not whether all fit): its test is then the
+    # carried flag itself, not one more kernel per test.
+    return jax.lax.while_loop(lambda c: c[1], body, (jnp.max(idx), ~fits, carry))[2]
 
 
 class Trace(Variable):
