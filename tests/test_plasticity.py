@@ -360,19 +360,71 @@ def test_large_recurrent_group_equals_a_per_synapse_reference(monkeypatch, split
         w_init = rng.uniform(0.2, 0.8, proj.nnz).astype(np.float32)
         proj.weight.value = w_init
         drive(proj, spikes, spikes)
-    indptr, indices = proj.conn.csr(n, n)
-    i, j = np.repeat(np.arange(n), np.diff(indptr)), np.asarray(indices)
-    w, xp, xq = w_init.astype(np.float64), np.zeros(n), np.zeros(n)
-    for s in spikes:                                  # the order of the module docstring
+    w = _stdp_per_synapse(proj, w_init, spikes, spikes, p, dt)
+    got = np.asarray(proj.weight.value)
+    assert np.abs(w - w_init).max() > 0.01
+    np.testing.assert_allclose(got, w, rtol=2e-4, atol=2e-5)
+
+
+def _stdp_per_synapse(proj, w_init, pre_spikes, post_spikes, p, dt):
+    """Pair STDP (all-to-all, hard bounds [0, 1]) synapse by synapse, in float64."""
+    indptr, indices = proj.conn.csr(proj.n_pre, proj.n_post)
+    i, j = np.repeat(np.arange(proj.n_pre), np.diff(indptr)), np.asarray(indices)
+    w, xp, xq = w_init.astype(np.float64), np.zeros(proj.n_pre), np.zeros(proj.n_post)
+    for s, q in zip(pre_spikes, post_spikes):         # the order of the module docstring
         xp *= math.exp(-dt / p["tau_pre"])
         xq *= math.exp(-dt / p["tau_post"])
         w = np.where(s[i], np.clip(w - p["A_minus"] * xq[j], 0., 1.), w)
         xp += s
-        w = np.where(s[j], np.clip(w + p["A_plus"] * xp[i], 0., 1.), w)
-        xq += s
-    got = np.asarray(proj.weight.value)
+        w = np.where(q[j], np.clip(w + p["A_plus"] * xp[i], 0., 1.), w)
+        xq += q
+    return w
+
+
+class FromMask(nn.Connector):
+    """The connections of a boolean (n_pre, n_post) matrix."""
+
+    def __init__(self, mask):
+        super().__init__()
+        self.mask = mask
+
+    def build(self, n_pre, n_post):
+        return (np.concatenate([[0], np.cumsum(self.mask.sum(1))]).astype(np.int64),
+                np.nonzero(self.mask)[1].astype(np.int32))
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-gather", "dynamic-slices"])
+def test_row_windows_at_the_end_of_the_weights_equal_a_per_synapse_reference(monkeypatch, split):
+    # The last rows' windows are moved back to end at the last synapse, so they hold earlier
+    # rows' synapses (padding there); those rows and empty rows spike in the same batch as others.
+    from neurodyn.nn import _plasticity
+    monkeypatch.setattr(_plasticity, "_gathers_split", lambda: split)
+    dt, steps, n_pre, n_post = 0.1, 120, 40, 30
+    p = dict(tau_pre=15., tau_post=25., A_plus=0.02, A_minus=0.021, w_min=0., w_max=1.)
+    rng = np.random.default_rng(8)
+    mask = rng.random((n_pre, n_post)) < 0.3
+    mask[0, :] = True                                 # the longest row: k = n_post
+    mask[-1] = np.arange(n_post) % 10 == 3            # a short last row
+    mask[5] = mask[-2] = False                        # empty rows
+    conn = FromMask(mask)
+    pre = rng.random((steps, n_pre)) < 0.05
+    pre[:, -4:] = rng.random((steps, 4)) < 0.5        # the last rows spike often
+    post = rng.random((steps, n_post)) < 0.08
+    with nd.context(dt=dt):
+        _, _, proj = plastic(nn.STDP(**p), n_pre, n_post, conn, weight=0.5, max_spikes=8)
+        w_init = rng.uniform(0.2, 0.8, proj.nnz).astype(np.float32)
+        proj.weight.value = w_init
+        drive(proj, pre, post)
+    # the last row's window ends at the last synapse: earlier rows' synapses first (padding)
+    tab = np.asarray(proj.plastic_index.rows.value)[..., 0]
+    nnz = proj.nnz
+    assert (tab[n_pre - 2] == nnz).all()
+    last = np.full(n_post, nnz)
+    last[-3:] = nnz - 3 + np.arange(3)
+    np.testing.assert_array_equal(tab[n_pre - 1], last)
+    w = _stdp_per_synapse(proj, w_init, pre, post, p, dt)
     assert np.abs(w - w_init).max() > 0.01
-    np.testing.assert_allclose(got, w, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(proj.weight.value), w, rtol=2e-4, atol=2e-5)
 
 
 class Recurrent(nn.Network):

@@ -325,13 +325,17 @@ class _Tables(Module):
         nnz = int(indptr[-1])
         deg = np.diff(indptr)
         k = max(1, int(deg.max(initial=0)))
-        # row i: the CSR positions of neuron i's synapses; padding (and the extra last row): nnz
-        rows = np.full((n_pre + 1, k), nnz, np.int32)
+        # Row i is the window of k CSR positions from min(indptr[i], nnz - k) (it stays inside the
+        # weights): the positions of neuron i's synapses, and padding (nnz; post: n_post) where
+        # the window holds another row's synapses. A read of the window then serves the row as
+        # it is. The extra last row is all padding.
         pre_ids = np.repeat(np.arange(n_pre), deg)
-        slot = np.arange(nnz) - np.repeat(indptr[:-1], deg)
-        rows[pre_ids, slot] = np.arange(nnz)
+        pos = np.minimum(np.asarray(indptr[:-1], np.int64), max(nnz - k, 0))[:, None] + np.arange(k)
+        own = (pos >= indptr[:-1, None]) & (pos < indptr[1:, None])
+        rows = np.full((n_pre + 1, k), nnz, np.int32)
+        rows[:-1] = np.where(own, pos, nnz)
         post = np.full((n_pre + 1, k), n_post, np.int32)
-        post[pre_ids, slot] = indices
+        post[:-1] = np.where(own, np.asarray(indices)[np.minimum(pos, max(nnz - 1, 0))] if nnz else 0, n_post)
         # column j: the CSR positions and presynaptic neurons of the synapses onto j
         order = np.argsort(indices, kind="stable")
         in_deg = np.bincount(indices, minlength=n_post)
@@ -472,16 +476,13 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
         # A row's synapses are contiguous in CSR order: K windows of k values cost less than
         # a gather of single synapses. One gather of the windows is the cheapest read, unless
         # XLA:CPU splits it over its threads (a loss at this size): then K dynamic slices.
+        # The table's rows are windows (see _Tables): the first slot is the window's start, or
+        # padding where that is another row's synapse (then the window ends at nnz).
         K, k = syn.shape
-        if nnz < k:
-            return read(arrays, syn)
-        start = jnp.minimum(syn[:, 0], nnz - k)            # windows stay inside the vector
-        offset = jnp.clip(syn - start[:, None], 0, k - 1)
+        start = jnp.minimum(syn[:, 0], nnz - k)
         if K <= _FEW and _gathers_split():
-            windows = [jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]) for a in arrays]
-        else:
-            windows = [jax.vmap(lambda i, a=a: jax.lax.dynamic_slice_in_dim(a, i, k))(start) for a in arrays]
-        return tuple(jnp.take_along_axis(win, offset, axis=1) for win in windows)
+            return tuple(jnp.stack([jax.lax.dynamic_slice_in_dim(a, start[j], k) for j in range(K)]) for a in arrays)
+        return tuple(jax.vmap(lambda i, a=a: jax.lax.dynamic_slice_in_dim(a, i, k))(start) for a in arrays)
 
     def call(fn: Callable, ws: jax.Array, ss: dict, pre: jax.Array, post: jax.Array) -> tuple[jax.Array, dict]:
         return fn(ws, pre, post, ss) if names else (fn(ws, pre, post), ss)
