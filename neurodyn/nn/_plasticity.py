@@ -414,7 +414,9 @@ def _take(table: jax.Array, idx: jax.Array) -> jax.Array:
     return table[idx]
 
 
-_SCATTER_DIMS = jax.lax.ScatterDimensionNumbers(update_window_dims=(), inserted_window_dims=(0,),
+# XLA's canonical form (one window of size 1 per index): updates of shape (N, 1) pass to the
+# scatter as they are; from the form with no window, XLA adds the window itself, and a copy.
+_SCATTER_DIMS = jax.lax.ScatterDimensionNumbers(update_window_dims=(1,), inserted_window_dims=(),
                                                 scatter_dims_to_operand_dims=(0,))
 
 
@@ -423,7 +425,7 @@ def _scatter(target: jax.Array, idx: jax.Array, values: jax.Array, add: bool = F
     one dropped (padding). Unlike ``.at[]`` it does not wrap negative indices: the index
     table is then passed to the scatter as it is read, without a kernel to rewrite it."""
     fn = jax.lax.scatter_add if add else jax.lax.scatter
-    return fn(target, idx.reshape(-1, 1), values.reshape(-1).astype(target.dtype), _SCATTER_DIMS,
+    return fn(target, idx.reshape(-1, 1), values.reshape(-1, 1).astype(target.dtype), _SCATTER_DIMS,
               mode=jax.lax.GatherScatterMode.FILL_OR_DROP)
 
 
