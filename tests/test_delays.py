@@ -94,11 +94,12 @@ def test_per_synapse_delays_deliver_each_spike_at_its_own_step(max_spikes):
         proj = nn.Projection(pre, post, conn, weight, Instant(50), nn.CUBA(), delay=steps * 0.1,
                              max_spikes=max_spikes, name=f"p{np.ndim(weight)}")
         assert proj.heterogeneous_delay and proj.delay_steps == 7 and proj.mode == "event"
-        # memory: a target per synapse (and its weight's position), a segment pointer per neuron
-        # and delay step, the spikes of the last 7 steps; no padded target table
-        assert proj.delay_targets.shape == (nnz,) and proj.delay_ptr.shape == (61 * 7 + 1,)
-        assert proj.delay_ring.shape == (7, max_spikes) and proj.delay_history.shape == (1, 60)
-        assert (hasattr(proj, "delay_order") == (np.ndim(weight) == 1)) and not hasattr(proj, "targets")
+        # memory: a padded row of targets per presynaptic neuron (and its weights' positions), the
+        # input due at each of the next 7 steps per postsynaptic neuron; no table without delays
+        width = int(np.diff(conn.csr(60, 50)[0]).max())
+        assert proj.delay_table.shape == (61, width) and proj.delay_buffer.shape == (7 * 50,)
+        assert proj.delay_slot.shape == () and proj.delay_slot.dtype == np.int32
+        assert (hasattr(proj, "delay_weight_index") == (np.ndim(weight) == 1)) and not hasattr(proj, "targets")
         spikes = rng.random((30, 60)) < 0.08
         spikes[5] = True  # more spikes than max_spikes: the exact path
         got = delivered(proj, pre, spikes)
@@ -282,7 +283,7 @@ def test_same_spikes_for_any_chunk_size_and_after_save_load(tmp_path):
     nd.random.seed(5); net.reset_state(); a = r.run(7.0)
     nd.random.seed(5); net.reset_state(); b = r.run(7.0)
     np.testing.assert_array_equal(a["E.spike"], b["E.spike"])
-    assert np.asarray(net.EI.delay_history.value).any()
+    assert np.asarray(net.EI.delay_buffer.value).any()
 
 
 def _loop_body_copies(hlo: str) -> list[str]:
@@ -303,12 +304,11 @@ def test_compiled_loop_copies_no_delay_buffer():
     net = build_mixed()
     f = nd.jit(lambda: nd.for_loop(lambda: net.update(), length=20))
     hlo = f.lower().compile().as_text()
-    R, K = net.EI.delay_steps, net.EI.max_spikes
-    assert f"s32[{R},{K}]" in hlo  # the ring of spike indices of the per-synapse-delay projection
-    # No buffer of future inputs exists (R x N_I floats), and nothing larger than one per-neuron
-    # state vector is copied per step: the packed spike histories (N x ceil(D / 32) words) and
-    # the ring of spike indices (R x K) are rewritten as a whole, never updated at a moving slot.
-    assert f"f32[{R},{N_I}]" not in hlo and f"f32[{R * N_I}]" not in hlo
+    R = net.EI.delay_steps
+    assert f"f32[{R * N_I}]" in hlo  # the buffer of future inputs of the per-synapse-delay projection
+    # Nothing larger than one per-neuron state vector is copied per step: the buffer of future
+    # inputs is updated in place (cleared, added into, then read), and the packed spike
+    # histories of the scalar delays (N x ceil(D / 32) words) are rewritten as a whole.
     copies = _loop_body_copies(hlo)
     assert copies
     sizes = []
@@ -334,8 +334,8 @@ def test_per_synapse_delay_projection_propagates_through_all_synapses_without_de
 
 
 def test_per_synapse_delays_beyond_32_steps_with_overflowing_steps():
-    # two words of spike bits per neuron; steps with more spikes than the ring holds are
-    # delivered from the bits, at every delay they reach
+    # a buffer of 40 steps; steps with more spikes than a batch holds take further batches, and
+    # deliver at every delay they reach
     rng = np.random.default_rng(6)
     pre, post = Source(30), nn.LIF(20, V_th=1e9)
     conn = nn.FixedProb(0.4, seed=7)
@@ -343,7 +343,7 @@ def test_per_synapse_delays_beyond_32_steps_with_overflowing_steps():
     steps = rng.integers(1, 41, nnz)
     steps[:4] = [1, 32, 33, 40]
     proj = nn.Projection(pre, post, conn, 1.0, Instant(20), nn.CUBA(), delay=steps * 0.1, max_spikes=2)
-    assert proj.delay_history.shape == (2, 30)
+    assert proj.delay_buffer.shape == (40 * 20,)
     spikes = rng.random((90, 30)) < 0.05
     spikes[3] = spikes[37] = True
     want = hand_delivery(conn, 30, 20, steps, spikes)
@@ -363,7 +363,7 @@ two = nd.Runner(net, mesh=2, **kw).run(20.)
 assert one["E.spike"].sum() > 20
 for k in ("E.spike", "I.spike"):
     np.testing.assert_array_equal(two[k], one[k])
-for name in ("delay_ptr", "delay_targets", "delay_order"):  # gathered at any position: whole on each device
+for name in ("delay_table", "delay_weight_index", "delay_buffer"):  # read at any position: whole on each device
     s = getattr(net.EI, name).value.sharding
     assert len(s.device_set) == 2 and s.is_fully_replicated, (name, s)
 print("MESH OK")
@@ -384,9 +384,9 @@ def test_per_synapse_delays_on_two_devices_give_the_same_spikes():
 
 
 # -- several per-synapse-delay projections delivered together ----------------------------------
-def build_het(max_spikes=(6, 3, 2, 1)):
+def build_het(max_spikes=(2, 2, 1, 1)):
     """Four per-synapse-delay projections: two sources, scalar and per-connection weights,
-    different largest delays and ring sizes. Weights are multiples of 1/8, so that every sum
+    different largest delays and batch sizes. Weights are multiples of 1/8, so that every sum
     is exact in any order and the hand-written reference is exact too."""
     nd.random.seed(3)
     rng = np.random.default_rng(11)
@@ -447,7 +447,7 @@ def test_per_synapse_delay_projections_delivered_together_equal_unfused_and_hand
     monkeypatch.setattr(proj_mod, "delay_inputs", lambda projs: calls.append(len(projs)) or together(projs))
     fused = build_het()
     Rs = [fused.get(k).delay_steps for k in ("EE", "EI", "IE", "II")]
-    assert len(set(Rs)) > 1 and max(Rs) > 32  # rings of different depths, two words of bits
+    assert len(set(Rs)) > 1 and max(Rs) > 32  # buffers of different depths
     ref_E, ref_I = het_reference(fused, 400)
     sE, sI = run_net(fused, 400)
     assert calls and set(calls) == {4}  # all four delivered in one call
@@ -455,10 +455,10 @@ def test_per_synapse_delay_projections_delivered_together_equal_unfused_and_hand
     unfused.fuse = False
     uE, uI = run_net(unfused, 400)
     assert set(calls) == {4}
-    # active, with steps beyond the rings' sizes (delivered from the bits)
+    # active, with steps of more spikes than a batch (2 rows from E, 1 from I) holds
     per_step_E, per_step_I = np.asarray(ref_E).sum(1), np.asarray(ref_I).sum(1)
     assert int(ref_E.sum()) > 200 and int(ref_I.sum()) > 50
-    assert (per_step_E > 3).sum() > 3 and (per_step_I > 1).sum() > 3, (per_step_E.max(), per_step_I.max())
+    assert (per_step_E > 2).sum() > 3 and (per_step_I > 1).sum() > 3, (per_step_E.max(), per_step_I.max())
     np.testing.assert_array_equal(sE, ref_E)
     np.testing.assert_array_equal(sI, ref_I)
     np.testing.assert_array_equal(uE, ref_E)

@@ -9,10 +9,15 @@ read ``j`` steps ago deliver segment ``D = j + 1`` of their rows: the work is
 the number of synapses delivered (plus a listing of the ring's live entries), and no
 buffer of future inputs is carried from step to step.
 
+It serves the published models' tables of whole networks
+(:class:`neurodyn.models._common.DelayedCurrents`), where the memory of a padded table
+would grow with the largest out-degree: here it is 8 bytes per synapse. A
+:class:`~neurodyn.nn.Projection` with per-synapse delays adds its spikes into a buffer of
+future inputs instead (:mod:`neurodyn.nn._delay_buffer`).
+
 * :func:`build_ring_table`: the segment table, built on the host.
 * :func:`ring_advance`: shift this step's spikes into the ring and the bit history.
-* :func:`ring_deliver`: the input due this step.
-* :func:`ring_propagate`: the input of spikes through all synapses, without delay.
+* :func:`deliver_parts`: the input due this step.
 """
 
 from __future__ import annotations
@@ -26,8 +31,7 @@ import numpy as np
 from .._environ import float_dtype
 from ._kernels import compact
 
-__all__ = ["build_ring_table", "ring_state", "ring_advance", "ring_deliver", "deliver_parts", "ring_propagate",
-           "ring_chunk", "ring_events"]
+__all__ = ["build_ring_table", "ring_state", "ring_advance", "deliver_parts", "ring_chunk", "ring_events"]
 
 
 def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray, steps: np.ndarray,
@@ -151,30 +155,6 @@ def _deliver_segments(out: jax.Array, starts: jax.Array, lens: jax.Array, target
     return jax.lax.while_loop(lambda c: c[0] * S < ends[-1], body, (jnp.int32(0), out))[1]
 
 
-def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.Array, targets: jax.Array,
-                 weight_of: Callable[[jax.Array], jax.Array] | None, n_post: int, S: int) -> jax.Array:
-    """The input due this step after :func:`ring_advance`: segment ``D = j + 1`` of every row
-    in ring row ``j``, summed per target (``weight_of(positions)`` gives stored synapses'
-    weights; None: counts). When some step of the last ``R`` had more spikes than the ring
-    holds, that step's rows are taken from the bit history instead (a pass over all
-    presynaptic neurons for each such step and delay): exact for any activity.
-
-    Example:
-        >>> import numpy as np, jax.numpy as jnp
-        >>> from neurodyn.nn._delay_ring import build_ring_table, ring_state, ring_advance, ring_deliver
-        >>> t = build_ring_table(2, 3, np.array([0, 0, 1]), np.array([1, 2, 0]), np.array([1, 3, 2]))
-        >>> st = ring_state(2, t["R"], k=2)
-        >>> ptr, tg = jnp.asarray(t["ptr"]), jnp.asarray(t["targets"])
-        >>> got = []
-        >>> for s in ([True, False], [False, False], [False, False]):
-        ...     st = dict(zip(("ring", "fits", "history"), ring_advance(jnp.array(s), **st)))
-        ...     got.append(ring_deliver(**st, ptr=ptr, targets=tg, weight_of=None, n_post=3, S=8).tolist())
-        >>> got      # the synapse with D = 1 now, the one with D = 3 two steps later
-        [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
-    """
-    return deliver_parts([(ring, fits, history, 0)], ptr, targets, weight_of, n_post, S)
-
-
 def ring_events(R: int, k: int) -> int:
     """Ring entries listed per step by :func:`deliver_parts` before it falls back to reading the
     whole ring: a quarter of the ``R x k`` slots (a sustained rate of a quarter of ``k`` spikes per
@@ -223,14 +203,34 @@ def _all_segments(ring: jax.Array, fits: jax.Array, n_pre: int, base: int) -> ja
 def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
                   weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int,
                   n_events: int | None = None) -> jax.Array:
-    """:func:`ring_deliver` for several rings over one table: each part is ``(ring, fits,
-    history, base)``, its segments numbered from ``base`` in ``ptr``.
+    """The input due this step after :func:`ring_advance`, for several rings over one table:
+    each part is ``(ring, fits, history, base)``, its segments numbered from ``base`` in
+    ``ptr``. Ring row ``j`` delivers segment ``D = j + 1`` of each of its neurons, summed
+    per target (``weight_of(positions)`` gives stored synapses' weights; None: counts).
+    When some step of the last ``R`` had more spikes than the ring holds, that step's rows
+    are taken from the bit history instead (a pass over all presynaptic neurons for each
+    such step and delay): exact for any activity.
 
     The rings' live entries are first listed, all parts together, in ``n_events`` slots
     (default: the sum of the parts' :func:`ring_events`); a step with more live entries reads
     every ring slot instead.
     Inputs are summed in the order they were emitted (oldest step first, then by neuron),
-    the order of a buffer of future inputs filled step by step."""
+    the order of a buffer of future inputs filled step by step.
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp
+        >>> from neurodyn.nn._delay_ring import build_ring_table, ring_state, ring_advance, deliver_parts
+        >>> t = build_ring_table(2, 3, np.array([0, 0, 1]), np.array([1, 2, 0]), np.array([1, 3, 2]))
+        >>> st = ring_state(2, t["R"], k=2)
+        >>> ptr, tg = jnp.asarray(t["ptr"]), jnp.asarray(t["targets"])
+        >>> got = []
+        >>> for s in ([True, False], [False, False], [False, False]):
+        ...     ring, fits, hist = ring_advance(jnp.array(s), **st)
+        ...     st = dict(ring=ring, fits=fits, history=hist)
+        ...     got.append(deliver_parts([(ring, fits, hist, 0)], ptr, tg, None, 3, 8).tolist())
+        >>> got      # the synapse with D = 1 now, the one with D = 3 two steps later
+        [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
     def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
         # every neuron's segment of delay j + 1, empty unless its bit j is set
         ring, _, history, base = part
@@ -272,14 +272,3 @@ def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
     slots = jnp.arange(S, dtype=jnp.int32)
     return jax.lax.cond(common, lambda o: _add_slots(o, slots, starts, lens, ends, targets, weight_of), general,
                         jnp.zeros((n_out,), float_dtype()))
-
-
-def ring_propagate(spikes: jax.Array, ptr: jax.Array, targets: jax.Array,
-                   weight_of: Callable[[jax.Array], jax.Array] | None, n_post: int, R: int, S: int) -> jax.Array:
-    """The input of ``spikes`` (bool ``(n_pre,)``) through all synapses, whatever their delay
-    (a row's segments are contiguous)."""
-    n_pre = spikes.shape[0]
-    seg = jnp.arange(n_pre, dtype=jnp.int32) * R
-    starts = ptr[seg]
-    return _deliver_segments(jnp.zeros((n_post,), float_dtype()), starts,
-                             jnp.where(spikes, ptr[seg + R] - starts, 0), targets, weight_of, S)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._environ import float_dtype
 
-__all__ = ["compact", "compact_fit", "event_inputs", "fusable", "shares_compaction", "Fusion", "fusion_signature",
+__all__ = ["compact", "compact_fit", "for_events", "event_inputs", "fusable", "shares_compaction", "Fusion", "fusion_signature",
            "fusion_digest", "padded_positions"]
 
 # Neurons per block of the first compaction stage.
@@ -111,6 +111,36 @@ def compact_fit(s: jax.Array, k: int, width: int = _BLOCK) -> tuple[jax.Array, j
     if kk < k:  # fewer candidates than slots
         idx = jnp.concatenate([idx, jnp.full((k - kk,), n, jnp.int32)])
     return idx, jnp.sum(sub, dtype=jnp.int32) <= k
+
+
+def for_events(spikes: jax.Array, k: int, work: Any, carry: Any) -> Any:
+    """``carry = work(idx, carry)`` over the indices of the nonzero entries of the 1-D
+    ``spikes``, ``k`` at a time, in increasing order (unused slots hold ``len(spikes)``).
+
+    The first batch runs unconditionally; a ``while_loop`` takes the spikes left out (none
+    in the common step, where the loop's test is the compaction's own flag). Large arrays
+    in ``carry`` are updated in place: passed through a ``lax.cond`` instead, XLA:CPU
+    copies them every step. Not reverse-differentiable (a ``while_loop``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from neurodyn.nn._kernels import for_events
+        >>> s = jnp.array([0, 1, 1, 0, 1, 1, 1])
+        >>> for_events(s, 2, lambda idx, c: c.at[idx].add(1, mode="drop"), jnp.zeros(7, int)).tolist()
+        [0, 1, 1, 0, 1, 1, 1]
+    """
+    n = spikes.shape[0]
+    idx, fits = compact_fit(spikes, k)
+    carry = work(idx, carry)
+
+    def body(c: tuple) -> tuple:
+        # A batch holds the lowest indices left (in increasing order): after a full batch,
+        # the spikes left are those above its last index. No mask is carried.
+        last, _, inner = c
+        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, 0), k)
+        return jnp.max(idx), fits, work(idx, inner)
+
+    return jax.lax.while_loop(lambda c: ~c[1], body, (jnp.max(idx), fits, carry))[2]
 
 
 def padded_positions(indptr: np.ndarray, width: int, fill: int) -> np.ndarray:

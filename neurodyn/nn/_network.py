@@ -201,7 +201,8 @@ def _plastic_stock(p: Projection) -> bool:
 
 
 def _delay_inputs(net: Network, projs: list[Projection], inputs: dict[int, jax.Array]) -> None:
-    """Per-synapse-delay projections: one delivery for all of them (``nn._projection.delay_inputs``)."""
+    """Per-synapse-delay projections: those from one presynaptic group share the listing of its
+    spikes (``nn._projection.delay_inputs``)."""
     from ._projection import delay_fusable, delay_inputs
     het = [p for p in projs if id(p) not in inputs and delay_fusable(p)] if net.fuse else []
     if len(het) > 1:

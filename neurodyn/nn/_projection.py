@@ -34,8 +34,7 @@ from .._environ import float_dtype, get_dt, half_up_steps
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
-from ._delay_ring import (build_ring_table, deliver_parts, ring_advance, ring_chunk, ring_deliver, ring_propagate,
-                          ring_state)
+from ._delay_buffer import DelayedPart, build_delay_table, delay_state, delayed_inputs, event_batch, undelayed_input
 from ._kernels import compact, event_inputs, padded_positions
 from ._init import init_value
 from ._neurons import Group, NeuronGroup, reset_var
@@ -100,15 +99,16 @@ class Projection(Module):
     float spikes: ``spike_buffer``, ``(pre.size, D - 1)``). Per-synapse delays (one
     value per connection, in CSR order like the weights, or a distribution
     such as ``nn.TruncatedNormal(1.5, 0.5, low=0.1)``, drawn once at
-    construction) keep the presynaptic spikes of the last ``max(D)`` steps
-    (``delay_ring``: up to ``max_spikes`` neuron indices per step;
-    ``delay_history``: all of them as bits) and the synapses grouped by
-    (presynaptic neuron, delay) (``delay_ptr``, ``delay_targets``, and
-    ``delay_order`` for per-connection weights): each step, the spikes read
-    ``j`` steps ago deliver their synapses of delay ``j + 1``, so every spike
-    arrives exactly at its own rounded step. Memory is 4 bytes per synapse (8
-    with weights) plus 4 per presynaptic neuron and delay step; the work is the
-    synapses delivered (:mod:`neurodyn.nn._delay_ring`). Per-synapse delays
+    construction) keep the input due at each of the next ``max(D)`` steps for
+    every postsynaptic neuron (``delay_buffer``, ``(max(D) * post.size,)``,
+    and ``delay_slot``, the row due now), as NEST's ring buffers do: when a
+    presynaptic neuron spikes, each of its synapses adds its weight into the
+    row of the step it arrives at, so every spike arrives exactly at its own
+    rounded step and the work per step is the synapses of the neurons
+    spiking now. The synapses sit in a padded table (``delay_table``, one row
+    per presynaptic neuron, and ``delay_weight_index`` for per-connection
+    weights; 4 or 8 bytes per entry). Each target sums its inputs in the
+    order the spikes were emitted (:mod:`neurodyn.nn._delay_buffer`). Per-synapse delays
     need event mode, boolean presynaptic spikes and unbatched state.
 
     Args:
@@ -261,18 +261,20 @@ class Projection(Module):
             if batch_size is not None:
                 raise ValueError(f"{self._what}: per-synapse delays need unbatched state "
                                  f"(reset_state(None)), got batch_size={batch_size}")
+            R = self.delay_steps
             if self.__dict__.get("_table_dt") != dt:
                 indptr, indices = self.conn.csr(self.n_pre, self.n_post)
-                pre = np.repeat(np.arange(self.n_pre, dtype=np.int32), np.diff(indptr))
-                table = build_ring_table(self.n_pre, self.n_post, pre, indices, steps)
-                self._set_vars(delay_ptr=jax.device_put(table["ptr"]), delay_targets=jax.device_put(table["targets"]))
+                try:
+                    table, pos = build_delay_table(indptr, indices, steps, self.n_post, R)
+                except ValueError as e:
+                    raise ValueError(f"{self._what}: {e}") from None
+                self._set_vars(delay_table=jax.device_put(table))
                 if not self.homogeneous:
-                    # each stored synapse's position in CSR order, where its weight is
-                    self._set_vars(delay_order=jax.device_put(table["order"]))
-                self._chunk = ring_chunk(self.nnz, self.n_pre, self.max_spikes)
+                    # each table entry's CSR position, where its weight is (padding: a zero)
+                    self._set_vars(delay_weight_index=jax.device_put(pos))
                 self._table_dt = dt
-            state = ring_state(self.n_pre, self.delay_steps, self.max_spikes)
-            self._set_vars(delay_ring=state["ring"], delay_fits=state["fits"], delay_history=state["history"])
+            buf, slot = delay_state(R, self.n_post)
+            self._set_vars(delay_buffer=buf, delay_slot=slot)
             return
         L = self.delay_steps - 1
         bits = self.pre.spike.dtype == jnp.bool_
@@ -352,8 +354,9 @@ class Projection(Module):
         (without delay)."""
         s = jnp.asarray(spikes)
         if self.heterogeneous_delay:
-            f = lambda x: ring_propagate(x.astype(jnp.bool_), self.delay_ptr.value, self.delay_targets.value,
-                                         self._ring_weights(), self.n_post, self.delay_steps, self._chunk)
+            f = lambda x: undelayed_input(x.astype(jnp.bool_), self.delay_table.value,
+                                          self._weight_rows(self.__dict__.get("delay_weight_index")),
+                                          self.n_post, self.delay_steps)
             x = f(s) if s.ndim == 1 else jax.vmap(f)(s)
             return x if not self.homogeneous else self._weight() * x
         sf = s.astype(float_dtype())
@@ -371,14 +374,15 @@ class Projection(Module):
         W = jnp.zeros((self.n_pre, self.n_post), float_dtype()).at[rows, cols].add(self._weight())
         return jnp.dot(sf, W, precision=hp)
 
-    def _weight_rows(self) -> Callable[[jax.Array | None], jax.Array] | None:
-        """``rows(idx)``: the per-connection weights of table rows ``idx`` (None: all rows),
-        zero on padding; None for a scalar weight."""
+    def _weight_rows(self, index: Variable | None = None) -> Callable[[jax.Array | None], jax.Array] | None:
+        """``rows(idx)``: the per-connection weights of rows ``idx`` (None: all rows) of the
+        table whose CSR positions are ``index`` (default: ``weight_index``), zero on
+        padding; None for a scalar weight."""
         if self.homogeneous:
             return None
         w_ext = jnp.concatenate([jnp.asarray(self._weight(), float_dtype()).reshape(-1),
                                  jnp.zeros((1,), float_dtype())])
-        widx = self.weight_index.value
+        widx = (self.weight_index if index is None else index).value
         return lambda idx: w_ext[widx if idx is None else widx[idx]]
 
     def _scatter_fn(self) -> Callable[[jax.Array, Any], jax.Array]:
@@ -404,34 +408,30 @@ class Projection(Module):
     def _event(self, sf: jax.Array) -> jax.Array:
         return event_inputs([self], sf)[0]
 
-    def _ring_weights(self) -> Callable[[jax.Array], jax.Array] | None:
-        """``weight_of(positions)`` for the delay table's stored synapses; None for a scalar weight.
-        Reads the Variables now, outside any branch."""
-        if self.homogeneous:
-            return None
-        w = jnp.asarray(self._weight(), float_dtype()).reshape(-1)
-        order = self.delay_order.value
-        return lambda src: w[order[src]]
-
-    def _heterogeneous_input(self) -> jax.Array:
-        """Per-synapse delays: shift this step's spikes into the ring, then deliver every
-        (spike, delay) pair due now."""
+    def _delay_part(self) -> DelayedPart:
+        """This projection's share of a step of per-synapse delays (reads the Variables now)."""
         self._check_dt()
-        ring, fits, hist = ring_advance(self.pre.spike.value, self.delay_ring.value, self.delay_fits.value,
-                                        self.delay_history.value, self.n_blocks)
-        self.delay_ring.value, self.delay_fits.value, self.delay_history.value = ring, fits, hist
-        x = ring_deliver(ring, fits, hist, self.delay_ptr.value, self.delay_targets.value, self._ring_weights(),
-                         self.n_post, self._chunk)
+        return DelayedPart(self.delay_table.value, self._weight_rows(self.__dict__.get("delay_weight_index")),
+                           self.delay_buffer.value, self.delay_slot.value, self.n_post, self.delay_steps)
+
+    def _delay_done(self, x: jax.Array, buffer: jax.Array, slot: jax.Array) -> jax.Array:
+        self.delay_buffer.value, self.delay_slot.value = buffer, slot
         return x if not self.homogeneous else self._weight() * x
 
+    def _heterogeneous_input(self) -> jax.Array:
+        """Per-synapse delays: add this step's spikes into the buffer of future inputs and
+        read the input due now."""
+        [res] = delayed_inputs(self.pre.spike.value, event_batch(self.max_spikes), [self._delay_part()])
+        return self._delay_done(*res)
+
     def _shard_specs(self, entry: Any, n_devices: int) -> dict[str, Any]:
-        # Under Runner(mesh=...): the ring, the history and the table are replicated: a spike's
-        # synapses are gathered at arbitrary positions of the table.
+        # Under Runner(mesh=...): the buffer of future inputs and the table are replicated: a
+        # spike's synapses are gathered and added at arbitrary positions.
         if not self.heterogeneous_delay:
             return {}
         from jax.sharding import PartitionSpec
-        names = ["delay_ring", "delay_fits", "delay_history", "delay_ptr", "delay_targets"]
-        return {k: PartitionSpec() for k in names + ([] if self.homogeneous else ["delay_order"])}
+        names = ["delay_table", "delay_buffer", "delay_slot"]
+        return {k: PartitionSpec() for k in names + ([] if self.homogeneous else ["delay_weight_index"])}
 
     def update(self) -> jax.Array:
         """Propagate the presynaptic spikes arriving this step and update the synapse."""
@@ -458,12 +458,8 @@ def delay_fusable(p: Any) -> bool:
 
 def delay_inputs(projs: list[Projection]) -> list[jax.Array]:
     """The synaptic input of several per-synapse-delay projections, as each one's own update
-    computes it, in one delivery: each advances its own spike ring (one compaction per
-    presynaptic group and ring size), the live entries of all rings are listed together, and
-    their synapses are scattered through the concatenation of the projections' tables (built in
-    the compiled step from their Variables; XLA hoists it out of the time loop) into one vector
-    holding every projection's input side by side. Each target receives the same additions in
-    the same order as unfused, so the results are identical.
+    computes it: the projections from one presynaptic group share one listing of its
+    spiking neurons, and each batch of them is added into all of their buffers.
 
     Example:
         >>> import neurodyn.nn as nn
@@ -475,44 +471,13 @@ def delay_inputs(projs: list[Projection]) -> list[jax.Array]:
         >>> [x.shape for x in delay_inputs([EI, IE])]
         [(10,), (40,)]
     """
-    compacted: dict[tuple, Any] = {}
-    parts, ptrs, targets, order, weights = [], [], [], [], [jnp.ones((1,), float_dtype())]
-    weighted = any(not p.homogeneous for p in projs)
-    seg0 = syn0 = out0 = w0 = 0
-    chunk = 0
+    by_source: dict[int, list[Projection]] = {}
     for p in projs:
-        p._check_dt()
-        spikes = p.pre.spike.value
-        key = (id(p.pre), p.max_spikes, p.n_blocks)
-        if key not in compacted:
-            compacted[key] = compact(spikes.astype(jnp.float32), p.max_spikes, p.n_blocks)
-        ring, fits, hist = ring_advance(spikes, p.delay_ring.value, p.delay_fits.value, p.delay_history.value,
-                                        compacted=compacted[key])
-        p.delay_ring.value, p.delay_fits.value, p.delay_history.value = ring, fits, hist
-        parts.append((ring, fits, hist, seg0))
-        ptr = p.delay_ptr.value
-        ptrs.append(ptr[:-1] + syn0)
-        targets.append(p.delay_targets.value + out0)
-        if weighted:
-            if p.homogeneous:  # position 0: a 1.0, so that the slots of scalar weights sum counts
-                order.append(jnp.zeros((p.nnz,), jnp.int32))
-            else:
-                order.append(p.delay_order.value + (1 + w0))
-                weights.append(jnp.asarray(p._weight(), float_dtype()).reshape(-1))
-                w0 += p.nnz
-        seg0 += int(ptr.shape[0]) - 1
-        syn0 += p.nnz
-        out0 += p.n_post
-        chunk += p._chunk
-    ptr = jnp.concatenate(ptrs + [jnp.full((1,), syn0, jnp.int32)])
-    weight_of = None
-    if weighted:
-        w, idx = jnp.concatenate(weights), jnp.concatenate(order)
-        weight_of = lambda src: w[idx[src]]
-    x = deliver_parts(parts, ptr, jnp.concatenate(targets), weight_of, out0, min(chunk, 1 << 16))
-    out, start = [], 0
-    for p in projs:
-        xp = x[start:start + p.n_post]
-        out.append(xp if not p.homogeneous else p._weight() * xp)
-        start += p.n_post
-    return out
+        by_source.setdefault(id(p.pre), []).append(p)
+    out: dict[int, jax.Array] = {}
+    for group in by_source.values():
+        k = max(event_batch(p.max_spikes) for p in group)
+        res = delayed_inputs(group[0].pre.spike.value, k, [p._delay_part() for p in group])
+        for p, r in zip(group, res):
+            out[id(p)] = p._delay_done(*r)
+    return [out[id(p)] for p in projs]
