@@ -37,7 +37,10 @@ Cost: spikes are taken in batches of ``proj.max_spikes`` (presynaptic) and
 group); set the attributes to change them): the first batch runs in every
 step, and a ``lax.while_loop`` that updates the weights in place takes the
 spikes it left out (a burst; the compaction flags them, so the common step pays
-for no count of its spikes). When the weights or a rule parameter are
+for no count of its spikes). In an ``nn.Network``, a projection whose presynaptic (or
+postsynaptic) group is the first spike source of the Network's fused table
+takes its first batch from the fused compaction of those spikes instead of
+compacting them again (same indices; batches of up to 15 spikes). When the weights or a rule parameter are
 ``TrainVar`` s, a conditional replaces the loop so that ``nd.grad`` can pass;
 it copies the weights once per step (slower, same numbers).
 
