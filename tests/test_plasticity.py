@@ -381,6 +381,33 @@ def _stdp_per_synapse(proj, w_init, pre_spikes, post_spikes, p, dt):
     return w
 
 
+@pytest.mark.parametrize("kind", ["stdp", "reward"])
+def test_staged_reads_for_a_pool_of_threads_give_the_same_weights(monkeypatch, kind):
+    # Where XLA:CPU splits kernels over threads, the batches' weights pass through scratch
+    # buffers (and the rows are read by dynamic slices): the same numbers as the other path.
+    from neurodyn.nn import _plasticity
+    p = dict(RULES[0][1]) if kind == "stdp" else dict(RULES[-1][1])
+    rng = np.random.default_rng(12)
+    pre, post = rng.random((300, 40)) < 0.1, rng.random((300, 30)) < 0.1
+    pre[150] = True                                   # a burst: the loops carry the buffers
+    rewards = np.where(rng.random(300) < 0.05, 0.5, 0.0)
+    out = []
+    for split in (False, True):
+        monkeypatch.setattr(_plasticity, "_gathers_split", lambda split=split: split)
+        rule = make_rule(kind, p)
+        _, _, proj = plastic(rule, 40, 30, nn.FixedProb(0.3, seed=2), weight=0.5, max_spikes=4)
+        g = drive(proj, pre, post, rewards)
+        if kind == "reward":
+            rule.sync(proj)
+        scratch = np.asarray(proj.plastic_index.scratch_cols.value)
+        out.append((g, np.asarray(proj.weight.value), scratch))
+    (g0, w0, s0), (g1, w1, s1) = out
+    assert np.abs(w0 - 0.5).max() > 1e-3 and g0.max() > 0
+    assert not s0.any() and s1.any()                  # only the second run staged its values
+    np.testing.assert_array_equal(g1, g0)
+    np.testing.assert_array_equal(w1, w0)
+
+
 class FromMask(nn.Connector):
     """The connections of a boolean (n_pre, n_post) matrix."""
 

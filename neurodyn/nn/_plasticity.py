@@ -392,6 +392,10 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
     if max_post_spikes is None:
         max_post_spikes = max(8, math.ceil(0.0025 * proj.n_post))
     proj.max_post_spikes = int(min(max(1, max_post_spikes), proj.n_post))
+    # room for the weights of one batch of rows and of columns, and one slot more (see plastic_update)
+    tables = proj.plastic_index
+    for name, k, table in (("scratch_rows", proj.max_spikes, tables.rows), ("scratch_cols", proj.max_post_spikes, tables.cols)):
+        setattr(tables, name, Variable(jax.device_put(np.zeros((k * table.shape[1] + 1,), float_dtype()))))
     rule._bind(proj)
 
 
@@ -495,18 +499,43 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
     def write(w_: jax.Array, state_: dict, syn: jax.Array, ws: jax.Array, ss: dict) -> tuple[jax.Array, dict]:
         return (_scatter(w_, syn, ws), {n: _scatter(v, syn, ss[n]) for n, v in state_.items()})
 
-    def rows(idx: jax.Array, carry: tuple) -> tuple[jax.Array, jax.Array, dict]:
-        x, w_, state_ = carry
+    diff = _differentiable(proj)
+
+    def scratch(name: str, size: int) -> jax.Array | None:
+        # only where XLA:CPU splits kernels over a pool of threads (see staged); with one
+        # thread, the reads are as fast without
+        v = getattr(tables, name)
+        return v.value if v.shape == (size + 1,) and not diff and _gathers_split() else None
+
+    def staged(buf: jax.Array | None, values: jax.Array) -> tuple[jax.Array | None, jax.Array]:
+        # The values are written into a scratch buffer (one slot longer, never read) that the
+        # kernels after read instead of recomputing them: a kernel that ends in an in-place
+        # update of a buffer is neither duplicated into its readers (which would read the
+        # weights again and make XLA copy them before their scatter) nor split over XLA:CPU's
+        # threads (a gather from the 820 KB weight vector of COBA's E -> E is). Same values.
+        # The rows' windows are read by dynamic slices there (read_rows), which XLA duplicates.
+        if buf is None:
+            return None, values
+        buf = jax.lax.dynamic_update_slice_in_dim(buf, values.reshape(-1).astype(buf.dtype), 0, 0)
+        return buf, buf[:values.size].reshape(values.shape)
+
+    def padded(idx: jax.Array, fill: int) -> jax.Array:
+        return jnp.concatenate([idx.reshape(-1), jnp.full((1,), fill, idx.dtype)])
+
+    def rows(idx: jax.Array, carry: tuple) -> tuple:
+        x, w_, state_, buf = carry
         tab = _take(row_tab, idx)
         syn, post = tab[..., 0], tab[..., 1]                 # (K, k); padding: nnz, n_post (dropped)
         pre, post_c = idx[:, None], jnp.minimum(post, n_post - 1)
         ws, *svals = read_rows((w_, *state_.values()), syn)
+        buf, ws = staged(buf, ws)
         ss = dict(zip(state_, svals))
         if names:
             ws, ss = call(rule._catch_up, ws, ss, pre, post_c)
         if pre_s.dtype == jnp.bool_ and release is None:
             # a spike transmits its weights once; padding rows target n_post (dropped)
-            x = _scatter(x, post, ws, add=True)
+            x = _scatter(x, post, ws, add=True) if buf is None or names else \
+                _scatter(x, padded(post, n_post), buf, add=True)
         else:
             factor = sv[idx] if release is None else sv[idx] * release(idx)
             x = _scatter(x, post, ws * factor[:, None], add=True)
@@ -517,23 +546,27 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
             # read them would let XLA run the column pass (which writes them in place) first
             # and copy the whole weight vector, twice per step.
             w_, state_ = write(w_, state_, syn, ws, ss)
-        return x, w_, state_
+        return x, w_, state_, buf
 
-    diff = _differentiable(proj)
     def first(group: Any, delay_steps: int, k: int) -> Any:
         return None if first_spikes is None or diff or k >= group.size else first_spikes(group, delay_steps, k)
 
-    x, w, state = _for_events(pre_s, proj.max_spikes, rows, (jnp.zeros((n_post,), float_dtype()), w, state), diff,
-                              first(proj.pre, proj.delay_steps, proj.max_spikes))
+    K = proj.max_spikes
+    x, w, state, buf = _for_events(pre_s, K, rows, (jnp.zeros((n_post,), float_dtype()), w, state,
+                                                    scratch("scratch_rows", K * row_tab.shape[1])),
+                                   diff, first(proj.pre, proj.delay_steps, K))
+    if buf is not None:
+        tables.scratch_rows.value = buf
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
 
     if on_post:
         col_tab = tables.cols.value
+        Kc = proj.max_post_spikes
 
-        def cols(idx: jax.Array, carry: tuple) -> tuple[jax.Array, dict]:
-            w_, state_ = carry
+        def cols(idx: jax.Array, carry: tuple) -> tuple:
+            w_, state_, buf = carry
             tab = _take(col_tab, idx)
             syn, pre, post = tab[..., 0], jnp.minimum(tab[..., 1], n_pre - 1), idx[:, None]
             ws, *svals = read((w_, *state_.values()), syn)
@@ -541,10 +574,16 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
             if names:
                 ws, ss = call(rule._catch_up, ws, ss, pre, post)
             ws, ss = call(rule.on_post, ws, ss, pre, post)
-            return write(w_, state_, syn, ws, ss)
+            buf, _ = staged(buf, ws)
+            if buf is None:
+                return (*write(w_, state_, syn, ws, ss), buf)
+            # the scatter reads the whole buffer (its extra slot goes to the dropped index nnz)
+            return (_scatter(w_, padded(syn, nnz), buf), {n: _scatter(v, syn, ss[n]) for n, v in state_.items()}, buf)
 
-        w, state = _for_events(post_s, proj.max_post_spikes, cols, (w, state), diff,
-                               first(proj.post, 1, proj.max_post_spikes))
+        w, state, buf = _for_events(post_s, Kc, cols, (w, state, scratch("scratch_cols", Kc * col_tab.shape[1])),
+                                    diff, first(proj.post, 1, Kc))
+        if buf is not None:
+            tables.scratch_cols.value = buf
     for t in traces.values():
         if t.side == "post":
             t.add(post_s)
