@@ -514,6 +514,8 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
         # weights again and make XLA copy them before their scatter) nor split over XLA:CPU's
         # threads (a gather from the 820 KB weight vector of COBA's E -> E is). Same values.
         # The rows' windows are read by dynamic slices there (read_rows), which XLA duplicates.
+        # The buffer's Variable keeps its value (shared by nd.vmap's elements): XLA copies the
+        # small buffer once per step.
         if buf is None:
             return None, values
         buf = jax.lax.dynamic_update_slice_in_dim(buf, values.reshape(-1).astype(buf.dtype), 0, 0)
@@ -552,11 +554,9 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
         return None if first_spikes is None or diff or k >= group.size else first_spikes(group, delay_steps, k)
 
     K = proj.max_spikes
-    x, w, state, buf = _for_events(pre_s, K, rows, (jnp.zeros((n_post,), float_dtype()), w, state,
+    x, w, state, _ = _for_events(pre_s, K, rows, (jnp.zeros((n_post,), float_dtype()), w, state,
                                                     scratch("scratch_rows", K * row_tab.shape[1])),
                                    diff, first(proj.pre, proj.delay_steps, K))
-    if buf is not None:
-        tables.scratch_rows.value = buf
     for t in traces.values():
         if t.side == "pre":
             t.add(pre_s)
@@ -580,10 +580,8 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
             # the scatter reads the whole buffer (its extra slot goes to the dropped index nnz)
             return (_scatter(w_, padded(syn, nnz), buf), {n: _scatter(v, syn, ss[n]) for n, v in state_.items()}, buf)
 
-        w, state, buf = _for_events(post_s, Kc, cols, (w, state, scratch("scratch_cols", Kc * col_tab.shape[1])),
+        w, state, _ = _for_events(post_s, Kc, cols, (w, state, scratch("scratch_cols", Kc * col_tab.shape[1])),
                                     diff, first(proj.post, 1, Kc))
-        if buf is not None:
-            tables.scratch_cols.value = buf
     for t in traces.values():
         if t.side == "post":
             t.add(post_s)
