@@ -441,7 +441,7 @@ def test_row_windows_at_the_end_of_the_weights_equal_a_per_synapse_reference(mon
         proj.weight.value = w_init
         drive(proj, pre, post)
     # the last row's window ends at the last synapse: earlier rows' synapses first (padding)
-    tab = np.asarray(proj.plastic_index.rows.value)[..., 0]
+    tab = np.asarray(proj.plastic_index.row_windows.value)[..., 0]
     nnz = proj.nnz
     assert (tab[n_pre - 2] == nnz).all()
     last = np.full(n_post, nnz)

@@ -351,7 +351,7 @@ class _Tables(Module):
         cpre[indices[order], cslot] = pre_ids[order]
         # One table per side, (neuron, slot, [synapse, other neuron]): one read of a row serves
         # both, and XLA keeps it in memory instead of recomputing it inside each reader.
-        self.rows = Variable(jnp.asarray(np.stack([rows, post], axis=-1)))
+        self.row_windows = Variable(jnp.asarray(np.stack([rows, post], axis=-1)))
         self.cols = Variable(jnp.asarray(np.stack([cols, cpre], axis=-1)))
         self.nnz, self.n_pre, self.n_post = nnz, n_pre, n_post
         # every pair exactly once, in row-major CSR order: the weights are the (n_pre, n_post) matrix
@@ -394,7 +394,7 @@ def attach(proj: Any, rule: Any, max_spikes: int | None = None, max_post_spikes:
     proj.max_post_spikes = int(min(max(1, max_post_spikes), proj.n_post))
     # room for the weights of one batch of rows and of columns, and one slot more (see plastic_update)
     tables = proj.plastic_index
-    for name, k, table in (("scratch_rows", proj.max_spikes, tables.rows), ("scratch_cols", proj.max_post_spikes, tables.cols)):
+    for name, k, table in (("scratch_rows", proj.max_spikes, tables.row_windows), ("scratch_cols", proj.max_post_spikes, tables.cols)):
         setattr(tables, name, Variable(jax.device_put(np.zeros((k * table.shape[1] + 1,), float_dtype()))))
     rule._bind(proj)
 
@@ -471,7 +471,7 @@ def plastic_update(proj: Any, first_spikes: Callable[[Any, int, int], Any] | Non
     state = {k: getattr(rule, k).value for k in names}
     w = proj.weight.value
     sv = jnp.concatenate([pre_s.astype(float_dtype()), jnp.zeros((1,), float_dtype())])
-    row_tab = tables.rows.value
+    row_tab = tables.row_windows.value
     on_pre, on_post = _uses(rule, "on_pre"), _uses(rule, "on_post")
     release = rule.release
 
