@@ -170,6 +170,14 @@ def test_bad_delays_and_weights_are_clear_errors_naming_the_projection():
         mk(weight=np.ones((2, 2)))
     with pytest.raises(ValueError, match="'proj0'.*weight has non-finite values"):
         mk(weight=np.full(nnz, np.nan))
+    # a buffer of future inputs beyond the int32 index range (2**20 targets x 1025 steps)
+    big = nn.LIF(1 << 20)
+    far = np.array([102.5])
+    with pytest.raises(ValueError, match=r"Projection 'far' \(Source\(1\) -> LIF\(1048576\)\): 1025 delay "
+                                         r"steps x 1048576 postsynaptic neurons exceed the int32 index range"):
+        nn.Projection(Source(1), big, nn.FixedPostNum(1, seed=0), 1.0, nn.Delta(1 << 20), nn.VoltageJump(),
+                      delay=far, name="far")
+    assert big.current_inputs == {}
     # nothing was registered by the failed constructions
     assert post.current_inputs == {}
     ok = mk(delay=0.05)

@@ -117,7 +117,8 @@ def _first_distinct(draws: np.ndarray, kb: np.ndarray, n: int) -> tuple[np.ndarr
     first_sorted[:, 1:] = s[:, 1:] != s[:, :-1]
     first = np.empty_like(first_sorted)
     np.put_along_axis(first, order, first_sorted, axis=1)
-    rank = np.cumsum(first, axis=1)
+    # the narrowest integer that holds a row's count: the cumulative sum is memory-bound
+    rank = np.cumsum(first, axis=1, dtype=np.int16 if draws.shape[1] < 1 << 15 else np.int64)
     keep = first & (rank <= kb[:, None])
     ok = rank[:, -1] >= kb
     return s, np.take_along_axis(keep, order, axis=1), ok

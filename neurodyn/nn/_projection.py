@@ -125,7 +125,9 @@ class Projection(Module):
         mode: ``'event'``, ``'dense'`` or ``'auto'``.
         max_spikes: size of the buffer of spiking presynaptic neurons per step in
             event mode (default: 1% of ``pre.size``, at least 16); steps with
-            more spikes take an exact but slower path.
+            more spikes take an exact but slower path. With per-synapse delays,
+            spikes are added into the buffer of future inputs in batches of a
+            third of it (at least 16, at most ``max_spikes``).
         name: the name of the registered input on ``post``.
         plasticity: a plasticity rule (e.g. ``nn.STDP()``; see ``nn.Plasticity``), or
             None. The projection then holds one weight per synapse in the Variable
