@@ -113,14 +113,16 @@ def compact_fit(s: jax.Array, k: int, width: int = _BLOCK) -> tuple[jax.Array, j
     return idx, jnp.sum(sub, dtype=jnp.int32) <= k
 
 
-def for_events(spikes: jax.Array, k: int, work: Any, carry: Any) -> Any:
+def for_events(spikes: jax.Array, k: int, work: Any, carry: Any,
+               first: tuple[jax.Array, jax.Array] | None = None) -> Any:
     """``carry = work(idx, carry)`` over the indices of the nonzero entries of the 1-D
     ``spikes``, ``k`` at a time, in increasing order (unused slots hold ``len(spikes)``).
 
     The first batch runs unconditionally; a ``while_loop`` takes the spikes left out (none
-    in the common step, where the loop's test is the compaction's own flag). Large arrays
-    in ``carry`` are updated in place: passed through a ``lax.cond`` instead, XLA:CPU
-    copies them every step. Not reverse-differentiable (a ``while_loop``).
+    in the common step). Large arrays in ``carry`` are updated in place: passed through a
+    ``lax.cond`` instead, XLA:CPU copies them every step. ``first``, where given, is the
+    first batch and its flag as ``compact_fit(spikes, k)`` gives them, computed elsewhere.
+    Not reverse-differentiable (a ``while_loop``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -130,17 +132,19 @@ def for_events(spikes: jax.Array, k: int, work: Any, carry: Any) -> Any:
         [0, 1, 1, 0, 1, 1, 1]
     """
     n = spikes.shape[0]
-    idx, fits = compact_fit(spikes, k)
+    idx, fits = compact_fit(spikes, k) if first is None else first
     carry = work(idx, carry)
 
     def body(c: tuple) -> tuple:
         # A batch holds the lowest indices left (in increasing order): after a full batch,
         # the spikes left are those above its last index. No mask is carried.
         last, _, inner = c
-        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, 0), k)
-        return jnp.max(idx), fits, work(idx, inner)
+        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, jnp.zeros((), spikes.dtype)), k)
+        return jnp.max(idx), ~fits, work(idx, inner)
 
-    return jax.lax.while_loop(lambda c: ~c[1], body, (jnp.max(idx), fits, carry))[2]
+    # The loop carries whether spikes are left (not whether all fit): its test is then the
+    # carried flag itself, not one more kernel per test.
+    return jax.lax.while_loop(lambda c: c[1], body, (jnp.max(idx), ~fits, carry))[2]
 
 
 def padded_positions(indptr: np.ndarray, width: int, fill: int) -> np.ndarray:

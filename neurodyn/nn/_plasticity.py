@@ -66,7 +66,7 @@ import numpy as np
 from .._environ import float_dtype, get_dt
 from .._module import Module
 from .._state import CTX, TrainVar, Variable
-from ._kernels import compact_fit
+from ._kernels import compact_fit, for_events
 
 __all__ = ["Plasticity", "Trace", "STDP", "TripletSTDP", "RewardSTDP", "VogelsSTDP",
            "TsodyksMarkram", "weight_mean", "weight_histogram"]
@@ -108,11 +108,11 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
     """``carry = work(idx, carry)`` over the indices of the spiking entries, ``k`` at a time
     (unused slots hold ``len(spikes)``, the tables' all-padding row).
 
-    The first batch runs unconditionally; a ``while_loop`` takes the spikes left out
-    (none in the common step: its test is a flag from the compaction) and updates the
-    large carried arrays in place. ``first``, where given, is the first batch and its
-    flag as ``compact_fit(spikes, k)`` gives them, computed elsewhere (a Network's fused
-    compaction of the same spikes). Reverse-mode differentiation cannot pass a
+    By default this is :func:`nn._kernels.for_events <neurodyn.nn._kernels.for_events>`:
+    the first batch unconditionally, then a ``while_loop`` for the spikes left out, which
+    updates the large carried arrays in place. ``first``, where given, is the first batch
+    and its flag as ``compact_fit(spikes, k)`` gives them, computed elsewhere (a Network's
+    fused compaction of the same spikes). Reverse-mode differentiation cannot pass a
     ``while_loop``, so the ``differentiable`` path is a switch between no spikes, one
     batch and all entries at once; carrying the weights through a conditional costs a
     copy of them per step (measured: ~20x slower at 200k synapses).
@@ -129,19 +129,7 @@ def _for_events(spikes: jax.Array, k: int, work: Callable[[jax.Array, Any], Any]
         which = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
         return jax.lax.switch(which, [lambda: carry, lambda: work(compact_fit(spikes, k)[0], carry), full])
 
-    idx, fits = compact_fit(spikes, k) if first is None else first
-    carry = work(idx, carry)
-
-    def body(c: tuple) -> tuple:
-        # A batch holds the lowest indices left (in increasing order): after a full batch,
-        # the spikes left are those above its last index. No mask is carried.
-        last, _, inner = c
-        idx, fits = compact_fit(jnp.where(jnp.arange(n) > last, spikes, jnp.zeros((), spikes.dtype)), k)
-        return jnp.max(idx), ~fits, work(idx, inner)
-
-    # The loop carries whether spikes are left (not whether all fit): its test is then the
-    # carried flag itself, not one more kernel per test.
-    return jax.lax.while_loop(lambda c: c[1], body, (jnp.max(idx), ~fits, carry))[2]
+    return for_events(spikes, k, work, carry, first)
 
 
 class Trace(Variable):
