@@ -23,7 +23,7 @@ step. Rows of a table store ``(D - 1) * n_post + post`` per synapse, so one addi
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp

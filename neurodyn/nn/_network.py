@@ -165,32 +165,34 @@ class Network(Module):
         projs = [m for m in children.values() if isinstance(m, Projection)]
         inputs: dict[int, jax.Array] = {}
         fusion = self._current_fusion(self._fusable())
-        if fusion is not None:
-            for p, x in zip(fusion.projs, fusion.inputs()):
-                inputs[id(p)] = x
-        # Remaining event-driven projections without delay that share a presynaptic
-        # group share one spike compaction and one branch (same numbers, fewer operations).
-        shared: dict[int, list[Projection]] = {}
-        for p in projs:
-            if id(p) not in inputs and shares_compaction(p):
-                shared.setdefault(id(p.pre), []).append(p)
-        for peers in shared.values():
-            if len(peers) > 1:
-                sf = peers[0].pre.spike.value.astype(float_dtype())
-                for q, x in zip(peers, event_inputs(peers, sf)):
-                    inputs[id(q)] = x
-        _delay_inputs(self, projs, inputs)
-        # Synapses update in attribute order (two projections may share one).
-        for p in projs:
-            if id(p) in inputs:
-                p.syn.update(inputs[id(p)])
-            elif fusion is not None and _plastic_stock(p):
-                # reads the fused compaction of its spikes instead of compacting them again
-                plastic_update(p, fusion.first_spikes)
-            else:
-                p.update()
-        if fusion is not None:
-            fusion.forget()
+        try:
+            if fusion is not None:
+                for p, x in zip(fusion.projs, fusion.inputs()):
+                    inputs[id(p)] = x
+            # Remaining event-driven projections without delay that share a presynaptic
+            # group share one spike compaction and one branch (same numbers, fewer operations).
+            shared: dict[int, list[Projection]] = {}
+            for p in projs:
+                if id(p) not in inputs and shares_compaction(p):
+                    shared.setdefault(id(p.pre), []).append(p)
+            for peers in shared.values():
+                if len(peers) > 1:
+                    sf = peers[0].pre.spike.value.astype(float_dtype())
+                    for q, x in zip(peers, event_inputs(peers, sf)):
+                        inputs[id(q)] = x
+            _delay_inputs(self, projs, inputs)
+            # Synapses update in attribute order (two projections may share one).
+            for p in projs:
+                if id(p) in inputs:
+                    p.syn.update(inputs[id(p)])
+                elif fusion is not None and _plastic_stock(p):
+                    # reads the fused compaction of its spikes instead of compacting them again
+                    plastic_update(p, fusion.first_spikes)
+                else:
+                    p.update()
+        finally:
+            if fusion is not None:
+                fusion.forget()  # the table keeps no traced value beyond this step, even on an error
         for m in children.values():
             if isinstance(m, Group):
                 m.update()

@@ -35,7 +35,7 @@ from .._module import Module
 from .._state import CTX, TrainVar, Variable
 from ._connectivity import Connector
 from ._delay_buffer import DelayedPart, build_delay_table, delay_state, delayed_inputs, event_batch, undelayed_input
-from ._kernels import compact, event_inputs, padded_positions
+from ._kernels import event_inputs, padded_positions
 from ._init import init_value
 from ._neurons import Group, NeuronGroup, reset_var
 from ._plasticity import attach as _attach_plasticity, plastic_update as _plastic_update
