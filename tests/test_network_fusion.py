@@ -103,3 +103,23 @@ def test_fused_common_step_equals_unfused_around_16_spikes(max_spikes, k1):
     for a, b in zip(out[True], out[False]):
         np.testing.assert_array_equal(a, b)
     assert all(np.abs(a).sum() > 0 for a in out[True])
+
+
+def test_an_error_in_a_step_leaves_no_traced_spikes_on_the_fused_table_nor_in_variables():
+    class Failing(nn.Projection):
+        def update(self):
+            raise RuntimeError("boom in a projection")
+
+    E, I = nn.LIF(200), nn.LIF(50)
+    net = nn.Network(E=E, I=I,
+                     EI=nn.Projection(E, I, nn.FixedProb(0.1, seed=1), 1.0, nn.Expon(50, 5.0), nn.CUBA(), mode="event"),
+                     IE=nn.Projection(I, E, nn.FixedProb(0.1, seed=2), 1.0, nn.Expon(200, 5.0), nn.CUBA(), mode="event"),
+                     bad=Failing(E, E, nn.FixedProb(0.1, seed=3), 1.0, nn.Expon(200, 5.0), nn.CUBA(), mode="event"))
+    assert net._fusion is not None and len(net._fusion.projs) == 2
+    before = {k: np.asarray(v.value) for k, v in net.vars().items()}
+    with pytest.raises(RuntimeError, match="boom in a projection"):
+        nd.jit(net)()
+    assert getattr(net._fusion, "_arrived", None) is None
+    for k, v in net.vars().items():
+        assert not isinstance(v.value, jax.core.Tracer), k
+        np.testing.assert_array_equal(np.asarray(v.value), before[k])
