@@ -17,7 +17,7 @@ from .. import analysis
 from .._random import RandomState
 from .. import nn
 from ..nn._inputs import random_bits
-from ..nn._delay_ring import build_ring_table, deliver_parts, ring_advance, ring_chunk, ring_state
+from ..nn._delay_ring import build_ring_table, ring_advance, ring_chunk, ring_deliver, ring_state
 
 
 def packed_spikes(groups: list) -> jax.Array:
@@ -224,8 +224,8 @@ class DelayedCurrents(Module):
                                            self.history.value)
         self.ring.value, self.fits.value, self.history.value = ring, fits, history
         w = self.weights.value
-        return deliver_parts([(ring, fits, history, 0)], self.ptr.value, self.targets.value, lambda src: w[src],
-                             self.n, self.chunk)
+        return ring_deliver(ring, fits, history, self.ptr.value, self.targets.value, lambda src: w[src],
+                            self.n, self.chunk)
 
 
 class PoissonCounts(Module):

@@ -17,7 +17,7 @@ future inputs instead (:mod:`neurodyn.nn._delay_buffer`).
 
 * :func:`build_ring_table`: the segment table, built on the host.
 * :func:`ring_advance`: shift this step's spikes into the ring and the bit history.
-* :func:`deliver_parts`: the input due this step.
+* :func:`ring_deliver`: the input due this step.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from .._environ import float_dtype
 from ._kernels import compact
 
-__all__ = ["build_ring_table", "ring_state", "ring_advance", "deliver_parts", "ring_chunk", "ring_events"]
+__all__ = ["build_ring_table", "ring_state", "ring_advance", "ring_deliver", "ring_chunk", "ring_events"]
 
 
 def build_ring_table(n_pre: int, n_post: int, pre: np.ndarray, post: np.ndarray, steps: np.ndarray,
@@ -92,14 +92,13 @@ def ring_state(n_pre: int, R: int, k: int) -> dict[str, jax.Array]:
 
 
 def ring_advance(spikes: jax.Array, ring: jax.Array, fits: jax.Array, history: jax.Array,
-                 n_blocks: int | None = None, compacted: tuple | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 n_blocks: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Shift the spikes read this step (``spikes``, bool ``(n_pre,)``) into row 0 of the ring
     (compacted indices) and bit 0 of the history; row / bit ``j`` then holds the spikes read
     ``j`` steps ago. The whole (small) state is rewritten: no buffer is updated in place at a
-    moving position, which XLA:CPU would copy every step. ``compacted``: this step's
-    ``compact(spikes, k, n_blocks)``, when another ring of the same spikes computed it already."""
+    moving position, which XLA:CPU would copy every step."""
     R, k = ring.shape
-    idx, _, fit = compacted if compacted is not None else compact(spikes.astype(jnp.float32), k, n_blocks)
+    idx, _, fit = compact(spikes.astype(jnp.float32), k, n_blocks)
     ring = jnp.concatenate([idx[None], ring[:-1]])
     fits = jnp.concatenate([fit[None], fits[:-1]])
     carry = jnp.concatenate([spikes[None].astype(jnp.uint32), history[:-1] >> 31])
@@ -156,110 +155,86 @@ def _deliver_segments(out: jax.Array, starts: jax.Array, lens: jax.Array, target
 
 
 def ring_events(R: int, k: int) -> int:
-    """Ring entries listed per step by :func:`deliver_parts` before it falls back to reading the
+    """Ring entries listed per step by :func:`ring_deliver` before it falls back to reading the
     whole ring: a quarter of the ``R x k`` slots (a sustained rate of a quarter of ``k`` spikes per
     step), a multiple of 32."""
     return int(min(R * k, max(32, -(-(R * k) // 4 // 32) * 32)))
 
 
-def _listed_segments(parts: list, C: int) -> tuple[jax.Array, jax.Array]:
-    """The segments of the live entries of all parts' rings (part by part, each oldest step
-    first), compacted into ``C`` slots (unused: an empty segment), and whether they all fit.
-    Compaction leaves each ring row's neurons first, in increasing order, so a row's live
-    entries are a prefix of it; the rows of all parts are listed in one pass."""
-    Rm = max(p[0].shape[0] for p in parts)
-    km = max(p[0].shape[1] for p in parts)
-    revs, lives, row_base, row_R, row_j = [], [], [], [], []
-    for ring, fits, history, base in parts:
-        R, k = ring.shape
-        n_pre = history.shape[1]
-        # oldest step first: the order in which the inputs due now were emitted
-        rev = jnp.pad(ring[::-1], ((Rm - R, 0), (0, km - k)), constant_values=n_pre)
-        live = jnp.sum(rev < n_pre, axis=1, dtype=jnp.int32) * jnp.pad(fits[::-1], (Rm - R, 0)).astype(jnp.int32)
-        revs.append(rev)
-        lives.append(live)
-        row_base.append(np.full(Rm, base, np.int32))
-        row_R.append(np.full(Rm, R, np.int32))
-        row_j.append(np.arange(Rm - 1, -1, -1, dtype=np.int32))  # padding rows (j >= R) hold no entry
-    rev = revs[0] if len(parts) == 1 else jnp.concatenate(revs)
-    live = lives[0] if len(parts) == 1 else jnp.concatenate(lives)
-    row_base, row_R, row_j = (jnp.asarray(np.concatenate(x)) for x in (row_base, row_R, row_j))
+def _listed_segments(ring: jax.Array, fits: jax.Array, n_pre: int, C: int) -> tuple[jax.Array, jax.Array]:
+    """The segments of the ring's live entries (oldest step first), compacted into ``C`` slots
+    (unused: an empty segment), and whether they all fit. Compaction leaves each ring row's
+    neurons first, in increasing order, so a row's live entries are a prefix of it."""
+    R, k = ring.shape
+    # oldest step first: the order in which the inputs due now were emitted
+    rev = ring[::-1]
+    live = jnp.sum(rev < n_pre, axis=1, dtype=jnp.int32) * fits[::-1].astype(jnp.int32)
+    row_j = jnp.arange(R - 1, -1, -1, dtype=jnp.int32)
     ends = jnp.cumsum(live)
     q = jnp.arange(C, dtype=jnp.int32)
-    r = jnp.minimum(_count_le(ends, q), live.shape[0] - 1)
+    r = jnp.minimum(_count_le(ends, q), R - 1)
     ok = q < ends[-1]
     col = jnp.where(ok, q - (ends[r] - live[r]), 0)
-    neuron = rev.reshape(-1)[r * km + col]
-    empty = parts[0][2].shape[1] * parts[0][0].shape[0] + parts[0][3]  # part 0's empty row
-    return jnp.where(ok, row_base[r] + neuron * row_R[r] + row_j[r], empty), ends[-1] <= C
+    neuron = rev.reshape(-1)[r * k + col]
+    return jnp.where(ok, neuron * R + row_j[r], n_pre * R), ends[-1] <= C  # n_pre * R: the empty row
 
 
-def _all_segments(ring: jax.Array, fits: jax.Array, n_pre: int, base: int) -> jax.Array:
+def _all_segments(ring: jax.Array, fits: jax.Array, n_pre: int) -> jax.Array:
     R = ring.shape[0]
     rows = jnp.where(fits[:, None], ring, n_pre)[::-1]  # overflowed steps: from the bits
-    return (rows * R + jnp.arange(R - 1, -1, -1, dtype=jnp.int32)[:, None]).reshape(-1) + base
+    return (rows * R + jnp.arange(R - 1, -1, -1, dtype=jnp.int32)[:, None]).reshape(-1)
 
 
-def deliver_parts(parts: list, ptr: jax.Array, targets: jax.Array,
-                  weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int,
-                  n_events: int | None = None) -> jax.Array:
-    """The input due this step after :func:`ring_advance`, for several rings over one table:
-    each part is ``(ring, fits, history, base)``, its segments numbered from ``base`` in
-    ``ptr``. Ring row ``j`` delivers segment ``D = j + 1`` of each of its neurons, summed
-    per target (``weight_of(positions)`` gives stored synapses' weights; None: counts).
-    When some step of the last ``R`` had more spikes than the ring holds, that step's rows
-    are taken from the bit history instead (a pass over all presynaptic neurons for each
-    such step and delay): exact for any activity.
+def ring_deliver(ring: jax.Array, fits: jax.Array, history: jax.Array, ptr: jax.Array, targets: jax.Array,
+                 weight_of: Callable[[jax.Array], jax.Array] | None, n_out: int, S: int,
+                 n_events: int | None = None) -> jax.Array:
+    """The input due this step after :func:`ring_advance`: ring row ``j`` delivers segment
+    ``D = j + 1`` of each of its neurons, summed per target (``weight_of(positions)`` gives
+    stored synapses' weights; None: counts). When some step of the last ``R`` had more
+    spikes than the ring holds, that step's rows are taken from the bit history instead (a
+    pass over all presynaptic neurons for each such step and delay): exact for any activity.
 
-    The rings' live entries are first listed, all parts together, in ``n_events`` slots
-    (default: the sum of the parts' :func:`ring_events`); a step with more live entries reads
-    every ring slot instead.
+    The ring's live entries are first listed in ``n_events`` slots (default
+    :func:`ring_events`); a step with more live entries reads every ring slot instead.
     Inputs are summed in the order they were emitted (oldest step first, then by neuron),
     the order of a buffer of future inputs filled step by step.
 
     Example:
         >>> import numpy as np, jax.numpy as jnp
-        >>> from neurodyn.nn._delay_ring import build_ring_table, ring_state, ring_advance, deliver_parts
+        >>> from neurodyn.nn._delay_ring import build_ring_table, ring_state, ring_advance, ring_deliver
         >>> t = build_ring_table(2, 3, np.array([0, 0, 1]), np.array([1, 2, 0]), np.array([1, 3, 2]))
         >>> st = ring_state(2, t["R"], k=2)
         >>> ptr, tg = jnp.asarray(t["ptr"]), jnp.asarray(t["targets"])
         >>> got = []
         >>> for s in ([True, False], [False, False], [False, False]):
-        ...     ring, fits, hist = ring_advance(jnp.array(s), **st)
-        ...     st = dict(ring=ring, fits=fits, history=hist)
-        ...     got.append(deliver_parts([(ring, fits, hist, 0)], ptr, tg, None, 3, 8).tolist())
+        ...     st = dict(zip(("ring", "fits", "history"), ring_advance(jnp.array(s), **st)))
+        ...     got.append(ring_deliver(**st, ptr=ptr, targets=tg, weight_of=None, n_out=3, S=8).tolist())
         >>> got      # the synapse with D = 1 now, the one with D = 3 two steps later
         [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
-    def from_bits(part: tuple, j: jax.Array, o: jax.Array) -> jax.Array:
+    R, n_pre = ring.shape[0], history.shape[1]
+
+    def from_bits(j: jax.Array, o: jax.Array) -> jax.Array:
         # every neuron's segment of delay j + 1, empty unless its bit j is set
-        ring, _, history, base = part
-        R, n_pre = ring.shape[0], history.shape[1]
         bit = (jnp.take(history, j // 32, axis=0) >> (j % 32)) & 1
-        seg = jnp.arange(n_pre, dtype=jnp.int32) * R + j + base
+        seg = jnp.arange(n_pre, dtype=jnp.int32) * R + j
         starts = ptr[seg]
         return _deliver_segments(o, starts, jnp.where(bit > 0, ptr[seg + 1] - starts, 0), targets, weight_of, S)
 
     def overflowed(o: jax.Array) -> jax.Array:
-        for part in parts:
-            fits = part[1]
-            o = jax.lax.fori_loop(0, fits.shape[0], lambda j, o, part=part, fits=fits: jax.lax.cond(
-                fits[j], lambda o: o, lambda o: from_bits(part, j, o), o), o)
-        return o
+        return jax.lax.fori_loop(0, R, lambda j, o: jax.lax.cond(fits[j], lambda o: o,
+                                                                 lambda o: from_bits(j, o), o), o)
 
-    def cat(xs: list) -> jax.Array:
-        return xs[0] if len(xs) == 1 else jnp.concatenate(xs)
-
-    C = sum(ring_events(*p[0].shape) for p in parts) if n_events is None else int(n_events)
-    seg, listed_fit = _listed_segments(parts, min(C, sum(p[0].size for p in parts)))
+    C = ring_events(*ring.shape) if n_events is None else int(n_events)
+    seg, listed_fit = _listed_segments(ring, fits, n_pre, min(C, ring.size))
     starts = ptr[seg]
     lens = ptr[seg + 1] - starts
     ends = jnp.cumsum(lens)
-    all_fit = jnp.all(cat([p[1] for p in parts]))
+    all_fit = jnp.all(fits)
 
     def general(o: jax.Array) -> jax.Array:
         def full(o: jax.Array) -> jax.Array:
-            seg = cat([_all_segments(ring, fits, history.shape[1], base) for ring, fits, history, base in parts])
+            seg = _all_segments(ring, fits, n_pre)
             st = ptr[seg]
             return _deliver_segments(o, st, ptr[seg + 1] - st, targets, weight_of, S)
 
