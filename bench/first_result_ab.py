@@ -39,15 +39,15 @@ def main() -> None:
     for rnd in range(a.rounds):
         for w in a.only.split(","):
             for N in CASES[w]:
-                order = [(t, th) for th in ("default", "1") for t in ("old", "new")]
+                # "xla": XLA's own pool (one thread per core)
+                order = [(t, th) for th in ("xla", "1") for t in ("old", "new")]
                 for tree, threads in order[::-1] if rnd % 2 else order:
                     # the worker imports neurodyn from ROOT (PYTHONPATH); the examples are read from this tree
                     suite.ROOT = pathlib.Path(a.old).resolve() if tree == "old" else new_root
                     env = dict(os.environ)
-                    if threads == "1":
-                        os.environ["NEURODYN_CPU_THREADS"] = "1"
-                    else:
-                        os.environ.pop("NEURODYN_CPU_THREADS", None)
+                    os.environ["NEURODYN_CPU_THREADS"] = threads
+                    if threads == "xla" and "'xla'" not in (suite.ROOT / "neurodyn" / "_cpu.py").read_text():
+                        os.environ.pop("NEURODYN_CPU_THREADS")  # a tree from before the value (XLA's pool by default)
                     try:
                         r = suite._run_worker(w, "neurodyn", 1.0, DURATION[w], 42, N, 1800, suite.sys.executable)
                     finally:
@@ -69,7 +69,7 @@ def _summary(rows: list[dict]) -> None:
           f"{'/brian2':>7} {'CPU s':>6} {'/brian2':>7}")
     for case in dict.fromkeys(r["case"] for r in rows):
         b2 = [r for r in rows if r["case"] == case and r["tree"] == "brian2"]
-        for tree, threads in (("old", "default"), ("new", "default"), ("old", "1"), ("new", "1"), ("brian2", "-")):
+        for tree, threads in (("old", "xla"), ("new", "xla"), ("old", "1"), ("new", "1"), ("brian2", "-")):
             rs = [r for r in rows if r["case"] == case and r["tree"] == tree and r["threads"] == threads]
             if not rs:
                 continue

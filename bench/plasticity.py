@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import neurodyn as nd
-from neurodyn import nn
+from neurodyn import _cpu, nn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("stdp_song2000", ROOT / "examples" / "stdp_song2000.py")
@@ -343,8 +343,8 @@ def main() -> None:
     ap.add_argument("--brian-python", default=sys.executable,
                     help="the interpreter with brian2 installed (default: this one)")
     args = ap.parse_args()
-    print(f"jax {jax.__version__}, devices {jax.devices()}, "
-          f"NEURODYN_CPU_THREADS={os.environ.get('NEURODYN_CPU_THREADS', 'unset')}")
+    _cpu.apply_pending()  # neurodyn's thread setting, before this script's first JAX call
+    print(f"jax {jax.__version__}, devices {jax.devices()}, XLA:CPU execution threads: {_cpu.describe()}")
     c = neurodyn_coba(args.duration, args.rounds)
     print(f"COBA {args.duration:g} ms (median of {args.rounds}): static {c['wall']['static']:.3f} s wall "
           f"({c['cpu']['static']:.3f} s CPU), STDP on E->E {c['wall']['stdp']:.3f} s wall "

@@ -449,8 +449,10 @@ def main() -> None:
         impls.remove("brian2")
     import platform
     import jax
+    from neurodyn import _cpu
     print(f"neurodyn bench suite: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"jax {jax.__version__}, load average {os.getloadavg()[0]:.1f}; scale {a.scale}")
+          f"jax {jax.__version__}, load average {os.getloadavg()[0]:.1f}; scale {a.scale}; "
+          f"neurodyn's XLA:CPU execution threads: {_cpu.describe()}")
     rows = []
     for w in workloads:
         Ns = [n for n in SCALE_N if not (a.quick and n > 16000)] if w == "scale" else [None]

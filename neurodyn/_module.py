@@ -7,6 +7,7 @@ from typing import Any, Iterator, Mapping
 import jax
 import numpy as np
 
+from . import _cpu
 from ._staleness import EPOCH, observe, watch_reads
 from ._state import CTX, TrainVar, Variable, is_traced
 
@@ -65,6 +66,8 @@ class Module:
     training: bool = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Module":
+        if _cpu.pending is not None:  # the first object: size XLA:CPU's pool before JAX starts
+            _cpu.apply_pending()
         obj = super().__new__(cls)
         if CTX.frames:
             # Created inside compiled code: a temporary that dies with the trace.

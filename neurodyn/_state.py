@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _cpu
+
 __all__ = ["Variable", "TrainVar", "Frame", "StatefulFunction", "in_trace", "values_of", "assign",
            "unwrap_variables"]
 
@@ -311,6 +313,8 @@ class Variable:
     __slots__ = ("_value", "_name", "_dead", "_copy", "__weakref__", "__dict__")
 
     def __init__(self, value: Any, dtype: Any = None, *, name: str | None = None) -> None:
+        if _cpu.pending is not None:  # the first object: size XLA:CPU's pool before JAX starts
+            _cpu.apply_pending()
         value = _as_strong_array(value, dtype)
         self._value = value
         self._name = name
