@@ -9,8 +9,8 @@ network, the plasticity benchmark and a training epoch faster than two
 (``bench/README.md``). So on machines where the process may use at most two CPUs,
 neurodyn starts XLA:CPU with one execution thread; elsewhere it leaves XLA's default.
 
-The setting is applied when neurodyn builds its first object (a ``Module`` or a
-``Variable``), not at ``import neurodyn``: JAX's backend must not start at import,
+The setting is applied when neurodyn builds its first object (a ``Module``, a
+``Variable``, or a key of ``nd.random``: seeding or a first draw), not at ``import neurodyn``: JAX's backend must not start at import,
 because ``jax.distributed.initialize`` and some ``jax.config`` options have to come
 before it. Compilation and Python keep every core: the affinity is narrowed only while
 the backend starts, and restored on every thread the backend started.

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _cpu
 from ._environ import float_dtype
 from ._state import CTX, Variable
 
@@ -30,6 +31,8 @@ def _shape(size: Any, *params: Any) -> tuple[int, ...]:
 
 
 def _key_from_seed(seed: Any) -> jax.Array:
+    if _cpu.pending is not None:  # seeding is often a script's first call: size XLA:CPU's pool first
+        _cpu.apply_pending()
     if seed is None:
         seed = np.random.SeedSequence().entropy % (2**32)
     if hasattr(seed, "shape") and getattr(seed, "shape", ()) == (2,):
@@ -125,6 +128,8 @@ class RandomState(Variable):
             return self._split(num)
 
     def _split(self, num: int | None) -> jax.Array:
+        if _cpu.pending is not None:
+            _cpu.apply_pending()
         keys = None if CTX.frames else _host_split(self.value, 2 if num is None else num + 1)
         if keys is not None:
             self.value = jax.device_put(keys[0])

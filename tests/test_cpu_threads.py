@@ -21,7 +21,7 @@ linux_only = pytest.mark.skipif(not linux, reason="CPU affinity is Linux only")
 two_cpus = pytest.mark.skipif(not linux or len(os.sched_getaffinity(0)) < 2,
                               reason="needs 2 CPUs to tell one pool thread from XLA's default")
 
-# argv: what to do after the import ("call N", "object", "jax-first"); prints the affinities,
+# argv: what to do after the import ("call N", "object", "jax-first", "seed", "draw"); prints the affinities,
 # whether the backend had started after the import, and the pool's size.
 PROBE = """
 import json, os, sys, warnings
@@ -37,6 +37,10 @@ if what == "call":
     nd.set_cpu_threads(int(sys.argv[2]))
 elif what == "jax-first":
     jnp.ones(1).block_until_ready()
+elif what == "seed":  # how scripts usually begin
+    nd.random.seed(1)
+elif what == "draw":
+    nd.random.normal(0.0, 1.0, size=(3,))
 nd.Variable(1.0)
 total = float((jnp.arange(100000.0) * 2).sum())
 tasks = "/proc/self/task"
@@ -96,6 +100,14 @@ def test_the_pool_is_sized_at_the_first_object_not_at_import(env, pool):
     assert not out["started_at_import"]
     assert out["pool"] == pool
     assert all(t == out["before"] for t in out["threads"])
+
+
+@two_cpus
+@pytest.mark.parametrize("first", ["seed", "draw"])
+def test_seeding_or_drawing_first_also_applies_the_setting(first):
+    out = probe(first)
+    assert not out["started_at_import"]
+    assert out["pool"] == 1
 
 
 @two_cpus
