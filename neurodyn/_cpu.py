@@ -149,7 +149,6 @@ def apply_pending() -> None:
     set_cpu_threads(n)
 
 
-
 def describe() -> str:
     """The execution pool's size as neurodyn set it, or will set it, for benchmark headers."""
     from jax._src import xla_bridge

@@ -187,24 +187,27 @@ def _round_up(n: int) -> int:
 def _append_events(buf: Variable, pos: Variable, queries: Variable, spikes: Any) -> Any:
     """Write the indices of this step's spikes after the last event in ``buf``; returns their count.
 
-    The spiking neurons are found ``B = len(queries)`` at a time by binary search
-    in the running count of spikes (``B log N`` work besides one cumulative sum)
-    and written as blocks of ``B``: a step with more than ``B`` spikes writes
-    more blocks. A block that does not fit the buffer is lost here, but the
-    count is exact: the host sees it and runs the chunk again with a larger buffer.
+    The spiking neurons are listed ``k`` at a time by the event-driven projections'
+    compaction (``nn._kernels.for_events``: a step with more spikes takes more batches),
+    ``k`` a quarter of the block ``B = len(queries)`` the buffer is sized for (16 at
+    least), and each batch is written at once. Writes end before ``count + k``, so a
+    buffer with room for ``count + B`` holds them all; one without is detected on the
+    host from the exact count, and the chunk runs again with a larger buffer.
     """
-    k = jnp.cumsum(spikes.astype(jnp.int32))
-    count = k[-1] if k.shape[0] else jnp.int32(0)
-    q, start = queries.value, pos.value
-    B = q.shape[0]
+    from .nn._kernels import for_events
 
-    def write(j: Any, b: Any) -> Any:
-        idx = jnp.searchsorted(k, q + j * B, side="left").astype(jnp.int32)
-        return jax.lax.dynamic_update_slice(b, idx, (start + j * B,))
+    B = queries.shape[0]
+    k = min(B, max(16, B // 4 // 16 * 16))
+    if spikes.shape[0] == 0:
+        return jnp.int32(0)
+    start = pos.value
 
-    b = write(jnp.int32(0), buf.value)
-    buf.value = jax.lax.while_loop(lambda c: c[0] * B < count, lambda c: (c[0] + 1, write(c[0], c[1])),
-                                   (jnp.int32(1), b))[1]
+    def write(idx: Any, c: tuple) -> tuple:
+        b, at = c
+        return jax.lax.dynamic_update_slice(b, idx.astype(jnp.int32), (at,)), at + k
+
+    buf.value = for_events(spikes, k, write, (buf.value, start))[0]
+    count = jnp.sum(spikes, dtype=jnp.int32)
     pos.value = start + count
     return count
 
