@@ -190,7 +190,7 @@ def _append_events(buf: Variable, pos: Variable, queries: Variable, spikes: Any)
     The spiking neurons are listed ``k`` at a time by the event-driven projections'
     compaction (``nn._kernels.for_events``: a step with more spikes takes more batches),
     ``k`` a quarter of the block ``B = len(queries)`` the buffer is sized for (16 at
-    least), and each batch is written at once. Writes end before ``count + k``, so a
+    least; only the length of ``queries`` is read), and each batch is written at once. Writes end before ``count + k``, so a
     buffer with room for ``count + B`` holds them all; one without is detected on the
     host from the exact count, and the chunk runs again with a larger buffer.
     """
