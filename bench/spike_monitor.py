@@ -81,7 +81,7 @@ def main() -> None:
     results["pure JAX, no record"] = timed(pure_jax(args.n, steps, 1000)) / steps
     none = nd_run(None, args.ms)
     results["nd, no monitor"] = timed(none) / steps
-    ev = nd_run({"S": nd.SpikeMonitor("spike", rate=15.0)}, args.ms)
+    ev = nd_run({"S": nd.SpikeMonitor("spike")}, args.ms)
     results["nd, SpikeMonitor"] = timed(ev) / steps
     rec = ev.mon["S"]
     sizes["SpikeMonitor"] = rec.steps.nbytes + rec.indices.nbytes

@@ -73,8 +73,8 @@ def nd_brunel(scale: float, duration: float, seed: int) -> dict:
     t0 = time.perf_counter()
     net = brunel.BrunelNetwork(g=g, eta=eta, scale=scale, seed=seed)
     build = time.perf_counter() - t0
-    runner = nd.Runner(net, monitors={"E": nd.SpikeMonitor("E.spike", rate=40.0),
-                                      "I": nd.SpikeMonitor("I.spike", rate=40.0)}, progress_bar=False)
+    runner = nd.Runner(net, monitors={"E": nd.SpikeMonitor("E.spike"),
+                                      "I": nd.SpikeMonitor("I.spike")}, progress_bar=False)
     mon = runner.run(duration)
     st = brunel.statistics(mon["E"], mon["I"], skip=min(100.0, duration / 4))
     return dict(build_s=build, compile_s=runner.stats["compile_s"], run_s=runner.stats["run_s"],

@@ -107,8 +107,8 @@ def simulate(regime: str = "C", duration: float = 600.0, scale: float = 1.0, see
     t0 = time.perf_counter()
     net = BrunelNetwork(g=g, eta=eta, scale=scale, seed=seed)
     build_s = time.perf_counter() - t0
-    runner = nd.Runner(net, monitors={"E": nd.SpikeMonitor("E.spike", rate=40.0),
-                                      "I": nd.SpikeMonitor("I.spike", rate=40.0)}, progress_bar=progress_bar)
+    runner = nd.Runner(net, monitors={"E": nd.SpikeMonitor("E.spike"),
+                                      "I": nd.SpikeMonitor("I.spike")}, progress_bar=progress_bar)
     mon = runner.run(duration)
     summary = {"build_s": build_s, "compile_s": runner.stats["compile_s"], "run_s": runner.stats["run_s"],
                "synapses": sum(p.nnz for p in net.projections().values()), **net.params,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,21 +16,21 @@ class SpikeMonitor:
     """Record a boolean spike Variable as events (step, neuron index) instead of a dense array.
 
     Use it as a value of ``Runner(monitors={...})``; after a run,
-    ``runner.mon[name]`` is a :class:`SpikeRecord`. During the run each chunk
-    writes its events into a fixed-size buffer on the device, which is copied to
-    the host per chunk, so memory grows with the number of spikes, not with
-    neurons x steps: 100k neurons can be recorded for seconds. The buffer is
-    sized from ``rate`` (the expected mean rate per neuron, Hz); a chunk that
-    produces more events than fit is run again from its saved initial state
-    with a larger buffer, so no spike is ever dropped and the result does not
-    depend on ``rate`` or ``chunk_size``.
+    ``runner.mon[name]`` is a :class:`SpikeRecord`. On the device, each step
+    packs the spikes into one bit per neuron (one fused operation, whatever the
+    number of spikes); each chunk's bits are copied to the host, where they
+    become events. The host keeps only the events, so its memory grows with the
+    number of spikes, and the device holds one chunk's bits (``chunk_size x N /
+    8`` bytes): 100k neurons can be recorded for seconds. No spike is ever
+    dropped, and the result does not depend on ``chunk_size``.
 
     Args:
         target: the spike Variable, or its dotted path in the model (``'E.spike'``).
         index: record only these neurons (indices along the last axis); the
             record's columns are then numbered ``0..len(index)-1`` and
             :attr:`SpikeRecord.neurons` holds the model's indices.
-        rate: expected mean firing rate in Hz, used only to size the buffer.
+        rate: no longer used (it sized the device buffer of an earlier design);
+            passing it warns (``DeprecationWarning``).
 
     Example:
         >>> import neurodyn as nd
@@ -42,23 +43,23 @@ class SpikeMonitor:
         (32, array([0, 1, 2, 3]...), array([80., 80., 80., 80.]))
     """
 
-    def __init__(self, target: str | Variable, index: Any = None, *, rate: float = 20.0) -> None:
+    def __init__(self, target: str | Variable, index: Any = None, *, rate: float | None = None) -> None:
         if not isinstance(target, (str, Variable)):
             raise TypeError(f"SpikeMonitor: target must be a dotted path or a spike Variable, got "
                             f"{type(target).__name__}")
-        rate = float(rate)
-        if not rate >= 0 or not np.isfinite(rate):
-            raise ValueError(f"SpikeMonitor: rate must be a finite number of Hz >= 0, got {rate}")
+        if rate is not None:
+            warnings.warn("SpikeMonitor: rate is no longer used (the record takes one bit per neuron and "
+                          "step on the device, whatever the rate); leave it out", DeprecationWarning,
+                          stacklevel=2)
         self.target = target
         self.index = None if index is None else np.asarray(index)
         if self.index is not None and (self.index.ndim != 1 or self.index.dtype.kind not in "iu"):
             raise TypeError(f"SpikeMonitor: index must be a 1-d array of neuron indices, got "
                             f"shape {self.index.shape} dtype {self.index.dtype}")
-        self.rate = rate
 
     def __repr__(self) -> str:
         target = self.target if isinstance(self.target, str) else self.target.label
-        return f"SpikeMonitor({target!s}, rate={self.rate})"
+        return f"SpikeMonitor({target!s})" if self.index is None else f"SpikeMonitor({target!s}, index=[{self.index.size} neurons])"
 
 
 class SpikeRecord:

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import random as _nd_random
 from ._environ import context, get_dt
 from ._jit import jit, unwrap_variables
 from ._module import Module
@@ -139,9 +138,10 @@ def _check_index(what: str, index: np.ndarray, var: Variable, label: str) -> Non
 
 
 class _Events:
-    """An event spike monitor's state: a buffer of neuron indices filled on the device per chunk."""
+    """An event spike monitor: the monitored spikes packed 32 to a word on the device each step,
+    turned into events on the host chunk by chunk."""
 
-    __slots__ = ("name", "var", "index", "size", "rate", "label")
+    __slots__ = ("name", "var", "index", "size", "words", "label")
 
     def __init__(self, name: str, spec: SpikeMonitor, model: Module) -> None:
         target = spec.target
@@ -155,8 +155,9 @@ class _Events:
                             f"has shape {var.shape} dtype {var.dtype}")
         if spec.index is not None:
             _check_index(f"SpikeMonitor '{name}'", spec.index, var, label)
-        self.name, self.var, self.index, self.rate, self.label = name, var, spec.index, spec.rate, label
+        self.name, self.var, self.index, self.label = name, var, spec.index, label
         self.size = var.shape[0] if spec.index is None else int(spec.index.size)
+        self.words = -(-self.size // 32)
 
     def key(self) -> Any:
         idx = None if self.index is None else (self.index.shape, self.index.tobytes())
@@ -170,46 +171,32 @@ class _Events:
         s = self.var.value
         return s if self.index is None else s[self.index]
 
-    def capacity(self, steps: int, dt: float) -> tuple[int, int]:
-        """(events per chunk, events per step) the buffers are sized for at first."""
-        per_step = self.size * self.rate * dt / 1000.0
-        block = _round_up(int(4 * per_step) + 16)
-        # Room for a mean of a block per step (4x the expected rate): a misjudged rate or a
-        # synchronous network rarely makes a chunk run again (and compile for a larger buffer).
-        return _round_up(max(int(1.5 * per_step * steps), steps * block) + block + 64), block
+    def packed(self) -> jax.Array:
+        """This step's spikes, bit ``j % 32`` of word ``j // 32`` for neuron ``j`` (uint32)."""
+        return _pack_bits(self.read())
 
 
-def _round_up(n: int) -> int:
-    """The next power of two (buffers of a few sizes keep the number of compilations small)."""
-    return 1 << max(int(n) - 1, 1).bit_length()
+def _pack_bits(spikes: jax.Array) -> jax.Array:
+    """A 1-d bool array as uint32 words, 32 entries to a word (lowest bit first).
 
-
-def _append_events(buf: Variable, pos: Variable, queries: Variable, spikes: Any) -> Any:
-    """Write the indices of this step's spikes after the last event in ``buf``; returns their count.
-
-    The spiking neurons are listed ``k`` at a time by the event-driven projections'
-    compaction (``nn._kernels.for_events``: a step with more spikes takes more batches),
-    ``k`` a quarter of the block ``B = len(queries)`` the buffer is sized for (16 at
-    least; only the length of ``queries`` is read), and each batch is written at once. Writes end before ``count + k``, so a
-    buffer with room for ``count + B`` holds them all; one without is detected on the
-    host from the exact count, and the chunk runs again with a larger buffer.
+    One fused operation a step, whatever the number of spikes: a record of every
+    neuron and step costs a bit each on the device, and the host finds the events.
     """
-    from .nn._kernels import for_events
+    n = spikes.shape[0]
+    w = -(-n // 32)
+    bits = jnp.pad(spikes, (0, w * 32 - n)).reshape(w, 32).astype(jnp.uint32)
+    return jnp.sum(bits << jnp.arange(32, dtype=jnp.uint32), axis=1, dtype=jnp.uint32)
 
-    B = queries.shape[0]
-    k = min(B, max(16, B // 4 // 16 * 16))
-    if spikes.shape[0] == 0:
-        return jnp.int32(0)
-    start = pos.value
 
-    def write(idx: Any, c: tuple) -> tuple:
-        b, at = c
-        return jax.lax.dynamic_update_slice(b, idx.astype(jnp.int32), (at,)), at + k
-
-    buf.value = for_events(spikes, k, write, (buf.value, start))[0]
-    count = jnp.sum(spikes, dtype=jnp.int32)
-    pos.value = start + count
-    return count
+def _unpack_events(words: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, neuron) of every set bit of ``words`` (rows x words, uint32), by row then neuron;
+    only the nonzero words are expanded, so the work follows the number of spikes."""
+    rows, cols = np.nonzero(words)
+    vals = words[rows, cols]
+    hit, bit = np.nonzero((vals[:, None] >> np.arange(32, dtype=np.uint32)) & 1)
+    neuron = cols[hit].astype(np.int64) * 32 + bit
+    keep = neuron < size
+    return rows[hit][keep].astype(np.int64), neuron[keep]
 
 
 class _Input:
@@ -452,7 +439,6 @@ class Runner:
         self.i = 0  # steps taken so far
         self.mon = Monitors({m.name: np.zeros((0,)) for m in self._monitors}, np.zeros((0,)))
         self.stats: dict[str, float] = {}
-        self._capacity: dict[str, int] = {}
         self.mesh = as_mesh(mesh, "neurons", "Runner: mesh")
         self._placement: Placement | None = None
         if self.mesh is not None:
@@ -548,7 +534,7 @@ class Runner:
                None if self._placement is None else self._placement.key())
         cache = _COMPILED.setdefault(self.model, {})
         if key not in cache:
-            cache[key] = _Chunk(self.model, len(self._events), self.monitor_every, self.unroll, self._placement)
+            cache[key] = _Chunk(self.model, self.monitor_every, self.unroll, self._placement)
         return cache[key]
 
     def _layout(self) -> "_Layout":
@@ -583,7 +569,8 @@ class Runner:
             dtype = np.dtype(np.int32) if m.count else m.dtype
             out[m.name] = rows * int(np.prod(m.shape, dtype=np.int64)) * dtype.itemsize
         for e in self._events:
-            out[e.name] = int(e.size * n * e.rate * self.dt / 1000.0) * 16  # step + index per event
+            # one chunk's packed bits; the events themselves grow with the number of spikes, unknown here
+            out[e.name] = min(n, self.chunk_size) * e.words * 4
         return out
 
     def _check_memory(self, n: int, initial: bool) -> None:
@@ -665,7 +652,6 @@ class Runner:
             traces = chunk.trace_count
             if initial:
                 sink.record_initial()
-            self._size_buffers(chunk, max(lengths))
             if self.jit:
                 chunk.compile(layout, self.i, self._programs(lengths, cap), values)
             compile_s = time.perf_counter() - t0
@@ -704,62 +690,32 @@ class Runner:
         (``unroll > 1`` unrolls a loop of static length: one program per distinct length)."""
         return [cap] if self.unroll == 1 else sorted(set(lengths))
 
-    def _size_buffers(self, chunk: "_Chunk", length: int) -> None:
-        for e, (buf, pos, queries) in zip(self._events, chunk.buffers):
-            want_cap, want_block = e.capacity(length, self.dt)
-            have_cap, have_block = self._capacity.get(e.name, (0, 0))
-            cap = max(have_cap, want_cap, buf.shape[0])
-            block = max(have_block, want_block, queries.shape[0])
-            self._capacity[e.name] = (cap, block)
-            if buf.shape[0] != cap:
-                buf.reset_value(jnp.zeros((cap,), jnp.int32))
-            if queries.shape[0] != block:
-                queries.reset_value(jnp.arange(1, block + 1, dtype=jnp.int32))
-
     def _loop(self, chunk: "_Chunk", layout: "_Layout", lengths: list[int], cap: int, values: list, state: dict,
               sink: "_Sink", bar: Any, stop: "_DeferInterrupt") -> None:
         """Dispatch chunk k, then wait for chunk k-1 and copy its records: the device always
         has the next chunk queued while the host copies."""
-        # With event monitors, keep the state before every chunk in flight (references to
-        # immutable arrays, no copies): a chunk whose events overflow its buffer is run again.
-        keep = bool(self._events)
-        inflight: list[tuple[Any, int, int, Any]] = []  # (outputs, first step, length, state before)
+        inflight: list[tuple[Any, int, int]] = []  # (outputs, first step, length)
         k = 0
         try:
             while k < len(lengths) or inflight:
                 if k < len(lengths) and not stop.requested:
                     length = lengths[k]
                     size = cap if self.unroll == 1 else length
-                    before = _snapshot(self.model, chunk) if keep else None
                     if self.jit:
                         out = chunk(layout, state["i"], size, length, values)
                     else:
                         with jax.disable_jit():
                             out = chunk(layout, state["i"], size, length, values)
-                    inflight.append((out, state["i"], length, before))
+                    inflight.append((out, state["i"], length))
                     state["i"] += length  # the model's Variables now hold this chunk's results
                     k += 1
                     if len(inflight) < 2 and k < len(lengths):
                         continue
                 elif not inflight:
                     break
-                out, i0, length, before = inflight[0]
-                overflow = sink.add(out, i0, length)
-                if overflow:
-                    # Roll back to this chunk's start, grow the buffers, and run it (and the
-                    # chunks after it) again: every spike is kept, whatever the buffer size.
-                    _restore(before)
-                    k -= len(inflight)
-                    state["i"] = i0
-                    inflight.clear()
-                    for name, (total, most) in overflow.items():
-                        block = _round_up(int(most * 1.25) + 16)
-                        self._capacity[name] = (_round_up(int(total * 1.25) + block + 64), block)
-                    self._size_buffers(chunk, 0)
-                    if self.jit:
-                        chunk.compile(layout, state["i"], self._programs(lengths[k:], cap), values)
-                    continue
-                inflight.pop(0)
+                out, i0, length = inflight[0]
+                sink.add(out, i0, length)
+                inflight.pop(0)  # after the copy: a failed copy is retried by the handler below
                 bar.update(round(length * self.dt, 6))
             if stop.requested:
                 raise KeyboardInterrupt
@@ -767,11 +723,8 @@ class Runner:
             # Whatever stopped the loop, the chunks already dispatched have run (or will): copy
             # their records, so that .mon covers exactly the steps the model advanced.
             try:
-                for out, i0, length, before in inflight:
-                    if sink.add(out, i0, length):
-                        _restore(before)
-                        state["i"] = i0
-                        break
+                for out, i0, length in inflight:
+                    sink.add(out, i0, length)
             except BaseException:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
@@ -820,19 +773,17 @@ class _Chunk:
     """Up to ``size`` steps of a model in one compiled call, recording after each step (or every ``every``).
 
     ``chunk(layout, i0, size, n, values)`` runs steps ``i0 .. i0 + n - 1``
-    (``n <= size``) with the inputs' ``values`` and returns ``(records, event
-    counts, event buffers, i0 + n)``, records and counts with room for ``size``
-    steps (the first ``n`` hold this call's). ``layout`` and ``size`` are
-    static, ``n`` is not: a run whose length is not a multiple of the chunk
-    size runs its last chunk with the same program. With ``unroll > 1`` the
-    loop has the static length ``size`` (``n == size``). The event buffers
-    belong to the chunk, so Runners that share it share them.
+    (``n <= size``) with the inputs' ``values`` and returns ``(records, packed
+    spikes, i0 + n)``: records with room for ``size // every`` rows, and for each
+    event monitor its spikes of every step packed into ``(size, words)`` uint32
+    (the first ``n`` rows hold this call's). ``layout`` and ``size`` are static,
+    ``n`` is not: a run whose length is not a multiple of the chunk size runs its
+    last chunk with the same program. With ``unroll > 1`` the loop has the static
+    length ``size`` (``n == size``).
     """
 
-    def __init__(self, model: Module, n_events: int, every: int, unroll: int, placement: Placement | None) -> None:
+    def __init__(self, model: Module, every: int, unroll: int, placement: Placement | None) -> None:
         self.model, self.every, self.unroll, self.placement = model, every, unroll, placement
-        self.buffers = [(Variable(jax.device_put(np.zeros((64,), jnp.int32))), Variable(jnp.int32(0)),
-                         Variable(jnp.arange(1, 17, dtype=jnp.int32))) for _ in range(n_events)]
         self._fn: Any = None
         self._step_writes: set | None = None
         self._compiled: set = set()
@@ -846,7 +797,7 @@ class _Chunk:
         if self._fn is None:
             reads, writes = self._discover_step()
             self._step_writes = {id(v) for v in writes}
-            known = reads + writes + [v for bufs in self.buffers for v in bufs]
+            known = reads + writes
             self._fn = jit(self._run, static_argnums=(0, 2), dyn_vars=known)
         return self._fn
 
@@ -870,13 +821,12 @@ class _Chunk:
         return {k[1] for k in self._compiled if k[0] == layout and k[2] == shapes}
 
     def compile(self, layout: _Layout, i0: int, sizes: list[int], values: list) -> None:
-        """Compile ahead for every chunk size of a run (once per shapes and buffer sizes)."""
+        """Compile ahead for every chunk size of a run (once per shapes)."""
         shapes = tuple(None if v is None else (v.shape, str(v.dtype)) for v in values)
-        caps = tuple((buf.shape[0], q.shape[0]) for buf, _, q in self.buffers)
         for size in sizes:
-            if (layout, size, shapes, caps) not in self._compiled:
+            if (layout, size, shapes) not in self._compiled:
                 self.fn.compile(layout, jnp.int32(i0), size, jnp.int32(size), values)
-                self._compiled.add((layout, size, shapes, caps))
+                self._compiled.add((layout, size, shapes))
 
     def _step(self, layout: _Layout, i: jax.Array, values: list, once: frozenset) -> list:
         t = i * get_dt()
@@ -895,7 +845,7 @@ class _Chunk:
             # the loop carry keeps the neuron-axis split (without this XLA may gather a
             # scatter's result onto every device and carry it replicated)
             self.placement.constrain()
-        return [_append_events(buf, pos, q, e.read()) for e, (buf, pos, q) in zip(layout.events, self.buffers)]
+        return [e.packed() for e in layout.events]
 
     def _constant_inputs(self, layout: _Layout) -> frozenset:
         """Inputs to set once per chunk instead of before every step.
@@ -916,19 +866,17 @@ class _Chunk:
                          and targets[id(inp.var)] == 1 and id(inp.var) not in written_ids)
 
     def _run(self, layout: _Layout, i0: jax.Array, size: int, steps: jax.Array,
-             values: list) -> tuple[Any, Any, Any, jax.Array]:
+             values: list) -> tuple[Any, Any, jax.Array]:
         once = self._constant_inputs(layout)
         for k in once:
             layout.inputs[k].apply(values[k])
-        for _, pos, _ in self.buffers:
-            pos.value = jnp.int32(0)
         # The last output is the step reached: an array that exists even without
         # monitors, so the host can wait for this chunk while the next one runs.
         if self.unroll != 1:
-            recs, counts = self._scan(layout, i0, size, values, once)
-            return recs, counts, [buf.value for buf, _, _ in self.buffers], i0 + size
-        recs, counts = self._while(layout, i0, size, steps, values, once)
-        return recs, counts, [buf.value for buf, _, _ in self.buffers], i0 + steps
+            recs, packed = self._scan(layout, i0, size, values, once)
+            return recs, packed, i0 + size
+        recs, packed = self._while(layout, i0, size, steps, values, once)
+        return recs, packed, i0 + steps
 
     def _while(self, layout: _Layout, i0: jax.Array, size: int, steps: jax.Array, values: list,
                once: frozenset) -> tuple[Any, Any]:
@@ -938,10 +886,10 @@ class _Chunk:
         model, every = self.model, self.every
         rows = size // every
         recs = {m.name: jnp.zeros((rows,) + m.shape, jnp.int32 if m.count else m.dtype) for m in layout.monitors}
-        counts = [jnp.zeros((size,), jnp.int32) for _ in layout.events]
+        packed = [jnp.zeros((size, e.words), jnp.uint32) for e in layout.events]
 
         def body(carry: tuple) -> tuple:
-            r, recs, counts = carry
+            r, recs, packed = carry
             if every == 1:
                 c = [x[None] for x in self._step(layout, i0 + r, values, once)]
                 row = {m.name: m.read(model) for m in layout.monitors}
@@ -956,49 +904,35 @@ class _Chunk:
                 row.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in sums.items()})
             recs = {k: jax.lax.dynamic_update_index_in_dim(buf, jnp.asarray(row[k], buf.dtype), r, 0)
                     for k, buf in recs.items()}
-            counts = [jax.lax.dynamic_update_slice(buf, x.astype(jnp.int32), (r * every,))
-                      for buf, x in zip(counts, c)]
-            return r + 1, recs, counts
+            packed = [jax.lax.dynamic_update_slice(buf, x, (r * every, 0)) for buf, x in zip(packed, c)]
+            return r + 1, recs, packed
 
-        _, recs, counts = while_loop(lambda carry: carry[0] < steps // every, body, (jnp.int32(0), recs, counts))
-        return recs, counts
+        _, recs, packed = while_loop(lambda carry: carry[0] < steps // every, body, (jnp.int32(0), recs, packed))
+        return recs, packed
 
     def _scan(self, layout: _Layout, i0: jax.Array, n: int, values: list, once: frozenset) -> tuple[Any, Any]:
         """``n`` steps (static) in a scan, unrolled ``self.unroll`` steps per iteration."""
         model, every = self.model, self.every
         if every == 1:
             def body(i: jax.Array) -> Any:
-                counts = self._step(layout, i, values, once)
-                return {m.name: m.read(model) for m in layout.monitors}, counts
-            recs, counts = for_loop(body, i0 + jnp.arange(n), unroll=self.unroll)
+                packed = self._step(layout, i, values, once)
+                return {m.name: m.read(model) for m in layout.monitors}, packed
+            recs, packed = for_loop(body, i0 + jnp.arange(n), unroll=self.unroll)
         else:
             counted = [m for m in layout.monitors if m.count]
 
             def inner(i: jax.Array) -> Any:
-                counts = self._step(layout, i, values, once)
-                return counts, {m.name: m.read(model) for m in counted}
+                packed = self._step(layout, i, values, once)
+                return packed, {m.name: m.read(model) for m in counted}
 
             def outer(j: jax.Array) -> Any:
-                counts, rows = for_loop(inner, i0 + j * every + jnp.arange(every), unroll=self.unroll)
+                packed, rows = for_loop(inner, i0 + j * every + jnp.arange(every), unroll=self.unroll)
                 rec = {m.name: m.read(model) for m in layout.monitors if not m.count}
                 rec.update({k: jnp.sum(v, axis=0, dtype=jnp.int32) for k, v in rows.items()})
-                return rec, counts
-            recs, counts = for_loop(outer, jnp.arange(n // every))
-            counts = [c.reshape(-1) for c in counts]
-        return recs, counts
-
-
-def _snapshot(model: Module, chunk: "_Chunk") -> list[tuple[Variable, Any]]:
-    vars_: dict[int, Variable] = {id(v): v for v in model.vars().values()}
-    for v in chunk.fn.variables["writes"]:
-        vars_.setdefault(id(v), v)
-    vars_.setdefault(id(_nd_random.DEFAULT), _nd_random.DEFAULT)
-    return [(v, v.committed_value) for v in vars_.values()]
-
-
-def _restore(snapshot: list[tuple[Variable, Any]] | None) -> None:
-    for v, x in snapshot or ():
-        v.committed_value = x
+                return rec, packed
+            recs, packed = for_loop(outer, jnp.arange(n // every))
+            packed = [c.reshape(-1, c.shape[-1]) for c in packed]
+        return recs, packed
 
 
 class _Sink:
@@ -1038,35 +972,21 @@ class _Sink:
         self.row_steps.append(np.array([self.first]))
         self.rows += 1
 
-    def add(self, out: Any, i0: int, length: int) -> dict[str, int]:
-        """Copy one chunk's records; returns ``{monitor: (events, most in one step)}`` for overflowed buffers."""
-        recs, counts, bufs, reached = out
-        host = jax.device_get((recs, counts, bufs))
+    def add(self, out: Any, i0: int, length: int) -> None:
+        """Copy one chunk's records to the host; event monitors' packed spikes become events."""
+        recs, packed, reached = out
+        recs, packed = jax.device_get((recs, packed))
         jax.block_until_ready(reached)
-        recs, counts, bufs = host
         rows = length // self.runner.monitor_every
-        recs = {k: v[:rows] for k, v in (recs or {}).items()}  # a chunk has room for more steps than it ran
-        counts = [np.asarray(c)[:length] for c in counts]
-        overflow = {}
-        for e, c, buf in zip(self.runner._events, counts, bufs):
-            c = np.asarray(c)
-            total, most = int(c.sum()), int(c.max(initial=0))
-            block = self.runner._capacity[e.name][1]
-            # every step wrote blocks of B indices from the running count: all fit
-            if total + block > buf.shape[0]:
-                overflow[e.name] = (total, most)
-        if overflow:
-            return overflow
-        for name, arr in recs.items():
-            self._put(name, np.asarray(arr))
-        for e, c, buf in zip(self.runner._events, counts, bufs):
-            c = np.asarray(c)
-            self.events[e.name][0].append(np.repeat(i0 + 1 + np.arange(length, dtype=np.int64), c))
-            self.events[e.name][1].append(np.asarray(buf[:int(c.sum())], np.int64))
+        for name, arr in (recs or {}).items():
+            self._put(name, np.asarray(arr[:rows]))  # a chunk has room for more steps than it ran
+        for e, words in zip(self.runner._events, packed):
+            step, neuron = _unpack_events(np.asarray(words[:length]), e.size)
+            self.events[e.name][0].append(i0 + 1 + step)
+            self.events[e.name][1].append(neuron)
         every = self.runner.monitor_every
         self.row_steps.append(i0 + np.arange(every, length + 1, every))
         self.rows += length // every
-        return {}
 
     def result(self, reached: int) -> Monitors:
         r = self.runner

@@ -54,16 +54,16 @@ def test_rows_hold_the_state_after_step_k_at_t_k_dt_and_the_initial_state_on_req
     assert again["V"][0, 0] == 0.
 
 
-def _events_and_dense(chunk_size, rate=20., index=None, duration=30., seed=3):
+def _events_and_dense(chunk_size, index=None, duration=30., seed=3):
     nd.random.seed(seed)
     net = Net()
     dense = "E.spike" if index is None else ("E.spike", index)
-    r = _runner(net, monitors={"ev": nd.SpikeMonitor("E.spike", index, rate=rate), "dense": dense},
+    r = _runner(net, monitors={"ev": nd.SpikeMonitor("E.spike", index), "dense": dense},
                 chunk_size=chunk_size)
     return r.run(duration), r
 
 
-def test_event_monitor_equals_the_dense_record_for_any_chunk_size_and_buffer_size():
+def test_event_monitor_equals_the_dense_record_for_any_chunk_size():
     ref, r = _events_and_dense(1000)
     rec = ref["ev"]
     assert isinstance(rec, nd.SpikeRecord) and rec.size == 40 and len(rec) == int(ref["dense"].sum()) > 50
@@ -77,9 +77,8 @@ def test_event_monitor_equals_the_dense_record_for_any_chunk_size_and_buffer_siz
     np.testing.assert_allclose(rec.rates(), ref["dense"].sum(0) / 0.030)
     pop = rec.population_rate(5.)
     np.testing.assert_allclose(pop, ref["dense"].reshape(6, 50, 40).sum((1, 2)) / (40 * 5e-3))
-    # a tiny expected rate makes chunks overflow their buffer: they run again, nothing changes
-    for chunk, rate in ((7, 20.), (64, 0.), (300, 1.)):
-        other, _ = _events_and_dense(chunk, rate=rate)
+    for chunk in (7, 64, 300):
+        other, _ = _events_and_dense(chunk)
         np.testing.assert_array_equal(other["ev"].steps, rec.steps)
         np.testing.assert_array_equal(other["ev"].indices, rec.indices)
         np.testing.assert_array_equal(other["dense"], ref["dense"])
@@ -131,8 +130,8 @@ def test_spike_monitor_errors():
         _runner(net, monitors={"x": nd.SpikeMonitor("E.V")})
     with pytest.raises(IndexError, match="selects indices up to 40"):
         _runner(net, monitors={"x": nd.SpikeMonitor("E.spike", [40])})
-    with pytest.raises(ValueError, match="rate must be a finite number"):
-        nd.SpikeMonitor("E.spike", rate=-1.)
+    with pytest.warns(DeprecationWarning, match="rate is no longer used"):
+        nd.SpikeMonitor("E.spike", rate=20.)
     with pytest.raises(TypeError, match="a dotted path or a spike Variable"):
         nd.SpikeMonitor(3)
 
@@ -160,7 +159,7 @@ def test_raster_plot_accepts_a_spike_record(tmp_path):
     assert (tmp_path / "r.png").exists()
 
 
-def test_synchronous_volleys_larger_than_the_per_step_block_are_all_kept():
+def test_synchronous_volleys_are_all_kept():
     class Volley(nd.Module):
         """All 300 units fire together every 7th step, one unit in between."""
 
@@ -171,7 +170,7 @@ def test_synchronous_volleys_larger_than_the_per_step_block_are_all_kept():
             i = nd.share.i
             self.spike.value = (i % 7 == 0) | (jnp.arange(300) == i % 300)
 
-    r = nd.Runner(Volley(), monitors={"ev": nd.SpikeMonitor("spike", rate=1.), "d": "spike"},
+    r = nd.Runner(Volley(), monitors={"ev": nd.SpikeMonitor("spike"), "d": "spike"},
                   progress_bar=False, chunk_size=50)
     mon = r.run(20.)
     assert mon["d"].sum() > 300 * 25
@@ -201,14 +200,29 @@ class Bursts(nd.Module):
         self.spike.value = (self.i % 25 == 0) | (jnp.arange(n) % 50 == self.i % 50)
 
 
-def test_steps_with_more_spikes_than_the_block_are_recorded_without_running_again():
+def test_bursts_of_every_neuron_are_recorded_at_any_chunk_size():
     net = Bursts()
     dense = nd.Runner(net, monitors=["spike"], progress_bar=False).run(20.)["spike"]
-    net.reset_state()
-    # rate 1 Hz: blocks of 16 indices per step; bursts of 200 spikes write 13 blocks
-    r = nd.Runner(net, monitors={"ev": nd.SpikeMonitor("spike", rate=1.)}, progress_bar=False, chunk_size=50)
-    rec = r.run(20.)["ev"]
     assert dense.sum(1).max() == 200
-    # the buffers kept their first size (blocks of 16, room for 50 blocks): no chunk ran again
-    assert r._capacity["ev"] == (1024, 16)
-    np.testing.assert_array_equal(rec.to_dense(), dense)
+    for chunk in (50, 1000):
+        net.reset_state()
+        rec = nd.Runner(net, monitors={"ev": nd.SpikeMonitor("spike")}, progress_bar=False,
+                        chunk_size=chunk).run(20.)["ev"]
+        np.testing.assert_array_equal(rec.to_dense(), dense)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 64, 200])
+def test_spikes_packed_32_to_a_word_unpack_to_every_event(n):
+    from neurodyn._runner import _pack_bits, _unpack_events
+    rng = np.random.default_rng(n)
+    spikes = rng.random((9, n)) < 0.3
+    spikes[2] = True  # every bit of a row, the top bit of each word included
+    spikes[5] = False
+    words = np.stack([np.asarray(_pack_bits(jnp.asarray(row))) for row in spikes])
+    assert words.dtype == np.uint32 and words.shape == (9, -(-n // 32))
+    np.testing.assert_array_equal(words[:, 0] & 1, spikes[:, 0])
+    steps, neurons = _unpack_events(words, n)
+    ref_steps, ref_neurons = np.nonzero(spikes)
+    np.testing.assert_array_equal(steps, ref_steps)
+    np.testing.assert_array_equal(neurons, ref_neurons)
+    assert steps.dtype == neurons.dtype == np.int64
