@@ -188,15 +188,14 @@ def _pack_bits(spikes: jax.Array) -> jax.Array:
     return jnp.sum(bits << jnp.arange(32, dtype=jnp.uint32), axis=1, dtype=jnp.uint32)
 
 
-def _unpack_events(words: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _unpack_events(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, neuron) of every set bit of ``words`` (rows x words, uint32), by row then neuron;
-    only the nonzero words are expanded, so the work follows the number of spikes."""
+    only the nonzero words are expanded, so the work follows the number of spikes. (The bits
+    past the last neuron are zero: :func:`_pack_bits` pads with no spike.)"""
     rows, cols = np.nonzero(words)
     vals = words[rows, cols]
     hit, bit = np.nonzero((vals[:, None] >> np.arange(32, dtype=np.uint32)) & 1)
-    neuron = cols[hit].astype(np.int64) * 32 + bit
-    keep = neuron < size
-    return rows[hit][keep].astype(np.int64), neuron[keep]
+    return rows[hit].astype(np.int64), cols[hit].astype(np.int64) * 32 + bit
 
 
 class _Input:
@@ -981,7 +980,7 @@ class _Sink:
         for name, arr in (recs or {}).items():
             self._put(name, np.asarray(arr[:rows]))  # a chunk has room for more steps than it ran
         for e, words in zip(self.runner._events, packed):
-            step, neuron = _unpack_events(np.asarray(words[:length]), e.size)
+            step, neuron = _unpack_events(np.asarray(words[:length]))
             self.events[e.name][0].append(i0 + 1 + step)
             self.events[e.name][1].append(neuron)
         every = self.runner.monitor_every

@@ -221,7 +221,7 @@ def test_spikes_packed_32_to_a_word_unpack_to_every_event(n):
     words = np.stack([np.asarray(_pack_bits(jnp.asarray(row))) for row in spikes])
     assert words.dtype == np.uint32 and words.shape == (9, -(-n // 32))
     np.testing.assert_array_equal(words[:, 0] & 1, spikes[:, 0])
-    steps, neurons = _unpack_events(words, n)
+    steps, neurons = _unpack_events(words)
     ref_steps, ref_neurons = np.nonzero(spikes)
     np.testing.assert_array_equal(steps, ref_steps)
     np.testing.assert_array_equal(neurons, ref_neurons)
